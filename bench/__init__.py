@@ -1,0 +1,1 @@
+"""rnnbench's system side: configs, the LightningModule, runs, sweeps, records and leaderboards."""

@@ -1,0 +1,179 @@
+"""Command line: ``rnnbench`` / ``python -m bench``.
+
+    rnnbench run --task adding --arch lstm --seed 0 [--task.seq_len 50 --optim.lr 3e-3 ...]
+    rnnbench sweep sweeps/default.yaml [--workers 2] [--out results-local]
+    rnnbench leaderboard [--out results] [--reference results]
+    rnnbench list
+
+Every config field is a dotted flag (``run --help`` lists them all with defaults). Mistakes a user can make
+(unknown name, unknown option, bad value, missing file) print one line naming the valid choices and exit 2
+before any work starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+LOCAL_OUT = "results-local"
+REFERENCE = "results"
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        sys.stderr.write(f"rnnbench: error: {message}\n")
+        sys.exit(2)
+
+
+def _fields_help() -> str:
+    import architectures
+    import tasks
+
+    from .config import OptimConfig, TrainConfig, field_docs
+
+    lines = ["config fields (pass as --section.field VALUE):"]
+
+    def block(title: str, cls: type, defaults=None) -> None:
+        lines.append(f"  {title}")
+        for name, default, help_ in field_docs(cls):
+            value = getattr(defaults, name) if defaults is not None else default
+            lines.append(f"    {name:<16} {help_} [default: {value}]")
+
+    block("optim.*", OptimConfig)
+    block("train.*", TrainConfig)
+    for name in tasks.names():
+        block(f"task.* for --task {name}", tasks.get(name).Config)
+    for name in architectures.names():
+        e = architectures.entry(name)
+        block(f"arch.* for --arch {name}", e.config, e.default_config())
+    return "\n".join(lines)
+
+
+def _parse_overrides(rest: list[str]) -> dict[str, str]:
+    """``--a.b 1 --c=2`` -> {"a.b": "1", "c": "2"}; anything else is a one-line error."""
+    from .config import ConfigError
+
+    out, i = {}, 0
+    while i < len(rest):
+        token = rest[i]
+        if not token.startswith("--"):
+            raise ConfigError(f"unexpected argument {token!r}; options look like --optim.lr 1e-3")
+        key, eq, value = token[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(rest):
+                raise ConfigError(f"option --{key} needs a value")
+            value, i = rest[i + 1], i + 1
+        out[key] = value
+        i += 1
+    return out
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="rnnbench", description="Reproducible benchmarks of recurrent networks.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    r = sub.add_parser("run", help="train one run and write its record",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("--task", "--task.name", dest="task", required=True, help="task name (see `rnnbench list`)")
+    r.add_argument("--arch", "--arch.name", dest="arch", required=True, help="architecture name")
+    r.add_argument("--seed", type=int, default=0, help="training seed (init and batch order) [default: 0]")
+    r.add_argument("--out", default=LOCAL_OUT, help=f"results folder [default: {LOCAL_OUT}]")
+    r.add_argument("--wandb", default="auto", help="auto, online, offline, disabled [default: auto]")
+    r.add_argument("--progress", action="store_true", help="show Lightning's progress bar")
+
+    s = sub.add_parser("sweep", help="run every run of a sweep file, skipping recorded ones")
+    s.add_argument("spec", type=Path, help="sweep YAML (W&B sweep format, one or more documents)")
+    s.add_argument("--out", type=Path, default=Path(LOCAL_OUT), help=f"results folder [default: {LOCAL_OUT}]")
+    s.add_argument("--workers", type=int, default=None, help="parallel runs [default: one per core]")
+    s.add_argument("--wandb", default="auto", help="auto, online, offline, disabled [default: auto]")
+    s.add_argument("--reference", type=Path, default=Path(REFERENCE),
+                   help=f"leaderboard to show beside yours [default: {REFERENCE}]")
+
+    b = sub.add_parser("leaderboard", help="regenerate LEADERBOARD.md and leaderboard.csv from records")
+    b.add_argument("--out", type=Path, default=Path(REFERENCE), help=f"results folder [default: {REFERENCE}]")
+    b.add_argument("--reference", type=Path, default=None, help="another results folder to show beside it")
+
+    sub.add_parser("list", help="list registered tasks and architectures")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    if len(argv) >= 2 and argv[0] == "run" and any(a in ("-h", "--help") for a in argv):
+        run_parser = parser._subparsers._group_actions[0].choices["run"]  # noqa: SLF001
+        run_parser.epilog = _fields_help()
+    args, rest = parser.parse_known_args(argv)
+    from .config import WANDB_MODES, ConfigError
+
+    try:
+        if args.command != "run" and rest:
+            raise ConfigError(f"unrecognized arguments: {' '.join(rest)}")
+        if getattr(args, "wandb", "auto") not in WANDB_MODES:
+            raise ConfigError(f"unknown --wandb {args.wandb!r}; valid: {', '.join(WANDB_MODES)}")
+        return COMMANDS[args.command](args, rest)
+    except ConfigError as exc:
+        parser.error(str(exc))
+    return 2
+
+
+def cmd_run(args, rest) -> int:
+    from .config import resolve
+
+    cfg = resolve({"task.name": args.task, "arch.name": args.arch, "seed": args.seed, **_parse_overrides(rest)})
+    from .run import train
+
+    rec = train(cfg, Path(args.out), wandb=args.wandb, progress=args.progress)
+    m = rec["metric"]
+    value = "—" if m["test"] is None else f"{m['test']:.4g}"
+    solved = "" if m["solved"] is None else f", solved={m['solved']}"
+    best = "—" if m["val_best"] is None else f"{m['val_best']:.4g}"
+    print(f"{rec['name']} [{rec['id']}]: {rec['status']} after {rec['steps']} steps in {rec['wall_time_s']:.1f}s; "
+          f"test/{m['name']}={value} (baseline {m['baseline']:.4g}{solved}), val/{m['name']}_best={best}, "
+          f"{rec['params']:,} params")
+    if rec["divergence"]:
+        d = rec["divergence"]
+        print(f"  diverged at step {d['step']}: {d['reason']}; last finite grad norm {d['last_finite_grad_norm']}")
+    print(f"  record: {Path(args.out) / 'runs' / (rec['name'] + '__' + rec['id'] + '.json')}")
+    return 0 if rec["status"] != "failed" else 1
+
+
+def cmd_sweep(args, rest) -> int:
+    from . import leaderboard, sweep
+
+    if args.workers is not None and args.workers < 1:
+        from .config import ConfigError
+
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    results = sweep.run(args.spec, args.out, workers=args.workers, wandb=args.wandb)
+    md = leaderboard.write(args.out, reference=args.reference if args.reference.is_dir() else None)
+    print()
+    print(md.read_text())
+    print(f"leaderboard: {md} (the 'reference' column is {args.reference}/, the committed numbers)")
+    return sweep.main_exit_code(results)
+
+
+def cmd_leaderboard(args, rest) -> int:
+    from . import leaderboard
+    from .config import ConfigError
+
+    for folder in (args.out, args.reference):
+        if folder is not None and not (folder / "runs").is_dir():
+            raise ConfigError(f"no run records under {folder}/runs; run a sweep first (make sweep)")
+
+    md = leaderboard.write(args.out, reference=args.reference)
+    print(f"wrote {md} and {md.with_name('leaderboard.csv')}")
+    return 0
+
+
+def cmd_list(args, rest) -> int:
+    import architectures
+    import tasks
+
+    print("tasks:", ", ".join(tasks.names()))
+    print("architectures:", ", ".join(architectures.names()))
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard, "list": cmd_list}

@@ -1,0 +1,220 @@
+"""Leaderboards generated from run records alone: ``LEADERBOARD.md`` and ``leaderboard.csv``.
+
+    python -m bench leaderboard --out results
+
+Runs group into sections by task and task config, and within a section into rows by every setting but the
+seed. A row reports the test metric as mean +- sample std over its ``ok`` seeds, with direction, baseline,
+solved rate, divergences, the median pre-clip gradient norm, parameters, wall time and commits. The output
+depends on the records only (no clock, no paths), so regenerating it is byte-for-byte stable.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .records import load_all
+
+ARROW = {"min": "↓", "max": "↑"}
+# Settings that describe the budget of a task section (shown once in its header when all rows share them).
+BUDGET = ("train.max_steps", "task.batch_size", "optim.name", "optim.lr", "optim.clip", "arch.hidden_size")
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        out.update(flatten(v, key + ".") if isinstance(v, dict) else {key: v})
+    return out
+
+
+def section_key(rec: dict) -> str:
+    return json.dumps(rec["config"]["task"], sort_keys=True)
+
+
+def row_key(rec: dict) -> str:
+    c = {k: v for k, v in rec["config"].items() if k not in ("task", "seed")}
+    c["train"] = {k: v for k, v in c["train"].items() if k != "accelerator"}
+    return json.dumps(c, sort_keys=True)
+
+
+@dataclass
+class Row:
+    task: str
+    label: str
+    metric: str
+    mode: str
+    mean: float | None
+    std: float | None
+    n_ok: int
+    n_runs: int
+    n_diverged: int
+    n_failed: int
+    baseline: float
+    solved: int | None
+    grad_norm_median: float | None
+    params: int
+    wall_time_s: float
+    commits: str
+    section: str
+    key: str
+
+    def cell(self) -> str:
+        if self.mean is None:
+            return "—"
+        std = f" ± {self.std:.3g}" if self.std is not None else ""
+        return f"{self.mean:.4g}{std} (n={self.n_ok})"
+
+
+def _default_value(dotted: str, rec: dict):
+    """The registry/dataclass default of a setting, so labels show only what a row changed."""
+    import architectures
+
+    from .config import OptimConfig, TrainConfig
+
+    section, _, name = dotted.partition(".")
+    if section == "arch":
+        try:
+            return asdict(architectures.entry(rec["arch"]).default_config()).get(name)
+        except KeyError:
+            return None
+    return asdict({"optim": OptimConfig, "train": TrainConfig}[section]()).get(name)
+
+
+def _labels(group: dict[str, list[dict]]) -> dict[str, str]:
+    """Arch label plus each setting that varies across rows and differs from its default."""
+    flat = {key: flatten({k: v for k, v in recs[0]["config"].items() if k not in ("task", "seed")})
+            for key, recs in group.items()}
+    varying = {k for k in set().union(*flat.values())
+               if k not in ("arch.name", "arch.layers", "train.accelerator")
+               and len({json.dumps(f.get(k)) for f in flat.values()}) > 1}
+    labels = {}
+    for key, recs in group.items():
+        extra = [f"{k.split('.', 1)[1]}={flat[key][k]}" for k in sorted(varying)
+                 if k in flat[key] and flat[key][k] != _default_value(k, recs[0])]
+        labels[key] = recs[0]["arch_label"] + (f" ({', '.join(extra)})" if extra else "")
+    return labels
+
+
+def build_rows(records: list[dict]) -> list[Row]:
+    sections: dict[str, dict[str, list[dict]]] = {}
+    for rec in records:
+        sections.setdefault(section_key(rec), {}).setdefault(row_key(rec), []).append(rec)
+    rows = []
+    for skey, group in sorted(sections.items()):
+        labels = _labels(group)
+        section_rows = [_row(recs, labels[key], skey, key) for key, recs in group.items()]
+        rows.extend(sorted(section_rows, key=_rank))
+    return rows
+
+
+def _rank(row: Row):
+    if row.mean is None:
+        return (1, 0.0, row.label)
+    return (0, row.mean if row.mode == "min" else -row.mean, row.label)
+
+
+def _row(recs: list[dict], label: str, skey: str, key: str) -> Row:
+    first = recs[0]
+    ok = [r for r in recs if r["status"] == "ok" and r["metric"]["test"] is not None]
+    values = [r["metric"]["test"] for r in ok]
+    solved = [r["metric"]["solved"] for r in recs]
+    norms = [r["grad_norm_preclip"]["median"] for r in recs if r["grad_norm_preclip"]["median"] is not None]
+    commits = sorted({r["provenance"]["git_sha"][:8] + ("+dirty" if r["provenance"]["git_dirty"] else "")
+                      for r in recs})
+    return Row(
+        task=first["task"], label=label, metric=first["metric"]["name"], mode=first["metric"]["mode"],
+        mean=statistics.fmean(values) if values else None,
+        std=statistics.stdev(values) if len(values) > 1 else None,
+        n_ok=len(ok), n_runs=len(recs), n_diverged=sum(r["status"] == "diverged" for r in recs),
+        n_failed=sum(r["status"] == "failed" for r in recs), baseline=first["metric"]["baseline"],
+        solved=None if first["task_info"]["solved_threshold"] is None else sum(bool(s) for s in solved),
+        grad_norm_median=statistics.median(norms) if norms else None, params=first["params"],
+        wall_time_s=statistics.fmean(r["wall_time_s"] for r in recs), commits=", ".join(commits),
+        section=skey, key=key,
+    )
+
+
+def _header(recs: list[dict]) -> list[str]:
+    info = recs[0]["task_info"]
+    task_cfg = {k: v for k, v in recs[0]["config"]["task"].items() if k not in ("name", "batch_size")}
+    shared = {}
+    for k in BUDGET:
+        values = {json.dumps(flatten(r["config"]).get(k)) for r in recs}
+        if len(values) == 1:
+            shared[k] = flatten(recs[0]["config"]).get(k)
+    solved = info["solved_threshold"]
+    lines = [
+        f"## {info['name']} — {info['shape']}, v{info['version']}",
+        "",
+        f"Variant: {info['variant']}. Sequence length {info['seq_len']}. "
+        + ", ".join(f"{k}={v}" for k, v in task_cfg.items()) + ".",
+        f"Metric: test {info['metric']} {ARROW[info['mode']]}; chance-level baseline {info['baseline']:.4g}"
+        + (f"; solved when {'<' if info['mode'] == 'min' else '>'} {solved:.4g}." if solved is not None else "."),
+        "Same budget for every row: " + ", ".join(f"{k}={v}" for k, v in shared.items()) + ".",
+        "",
+    ]
+    return lines
+
+
+def render(records: list[dict], reference: list[dict] | None = None) -> str:
+    rows = build_rows(records)
+    ref_rows = {(r.section, r.key): r for r in build_rows(reference)} if reference else {}
+    by_section: dict[str, list[dict]] = {}
+    for rec in records:
+        by_section.setdefault(section_key(rec), []).append(rec)
+    out = ["# rnnbench leaderboard", "",
+           "Generated by `make leaderboard` from the run records in `runs/`; do not edit by hand.",
+           "Rows: mean ± sample std of the final test metric over seeds that finished `ok` "
+           "(diverged and failed runs are counted, not averaged). ‖g‖: median over runs of each run's median "
+           "pre-clip total gradient L2 norm. Wall: mean seconds per run.", ""]
+    current = None
+    for i, row in enumerate(rows):
+        if row.section != current:
+            current = row.section
+            out += _header(by_section[row.section])
+            ref_col = " reference |" if reference is not None else ""
+            out.append(f"| arch | test {row.metric} {ARROW[row.mode]} |{ref_col} baseline | solved | diverged | "
+                       "‖g‖ pre-clip | params | wall s | commit |")
+            out.append("|---|---|" + ("---|" if reference is not None else "") + "---|---|---|---|---|---|---|")
+        ref = ""
+        if reference is not None:
+            match = ref_rows.get((row.section, row.key))
+            ref = f" {match.cell() if match else '—'} |"
+        solved = "—" if row.solved is None else f"{row.solved}/{row.n_runs}"
+        norm = "—" if row.grad_norm_median is None else f"{row.grad_norm_median:.3g}"
+        out.append(f"| {row.label} | {row.cell()} |{ref} {row.baseline:.4g} | {solved} | "
+                   f"{row.n_diverged}/{row.n_runs} | {norm} | {row.params:,} | {row.wall_time_s:.0f} | "
+                   f"{row.commits} |")
+        if i + 1 == len(rows) or rows[i + 1].section != current:
+            out.append("")
+    if not rows:
+        out.append("No run records yet.")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def render_csv(records: list[dict]) -> str:
+    buf = io.StringIO()
+    names = [f for f in Row.__dataclass_fields__ if f not in ("section", "key")]
+    writer = csv.DictWriter(buf, fieldnames=names, lineterminator="\n")
+    writer.writeheader()
+    for row in build_rows(records):
+        writer.writerow({k: v for k, v in asdict(row).items() if k in names})
+    return buf.getvalue()
+
+
+def write(out: Path, reference: Path | None = None) -> Path:
+    """Regenerate ``out/LEADERBOARD.md`` and ``out/leaderboard.csv`` from ``out/runs``; returns the .md path."""
+    out = Path(out)
+    records = load_all(out)
+    ref = load_all(reference) if reference is not None and Path(reference).resolve() != out.resolve() else None
+    out.mkdir(parents=True, exist_ok=True)
+    md = out / "LEADERBOARD.md"
+    md.write_text(render(records, ref))
+    (out / "leaderboard.csv").write_text(render_csv(records))
+    return md
+

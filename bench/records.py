@@ -1,0 +1,108 @@
+"""Run records: one JSON file per run, the single source of every number the suite reports.
+
+A record holds the resolved config, the task's declaration, status (``ok`` / ``diverged`` / ``failed``),
+final and best metrics, steps, wall time, parameter count and provenance (git SHA and dirty flag, library
+versions, hardware). Records are written atomically (temporary file, then rename) so a killed process never
+leaves half a record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+SCHEMA = 1
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@lru_cache(maxsize=1)
+def provenance() -> dict:
+    import lightning
+    import torch
+    import torchmetrics
+
+    sha = _git("rev-parse", "HEAD") or "unknown"
+    # Only code counts as dirt: results/ and local outputs change while a sweep runs.
+    dirty = bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"))
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "git_sha": sha, "git_dirty": dirty, "python": platform.python_version(), "torch": torch.__version__,
+        "lightning": lightning.__version__, "torchmetrics": torchmetrics.__version__,
+        "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if gpu else None,
+        "cpu": _cpu_name(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "gpu": gpu,
+        "platform": platform.platform(),
+    }
+
+
+def make(cfg, task, *, status, error, divergence, steps, params, test, val_last, val_best, grad_norm,
+         wall_time_s, provenance, wandb_mode, accelerator, metrics_file) -> dict:
+    info = task.describe()
+    return {
+        "schema": SCHEMA,
+        "id": cfg.run_id,
+        "name": cfg.name,
+        "task": cfg.task_name,
+        "arch": cfg.arch_name,
+        "arch_label": cfg.arch_label,
+        "seed": cfg.seed,
+        "status": status,
+        "config": cfg.to_dict(),
+        "task_info": info,
+        "metric": {
+            "name": info["metric"], "mode": info["mode"], "test": test, "val_last": val_last,
+            "val_best": val_best, "baseline": info["baseline"],
+            "solved": task.is_solved(test) if test is not None else (False if status != "ok" else None),
+        },
+        "divergence": divergence,
+        "error": error,
+        "steps": steps,
+        "params": params,
+        "grad_norm_preclip": grad_norm,
+        "wall_time_s": round(wall_time_s, 2),
+        "accelerator": accelerator,
+        "wandb_mode": wandb_mode,
+        "metrics_file": metrics_file,
+        "provenance": provenance,
+    }
+
+
+def write(record: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def load_all(out: Path) -> list[dict]:
+    """Every complete record under ``out/runs`` (temporary files are ignored), sorted by name."""
+    runs = Path(out) / "runs"
+    if not runs.is_dir():
+        return []
+    found = [json.loads(p.read_text()) for p in sorted(runs.glob("*.json"))]
+    return sorted(found, key=lambda r: (r["name"], r["id"]))
+
+
+def existing_ids(out: Path) -> set[str]:
+    runs = Path(out) / "runs"
+    return {p.stem.rsplit("__", 1)[-1] for p in runs.glob("*.json")} if runs.is_dir() else set()

@@ -1,0 +1,140 @@
+"""Train one run (task x arch x seed x hyper-parameters) with the Lightning Trainer and write its record.
+
+    python -m bench run --task adding --arch lstm --seed 0
+
+The record ``<out>/runs/<task>__<arch>__s<seed>__<id>.json`` is the truth; per-step metrics sit beside it as
+``.metrics.csv``; W&B mirrors the run (offline unless logged in). A NaN/Inf loss or gradient ends the run
+as ``diverged``; an exception ends it as ``failed``; either way the caller gets a record and carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import statistics
+import tempfile
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.loggers import CSVLogger
+
+import architectures
+import tasks
+
+from . import records
+from .config import RunConfig
+from .system import SequenceSystem
+
+WANDB_DIR = Path(os.environ.get("RNNBENCH_WANDB_DIR", ".cache/wandb"))
+
+
+def wandb_mode(requested: str) -> str:
+    """``auto`` means online when the user is logged in (API key in env or ~/.netrc), else offline."""
+    if requested != "auto":
+        return requested
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    netrc = Path.home() / ".netrc"
+    logged_in = os.environ.get("WANDB_API_KEY") or (netrc.exists() and "api.wandb.ai" in netrc.read_text())
+    return "online" if logged_in else "offline"
+
+
+def make_loggers(cfg: RunConfig, csv_dir: str, mode: str, provenance: dict) -> list:
+    loggers = [CSVLogger(csv_dir, name="", version="", flush_logs_every_n_steps=500)]
+    if mode != "disabled":
+        from lightning.pytorch.loggers import WandbLogger
+
+        WANDB_DIR.mkdir(parents=True, exist_ok=True)
+        loggers.append(WandbLogger(
+            project="rnnbench", group=cfg.task_name, name=cfg.name, id=f"{cfg.name}__{cfg.run_id}",
+            save_dir=str(WANDB_DIR), mode=mode, config=cfg.to_dict(), reinit="create_new",
+            tags=[cfg.arch_name, cfg.arch_label, f"commit:{provenance['git_sha'][:8]}"],
+        ))
+    return loggers
+
+
+def build(cfg: RunConfig) -> tuple[tasks.Task, SequenceSystem]:
+    task = tasks.get(cfg.task_name)(cfg.task)
+    core = architectures.build(cfg.arch_name, task.input_size, cfg.arch)
+    return task, SequenceSystem(core, task, cfg.optim)
+
+
+def trainer_for(cfg: RunConfig, loggers, progress: bool = False) -> L.Trainer:
+    return L.Trainer(
+        accelerator=cfg.train.accelerator, devices=1, max_steps=cfg.train.max_steps, max_epochs=-1,
+        gradient_clip_val=cfg.optim.clip or None, gradient_clip_algorithm="norm",
+        val_check_interval=min(cfg.train.val_every, cfg.train.max_steps), check_val_every_n_epoch=None,
+        num_sanity_val_steps=0, log_every_n_steps=1, deterministic=True, logger=loggers,
+        enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=progress,
+    )
+
+
+def quiet() -> None:
+    """Lightning's and W&B's banners drown the one summary line a run should print."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    os.environ.setdefault("WANDB_SILENT", "true")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*Checkpoint directory.*")
+    warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*anonymous setting.*")
+
+
+def train(cfg: RunConfig, out: Path, wandb: str = "auto", progress: bool = False) -> dict:
+    """Run ``cfg`` to completion, write its record under ``out/runs`` and return the record."""
+    quiet()
+    out = Path(out)
+    provenance = records.provenance()
+    mode = wandb_mode(wandb)
+    started = time.time()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    task, system = build(cfg)
+    params = sum(p.numel() for p in system.parameters())
+    status, error, test_value, steps = "ok", None, None, 0
+    with tempfile.TemporaryDirectory(prefix="rnnbench-") as tmp:
+        loggers = make_loggers(cfg, tmp, mode, provenance)
+        trainer = trainer_for(cfg, loggers, progress)
+        try:
+            trainer.fit(system, datamodule=task)
+            steps = int(trainer.global_step)
+            if system.divergence is None:
+                trainer.test(system, datamodule=task, verbose=False)
+                test_value = system.last["test"]
+            else:
+                status = "diverged"
+        except Exception as exc:  # a failed run is data too: record it and let the sweep carry on
+            status, error = "failed", "".join(traceback.format_exception_only(exc)).strip()
+            traceback.print_exc()
+        finally:
+            for logger in loggers:
+                logger.finalize("success" if status == "ok" else status)
+                if hasattr(logger, "experiment") and hasattr(logger.experiment, "finish"):
+                    logger.experiment.finish()  # one W&B run per record, even when a worker trains many
+        metrics_src = Path(tmp) / "metrics.csv"
+        metrics_name = f"{cfg.name}__{cfg.run_id}.metrics.csv"
+        record = records.make(
+            cfg, task, status=status, error=error, divergence=system.divergence, steps=steps, params=params,
+            test=test_value, val_last=system.last.get("val"),
+            val_best=system.best, grad_norm=_summary(system.grad_history), wall_time_s=time.time() - started,
+            provenance=provenance, wandb_mode=mode, accelerator=str(trainer.accelerator.__class__.__name__),
+            metrics_file=metrics_name if metrics_src.exists() else None,
+        )
+        runs = out / "runs"
+        runs.mkdir(parents=True, exist_ok=True)
+        if metrics_src.exists():
+            shutil.copyfile(metrics_src, runs / (metrics_name + ".tmp"))
+            os.replace(runs / (metrics_name + ".tmp"), runs / metrics_name)
+    records.write(record, runs / f"{cfg.name}__{cfg.run_id}.json")
+    return record
+
+
+def _summary(history: list[float]) -> dict:
+    if not history:
+        return {"median": None, "max": None, "steps": 0}
+    return {"median": statistics.median(history), "max": max(history), "steps": len(history)}
+

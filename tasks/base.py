@@ -1,0 +1,151 @@
+"""The task contract: a LightningDataModule that also declares how the suite scores it.
+
+A task owns its data (generated deterministically from ``config.data_seed``, fixed train/val/test splits), its
+sizes (the model is built from ``input_size`` / ``output_size``), which recurrent outputs are read
+(``readout``), its loss, its torchmetrics metric with a direction, a chance-level baseline, a literature
+"solved" threshold where there is one, and a ``version`` bumped whenever generated data or scoring change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import lightning as L
+import torch
+import torchmetrics
+from torch.utils.data import DataLoader, TensorDataset
+
+from architectures.config import opt
+
+SHAPES = ("many-to-one", "many-to-many", "seq2seq", "one-to-many")
+
+_REGISTRY: dict[str, type[Task]] = {}
+
+
+def register(cls: type[Task]) -> type[Task]:
+    """Class decorator adding a task under ``cls.name``; duplicates are refused."""
+    if cls.name in _REGISTRY:
+        raise ValueError(f"task {cls.name!r} is already registered")
+    if cls.shape not in SHAPES:
+        raise ValueError(f"task {cls.name!r} has shape {cls.shape!r}; valid: {', '.join(SHAPES)}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> type[Task]:
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown task {name!r}; valid: {', '.join(names())}")
+    return _REGISTRY[name]
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    batch_size: int = opt(64, "training batch size")
+    data_seed: int = opt(1234, "seed of the generated data; fixed across training seeds so they see the same data")
+
+
+@dataclass
+class Splits:
+    train: TensorDataset
+    val: TensorDataset
+    test: TensorDataset
+
+
+class Task(L.LightningDataModule):
+    """Subclasses set the ClassVars and implement ``make_splits``, ``loss`` and ``make_metric``."""
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    shape: ClassVar[str]
+    variant: ClassVar[str] = ""
+    metric_name: ClassVar[str]
+    metric_mode: ClassVar[str]  # "min" or "max"
+    Config: ClassVar[type] = TaskConfig
+
+    def __init__(self, config: TaskConfig | None = None):
+        super().__init__()
+        self.config = config if config is not None else self.Config()
+        self._splits: Splits | None = None
+
+    # ---- declared properties ---------------------------------------------------------------------------
+    @property
+    def input_size(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def output_size(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def seq_len(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def baseline(self) -> float:
+        """The metric a model with no memory of the input reaches (see each task for its derivation)."""
+        raise NotImplementedError
+
+    @property
+    def solved_threshold(self) -> float | None:
+        return None
+
+    def is_solved(self, value: float) -> bool | None:
+        t = self.solved_threshold
+        if t is None:
+            return None
+        return value < t if self.metric_mode == "min" else value > t
+
+    def describe(self) -> dict:
+        return {"name": self.name, "version": self.version, "shape": self.shape, "variant": self.variant,
+                "metric": self.metric_name, "mode": self.metric_mode, "baseline": self.baseline,
+                "solved_threshold": self.solved_threshold, "input_size": self.input_size,
+                "output_size": self.output_size, "seq_len": self.seq_len}
+
+    # ---- scoring -------------------------------------------------------------------------------------------
+    def readout(self, y: torch.Tensor) -> torch.Tensor:
+        """Which recurrent outputs the head reads: (B, T, H) -> (B, H) for many-to-one, else unchanged."""
+        return y[:, -1] if self.shape == "many-to-one" else y
+
+    def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def make_metric(self) -> torchmetrics.Metric:
+        raise NotImplementedError
+
+    def metric_update(self, metric: torchmetrics.Metric, pred: torch.Tensor, target: torch.Tensor) -> None:
+        metric.update(pred, target)
+
+    # ---- data ------------------------------------------------------------------------------------------------
+    def make_splits(self) -> Splits:
+        raise NotImplementedError
+
+    @property
+    def splits(self) -> Splits:
+        if self._splits is None:
+            self._splits = self.make_splits()
+        return self._splits
+
+    def setup(self, stage: str | None = None) -> None:
+        self.splits  # noqa: B018 - generate once, before the loaders are asked for
+
+    def train_dataloader(self) -> DataLoader:
+        # Shuffling draws from torch's global RNG, which seed_everything seeds per run.
+        return DataLoader(self.splits.train, batch_size=self.config.batch_size, shuffle=True, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.splits.val, batch_size=1000)
+
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader(self.splits.test, batch_size=1000)
+
+
+def generator(seed: int, split: str) -> torch.Generator:
+    """An independent generator per split so train/val/test never overlap in draws."""
+    offset = {"train": 0, "val": 1, "test": 2}[split]
+    return torch.Generator().manual_seed(seed * 3 + offset)
+
