@@ -81,6 +81,9 @@ def make(cfg, task, *, status, error, divergence, steps, params, test, val_last,
         "grad_norm_preclip": grad_norm,
         "wall_time_s": round(wall_time_s, 2),
         "accelerator": accelerator,
+        "reproducibility": ("bitwise: CPU with deterministic algorithms" if accelerator == "CPUAccelerator" else
+                            "not guaranteed: cuDNN RNN kernels are nondeterministic (pytorch #18110); "
+                            "compare GPU runs over seeds"),
         "wandb_mode": wandb_mode,
         "metrics_file": metrics_file,
         "provenance": provenance,

@@ -46,14 +46,17 @@ def wandb_mode(requested: str) -> str:
 def make_loggers(cfg: RunConfig, csv_dir: str, mode: str, provenance: dict) -> list:
     loggers = [CSVLogger(csv_dir, name="", version="", flush_logs_every_n_steps=500)]
     if mode != "disabled":
+        import wandb
         from lightning.pytorch.loggers import WandbLogger
 
         WANDB_DIR.mkdir(parents=True, exist_ok=True)
-        loggers.append(WandbLogger(
+        # We start the W&B run ourselves: one run per record even when a worker trains many in one process.
+        run = wandb.init(
             project="rnnbench", group=cfg.task_name, name=cfg.name, id=f"{cfg.name}__{cfg.run_id}",
-            save_dir=str(WANDB_DIR), mode=mode, config=cfg.to_dict(), reinit="create_new",
+            dir=str(WANDB_DIR), mode=mode, config=cfg.to_dict(), reinit="create_new", resume="allow",
             tags=[cfg.arch_name, cfg.arch_label, f"commit:{provenance['git_sha'][:8]}"],
-        ))
+        )
+        loggers.append(WandbLogger(experiment=run))
     return loggers
 
 
@@ -82,7 +85,6 @@ def quiet() -> None:
     warnings.filterwarnings("ignore", message=".*Checkpoint directory.*")
     warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    warnings.filterwarnings("ignore", message=".*anonymous setting.*")
 
 
 def train(cfg: RunConfig, out: Path, wandb: str = "auto", progress: bool = False) -> dict:

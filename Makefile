@@ -1,0 +1,55 @@
+# rnnbench — `make help` lists the targets. Everything installs itself into .venv on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.install-stamp
+WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
+SUITE ?= sweeps/default.yaml
+# cuBLAS needs this before CUDA initialises for deterministic GPU runs (harmless on CPU).
+export CUBLAS_WORKSPACE_CONFIG := :4096:8
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-full sweep reference leaderboard bench lint clean distclean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## create .venv with the pinned dependencies (idempotent; instant when up to date)
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $(STAMP)
+
+test: install ## fast tests (< 15 min on 2 CPU cores; what CI runs)
+	WANDB_MODE=disabled $(PY) -m pytest -q -n 2
+
+test-full: install ## every test, including the slow ones
+	WANDB_MODE=disabled $(PY) -m pytest -q -n 2 -m ""
+
+sweep: install ## train the default suite into results-local/ and show it beside the reference (~10 min on 2 cores)
+	$(PY) -m bench sweep $(SUITE) --out results-local --workers $(WORKERS)
+
+reference: install ## deliberately regenerate the committed reference results/ from scratch
+	rm -rf results/runs
+	$(PY) -m bench sweep $(SUITE) --out results --workers $(WORKERS) --wandb offline
+	$(PY) -m bench leaderboard --out results
+
+leaderboard: install ## regenerate results/LEADERBOARD.md and leaderboard.csv from the committed records
+	$(PY) -m bench leaderboard --out results
+	@if [ -d results-local/runs ]; then $(PY) -m bench leaderboard --out results-local --reference results; fi
+
+bench: install ## throughput of rnnbench vs a hand-written PyTorch loop (prints the ratio)
+	$(PY) -m bench.perf
+
+lint: install ## ruff
+	$(VENV)/bin/ruff check .
+
+clean: ## remove local results, W&B offline runs and caches (keeps .venv and results/)
+	rm -rf results-local .cache wandb lightning_logs .pytest_cache .ruff_cache
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+
+distclean: clean ## also remove .venv
+	rm -rf $(VENV) *.egg-info
