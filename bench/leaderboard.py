@@ -85,6 +85,10 @@ def _default_value(dotted: str, rec: dict):
     return asdict({"optim": OptimConfig, "train": TrainConfig}[section]()).get(name)
 
 
+def _fmt(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _labels(group: dict[str, list[dict]]) -> dict[str, str]:
     """Arch label plus each setting that varies across rows and differs from its default."""
     flat = {key: flatten({k: v for k, v in recs[0]["config"].items() if k not in ("task", "seed")})
@@ -94,7 +98,7 @@ def _labels(group: dict[str, list[dict]]) -> dict[str, str]:
                and len({json.dumps(f.get(k)) for f in flat.values()}) > 1}
     labels = {}
     for key, recs in group.items():
-        extra = [f"{k.split('.', 1)[1]}={flat[key][k]}" for k in sorted(varying)
+        extra = [f"{k}={_fmt(flat[key][k])}" for k in sorted(varying)
                  if k in flat[key] and flat[key][k] != _default_value(k, recs[0])]
         labels[key] = recs[0]["arch_label"] + (f" ({', '.join(extra)})" if extra else "")
     return labels

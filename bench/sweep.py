@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import os
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
@@ -74,10 +75,19 @@ def plan(path: Path) -> list[RunConfig]:
     return runs
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent: int | None = None) -> None:
     import torch
 
     torch.set_num_threads(threads)
+    if parent is not None:
+        threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A pool worker outlives a killed sweep otherwise, training on with nobody to collect its result."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def _execute(cfg: RunConfig, out: str, wandb: str) -> dict:
@@ -110,15 +120,30 @@ def run(path: Path, out: Path, workers: int | None = None, wandb: str = "auto") 
             print(summary_line(results[-1], i, len(todo)), flush=True)
     elif todo:
         ctx = get_context("spawn")  # fresh interpreters: no inherited torch/W&B state
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,)) as pool:
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(threads, os.getpid())) as pool:
             pending = {pool.submit(_execute, cfg, str(out), wandb) for cfg in todo}
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
                     results.append(fut.result())
                     print(summary_line(results[-1], len(results), len(todo)), flush=True)
-    print(f"sweep finished in {time.time() - started:.0f}s", flush=True)
+    wall = time.time() - started
+    print(f"sweep finished in {wall:.0f}s", flush=True)
+    if results:
+        write_summary(path, out, planned=len(cfgs), results=results, workers=workers, threads=threads, wall=wall)
     return results
+
+
+def write_summary(path: Path, out: Path, *, planned: int, results: list[dict], workers: int, threads: int,
+                  wall: float) -> None:
+    """``out/sweeps/<name>.json``: how long this invocation took, on what; the README quotes it."""
+    summary = {
+        "spec": str(path), "planned": planned, "ran": len(results),
+        "statuses": {s: sum(r["status"] == s for r in results) for s in ("ok", "diverged", "failed")},
+        "workers": workers, "threads_per_worker": threads, "wall_time_s": round(wall, 1),
+        "provenance": records.provenance(),
+    }
+    records.write(summary, Path(out) / "sweeps" / f"{Path(path).stem}.json")
 
 
 def main_exit_code(results: list[dict]) -> int:

@@ -1,0 +1,112 @@
+"""``make bench``: training throughput of rnnbench against a hand-written PyTorch loop, side by side.
+
+    python -m bench.perf [--steps 300] [--repeats 3]
+
+Both train the same LSTM on the same adding-task batches (the default suite's adding settings): Adam, global
+norm clipping at 1, batch 64. rnnbench's steps go through the Lightning Trainer with everything a real run
+does (pre-clip norms per layer every step, CSV and W&B offline logging); the hand loop does forward, backward,
+clip, step and nothing else, under the same deterministic-algorithms setting. Steps/s is timed from the end of a warm-up to the last step, in alternating
+repeats, and the ratio of the medians is printed (goal >= 0.95).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import lightning as L
+import torch
+
+import architectures
+
+from .config import resolve
+from .records import provenance
+from .run import build, make_loggers, quiet, trainer_for
+
+SUITE = {"task": "adding", "arch": "lstm", "task.seq_len": 50, "arch.hidden_size": 64, "optim.lr": 3e-3}
+WARMUP = 20
+
+
+class StepTimer(L.Callback):
+    def __init__(self, warmup: int):
+        self.warmup, self.start, self.end, self.steps = warmup, None, None, 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.warmup:
+            self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.end, self.steps = time.perf_counter(), trainer.global_step - self.warmup
+
+
+def rnnbench_rate(steps: int, wandb: str) -> float:
+    cfg = resolve({**SUITE, "train.max_steps": steps + WARMUP, "train.val_every": 10**9})
+    L.seed_everything(0, verbose=False)
+    task, system = build(cfg)
+    timer = StepTimer(WARMUP)
+    with tempfile.TemporaryDirectory() as tmp:
+        loggers = make_loggers(cfg, tmp, wandb, provenance())
+        trainer = trainer_for(cfg, loggers)
+        trainer.callbacks.append(timer)
+        trainer.fit(system, datamodule=task)
+        for logger in loggers:
+            if hasattr(logger, "experiment") and hasattr(logger.experiment, "finish"):
+                logger.experiment.finish()
+    return timer.steps / (timer.end - timer.start)
+
+
+def hand_rate(steps: int) -> float:
+    cfg = resolve(SUITE)
+    L.seed_everything(0, verbose=False)
+    torch.use_deterministic_algorithms(True)  # what Trainer(deterministic=True) does for rnnbench
+    task, _ = build(cfg)
+    task.setup()
+    core = architectures.build(cfg.arch_name, task.input_size, cfg.arch)
+    head = torch.nn.Linear(core.output_size, task.output_size)
+    params = [*core.parameters(), *head.parameters()]
+    opt = torch.optim.Adam(params, lr=cfg.optim.lr)
+    batches = iter(task.train_dataloader())
+    start = None
+    for step in range(steps + WARMUP):
+        if step == WARMUP:
+            start = time.perf_counter()
+        try:
+            x, y = next(batches)
+        except StopIteration:
+            batches = iter(task.train_dataloader())
+            x, y = next(batches)
+        out, _ = core(x)
+        loss = torch.nn.functional.mse_loss(head(out[:, -1]), y)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.optim.clip)
+        opt.step()
+    return steps / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=300, help="timed steps per measurement")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating repeats; medians are compared")
+    args = parser.parse_args()
+    quiet()
+    p = provenance()
+    print(f"LSTM on adding (T={SUITE['task.seq_len']}, H={SUITE['arch.hidden_size']}, batch 64), "
+          f"{args.steps} timed steps x {args.repeats} repeats; torch {p['torch']}, {torch.get_num_threads()} "
+          f"threads, {p['cpu']}")
+    rates: dict[str, list[float]] = {"hand loop": [], "rnnbench (W&B offline)": [], "rnnbench (W&B disabled)": []}
+    for _ in range(args.repeats):
+        rates["hand loop"].append(hand_rate(args.steps))
+        rates["rnnbench (W&B offline)"].append(rnnbench_rate(args.steps, "offline"))
+        rates["rnnbench (W&B disabled)"].append(rnnbench_rate(args.steps, "disabled"))
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    for name, values in rates.items():
+        print(f"  {name:<26} {med[name]:7.1f} steps/s  (runs: {', '.join(f'{v:.1f}' for v in values)})")
+    for name in ("rnnbench (W&B offline)", "rnnbench (W&B disabled)"):
+        print(f"ratio {name} / hand loop = {med[name] / med['hand loop']:.3f}  (goal >= 0.95)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Tasks: deterministic generation, the structure the papers define, and the baselines they quote."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import tasks
+from tasks.adding import AddingConfig
+from tasks.copy import CopyConfig
+
+
+def splits(name, **cfg):
+    cls = tasks.get(name)
+    return cls(cls.Config(**cfg)).splits
+
+
+def test_same_data_seed_same_data_other_seed_other_data():
+    a, b = splits("adding", seq_len=20, n_train=50), splits("adding", seq_len=20, n_train=50)
+    c = splits("adding", seq_len=20, n_train=50, data_seed=7)
+    assert torch.equal(a.train.tensors[0], b.train.tensors[0])
+    assert not torch.equal(a.train.tensors[0], c.train.tensors[0])
+    assert not torch.equal(a.train.tensors[0][:10], a.val.tensors[0][:10])
+
+
+def test_adding_markers_one_per_half_and_target_is_their_sum():
+    x, y = splits("adding", seq_len=30, n_train=500).train.tensors
+    marks = x[..., 1]
+    assert (marks.sum(1) == 2).all()
+    assert (marks[:, :15].sum(1) == 1).all() and (marks[:, 15:].sum(1) == 1).all()
+    torch.testing.assert_close(y.squeeze(1), (x[..., 0] * marks).sum(1))
+
+
+def test_adding_predict_one_baseline_is_one_sixth():
+    task = tasks.get("adding")(AddingConfig(seq_len=10, n_test=20000))
+    _, y = task.splits.test.tensors
+    mse = task.loss(torch.ones_like(y), y).item()
+    assert abs(mse - task.baseline) < 0.01 and task.baseline == pytest.approx(1 / 6)
+    assert task.is_solved(1 / 700) and not task.is_solved(1 / 500)
+
+
+def test_copy_layout_and_memoryless_baseline():
+    task = tasks.get("copy")(CopyConfig(delay=12, copy_len=4, n_train=100))
+    x, y = task.splits.train.tensors
+    tokens = x.argmax(-1)
+    assert x.shape == (100, 20, 10) and task.seq_len == 20
+    assert ((tokens[:, :4] >= 1) & (tokens[:, :4] <= 8)).all()
+    assert (tokens[:, 4:15] == 0).all() and (tokens[:, 15] == 9).all() and (tokens[:, 16:] == 0).all()
+    assert (y[:, :16] == 0).all() and torch.equal(y[:, 16:], tokens[:, :4])
+    # The memoryless model: certain blanks, then uniform over the 8 symbols.
+    logits = torch.full((100, 20, 9), -1e9)
+    logits[:, :16, 0] = 0
+    logits[:, 16:, 1:] = 0
+    assert task.loss(logits, y).item() == pytest.approx(task.baseline, rel=1e-5)
+    assert task.baseline == pytest.approx(4 * math.log(8) / 20)
+
+
+def test_copy_baseline_matches_the_paper_at_delay_1000():
+    assert tasks.get("copy")(CopyConfig(delay=1000)).baseline == pytest.approx(0.0204, abs=5e-5)
+
+
+def test_mnist1d_is_the_published_split_and_leaves_numpy_alone():
+    np.random.seed(123)
+    expected = np.random.rand()
+    np.random.seed(123)
+    s = splits("mnist1d")
+    assert np.random.rand() == expected
+    assert (len(s.train), len(s.val), len(s.test)) == (3500, 500, 1000)
+    assert s.train.tensors[0].shape[1:] == (40, 1)
+    assert set(s.test.tensors[1].tolist()) == set(range(10))
+
+
+def test_registry_lists_names_on_typo():
+    with pytest.raises(KeyError, match="valid: adding, copy, mnist1d"):
+        tasks.get("addin")
+
+
+@pytest.mark.parametrize("name", tasks.names())
+def test_every_task_declares_its_contract(name):
+    task = tasks.get(name)()
+    info = task.describe()
+    assert info["shape"] in tasks.SHAPES and info["mode"] in ("min", "max") and info["version"]
+    assert task.input_size > 0 and task.output_size > 0 and math.isfinite(task.baseline)
