@@ -33,12 +33,12 @@ sweep: install ## train the default suite into results-local/ and show it beside
 	$(PY) -m bench sweep $(SUITE) --out results-local --workers $(WORKERS)
 
 reference: install ## deliberately regenerate the committed reference results/ from scratch
-	rm -rf results/runs
-	$(PY) -m bench sweep $(SUITE) --out results --workers $(WORKERS) --wandb offline
-	$(PY) -m bench leaderboard --out results
+	rm -rf results/runs results/sweeps
+	$(PY) -m bench sweep $(SUITE) --out results --workers $(WORKERS)
+	$(PY) -m bench leaderboard --out results --readme README.md
 
-leaderboard: install ## regenerate results/LEADERBOARD.md and leaderboard.csv from the committed records
-	$(PY) -m bench leaderboard --out results
+leaderboard: install ## regenerate results/LEADERBOARD.md, leaderboard.csv and README's table from the records
+	$(PY) -m bench leaderboard --out results --readme README.md
 	@if [ -d results-local/runs ]; then $(PY) -m bench leaderboard --out results-local --reference results; fi
 
 bench: install ## throughput of rnnbench vs a hand-written PyTorch loop (prints the ratio)

@@ -93,6 +93,7 @@ def build_parser() -> Parser:
     b = sub.add_parser("leaderboard", help="regenerate LEADERBOARD.md and leaderboard.csv from records")
     b.add_argument("--out", type=Path, default=Path(REFERENCE), help=f"results folder [default: {REFERENCE}]")
     b.add_argument("--reference", type=Path, default=None, help="another results folder to show beside it")
+    b.add_argument("--readme", type=Path, default=None, help="also regenerate this README's leaderboard block")
 
     sub.add_parser("list", help="list registered tasks and architectures")
     return p
@@ -164,6 +165,11 @@ def cmd_leaderboard(args, rest) -> int:
 
     md = leaderboard.write(args.out, reference=args.reference)
     print(f"wrote {md} and {md.with_name('leaderboard.csv')}")
+    if args.readme is not None:
+        if not args.readme.is_file():
+            raise ConfigError(f"--readme {args.readme} not found")
+        changed = leaderboard.update_readme(args.readme, args.out)
+        print(f"{args.readme}: leaderboard block {'updated' if changed else 'unchanged'}")
     return 0
 
 
