@@ -25,10 +25,19 @@ RECURRENT_INITS = ("default", "identity", "orthogonal")
 
 @dataclass
 class Trace:
-    """Per-step states of the reference path: ``h[layer][t]`` is (B, H); ``c`` likewise for the LSTM cell."""
+    """Per-step states of the reference path: ``h[layer][t]`` is (B, H); ``c`` likewise for the LSTM cell;
+    ``inputs[layer]`` is what the layer read (B, T, D_l) and ``initial[layer]`` its state before step 0."""
 
     h: list[list[torch.Tensor]] = field(default_factory=list)
     c: list[list[torch.Tensor]] = field(default_factory=list)
+    inputs: list[torch.Tensor] = field(default_factory=list)
+    initial: list[State] = field(default_factory=list)
+
+    def state_before(self, layer: int, t: int) -> State:
+        """The state ``layer`` read at step t: its initial state, or the state after step t - 1."""
+        if t == 0:
+            return self.initial[layer]
+        return (self.h[layer][t - 1], self.c[layer][t - 1]) if self.c else self.h[layer][t - 1]
 
 
 class RecurrentCore(nn.Module):
@@ -82,12 +91,18 @@ class RecurrentCore(nn.Module):
         """One step of one layer. ``x_proj`` = x_t W_ih^T + b_ih, precomputed for all t at once."""
         raise NotImplementedError
 
+    def gates(self, layer: int, x_proj: torch.Tensor, state: State) -> dict[str, torch.Tensor]:
+        """Gate activations of one step (name -> (B, H)), for unit-health diagnostics; none for Elman cells."""
+        return {}
+
     def initial_state(self, batch: int, like: torch.Tensor) -> State:
         h = like.new_zeros(self.layers, batch, self.hidden_size)
         return (h, h.clone()) if self.has_cell_state else h
 
     def forward_reference(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State, Trace]:
         """Step-by-step path with the fused path's parameters; every h_t is a separate graph node.
+
+        ``trace.inputs[layer]`` keeps each layer's input sequence (B, T, D_l) so diagnostics can replay a step.
 
         Between layers it applies dropout like the fused kernel, but with its own random mask: the two paths
         agree exactly only with dropout 0 or in eval mode.
@@ -99,6 +114,8 @@ class RecurrentCore(nn.Module):
             w_ih, _, b_ih, _ = self.layer_params(layer)
             x_proj = inp @ w_ih.T + b_ih
             s = tuple(p[layer] for p in per_layer) if isinstance(state, tuple) else per_layer[0][layer]
+            trace.inputs.append(inp)
+            trace.initial.append(s)
             hs, cs = [], []
             for t in range(x.shape[1]):
                 s = self.cell(layer, x_proj[:, t], s)

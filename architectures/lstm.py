@@ -45,12 +45,19 @@ class LSTM(RecurrentCore):
                 b_ih[h:2 * h].fill_(self.forget_bias)
                 b_hh[h:2 * h].zero_()
 
-    def cell(self, layer: int, x_proj: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]):
+    def _activations(self, layer: int, x_proj: torch.Tensor, h: torch.Tensor):
         _, w_hh, _, b_hh = self.layer_params(layer)
-        h, c = state
         i, f, g, o = (x_proj + h @ w_hh.T + b_hh).chunk(4, dim=-1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(c), c
+        return torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+
+    def cell(self, layer: int, x_proj: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]):
+        i, f, g, o = self._activations(layer, x_proj, state[0])
+        c = f * state[1] + i * g
+        return o * torch.tanh(c), c
+
+    def gates(self, layer: int, x_proj: torch.Tensor, state) -> dict[str, torch.Tensor]:
+        i, f, _, o = self._activations(layer, x_proj, state[0])
+        return {"i": i, "f": f, "o": o}
 
 
 register("lstm", LSTM, LSTMConfig)

@@ -38,6 +38,12 @@ class TrainConfig:
     max_steps: int = opt(1000, "optimizer steps (the budget; the same for every architecture of a task)")
     val_every: int = opt(250, "validate every this many steps")
     accelerator: str = opt("auto", "Lightning accelerator: auto, cpu, gpu (CPU runs are bit-reproducible)")
+    diag: bool = opt(True, "gradient diagnostics (flow profile, spectra, unit health, verdict); see bench/diag")
+    diag_every: int = opt(0, "probe the diagnostics every this many steps (0: max_steps // 10)")
+
+    @property
+    def diag_cadence(self) -> int:
+        return self.diag_every or max(1, self.max_steps // 10)
 
 
 @dataclass(frozen=True)
@@ -156,6 +162,7 @@ def validate(cfg: RunConfig) -> None:
         (cfg.optim.clip >= 0, f"optim.clip must be >= 0 (0 disables), got {cfg.optim.clip}"),
         (cfg.train.max_steps > 0, f"train.max_steps must be > 0, got {cfg.train.max_steps}"),
         (cfg.train.val_every > 0, f"train.val_every must be > 0, got {cfg.train.val_every}"),
+        (cfg.train.diag_every >= 0, f"train.diag_every must be >= 0 (0: max_steps // 10), got {cfg.train.diag_every}"),
         (cfg.train.accelerator in ("cpu", "gpu", "cuda", "auto"),
          f"unknown train.accelerator {cfg.train.accelerator!r}; valid: auto, cpu, cuda, gpu"),
         (cfg.arch.hidden_size > 0, f"arch.hidden_size must be > 0, got {cfg.arch.hidden_size}"),

@@ -1,8 +1,8 @@
 """Run records: one JSON file per run, the single source of every number the suite reports.
 
 A record holds the resolved config, the task's declaration, status (``ok`` / ``diverged`` / ``failed``),
-final and best metrics, steps, wall time, parameter count and provenance (git SHA and dirty flag, library
-versions, hardware). Records are written atomically (temporary file, then rename) so a killed process never
+final and best metrics, steps, wall time, parameter count, the gradient diagnostics (probe history, verdict;
+see bench/diag) and provenance (git SHA and dirty flag, library versions, hardware). Records are written atomically (temporary file, then rename) so a killed process never
 leaves half a record.
 """
 
@@ -56,7 +56,7 @@ def provenance() -> dict:
 
 
 def make(cfg, task, *, status, error, divergence, steps, params, test, val_last, val_best, grad_norm,
-         wall_time_s, provenance, wandb_mode, accelerator, metrics_file) -> dict:
+         wall_time_s, provenance, wandb_mode, accelerator, metrics_file, diagnostics=None) -> dict:
     info = task.describe()
     return {
         "schema": SCHEMA,
@@ -86,6 +86,7 @@ def make(cfg, task, *, status, error, divergence, steps, params, test, val_last,
                             "compare GPU runs over seeds"),
         "wandb_mode": wandb_mode,
         "metrics_file": metrics_file,
+        "diagnostics": diagnostics,
         "provenance": provenance,
     }
 

@@ -28,6 +28,7 @@ import tasks
 
 from . import records
 from .config import RunConfig
+from .diag.callback import GradientDiagnostics
 from .system import SequenceSystem
 
 WANDB_DIR = Path(os.environ.get("RNNBENCH_WANDB_DIR", ".cache/wandb"))
@@ -73,13 +74,14 @@ def build(cfg: RunConfig) -> tuple[tasks.Task, SequenceSystem]:
     return task, SequenceSystem(core, task, cfg.optim)
 
 
-def trainer_for(cfg: RunConfig, loggers, progress: bool = False) -> L.Trainer:
+def trainer_for(cfg: RunConfig, loggers, progress: bool = False, callbacks=()) -> L.Trainer:
     return L.Trainer(
         accelerator=cfg.train.accelerator, devices=1, max_steps=cfg.train.max_steps, max_epochs=-1,
         gradient_clip_val=cfg.optim.clip or None, gradient_clip_algorithm="norm",
         val_check_interval=min(cfg.train.val_every, cfg.train.max_steps), check_val_every_n_epoch=None,
         num_sanity_val_steps=0, log_every_n_steps=1, deterministic=True, logger=loggers,
         enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=progress,
+        callbacks=list(callbacks),
     )
 
 
@@ -108,7 +110,8 @@ def train(cfg: RunConfig, out: Path, wandb: str = "auto", progress: bool = False
     status, error, test_value, steps = "ok", None, None, 0
     with tempfile.TemporaryDirectory(prefix="rnnbench-") as tmp:
         loggers = make_loggers(cfg, tmp, mode, provenance)
-        trainer = trainer_for(cfg, loggers, progress)
+        diag = GradientDiagnostics(cfg.train.diag_cadence) if cfg.train.diag else None
+        trainer = trainer_for(cfg, loggers, progress, callbacks=[diag] if diag else [])
         try:
             trainer.fit(system, datamodule=task)
             steps = int(trainer.global_step)
@@ -133,6 +136,7 @@ def train(cfg: RunConfig, out: Path, wandb: str = "auto", progress: bool = False
             val_best=system.best, grad_norm=_summary(system.grad_history), wall_time_s=time.time() - started,
             provenance=provenance, wandb_mode=mode, accelerator=str(trainer.accelerator.__class__.__name__),
             metrics_file=metrics_name if metrics_src.exists() else None,
+            diagnostics=diag.summary(system.grad_history, cfg.optim.clip, status == "diverged") if diag else None,
         )
         runs = out / "runs"
         runs.mkdir(parents=True, exist_ok=True)

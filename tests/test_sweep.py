@@ -81,7 +81,9 @@ def test_leaderboard_rows_and_byte_stable_regeneration(swept):
     assert labels["gru"].n_ok == 2 and labels["gru"].std is not None
     diverged = labels["vanilla (optim.clip=0, optim.lr=1e+06, optim.name=sgd)"]
     assert diverged.n_diverged == 1 and diverged.mean is None
-    assert "| diverged |" in first and "test mse ↓" in first and "0/1" in first
+    assert "| diverged | verdict | flow init → end |" in first and "test mse ↓" in first and "0/1" in first
+    assert "exploding 1/1" in first  # the diverged row's verdict
+    assert (out / "flow_adding.png").stat().st_size > 10_000
     csv_text = (out / "leaderboard.csv").read_text()
     assert csv_text.splitlines()[0].startswith("task,label,metric")
 
@@ -111,6 +113,13 @@ def test_committed_leaderboard_regenerates_byte_for_byte():
     recs = records.load_all(ROOT / "results")
     assert (ROOT / "results" / "LEADERBOARD.md").read_text() == leaderboard.render(recs)
     assert (ROOT / "results" / "leaderboard.csv").read_text() == leaderboard.render_csv(recs)
+
+
+@pytest.mark.skipif(not (ROOT / "results" / "runs").is_dir(), reason="no committed reference results yet")
+def test_readme_table_regenerates_from_the_committed_records():
+    text = (ROOT / "README.md").read_text()
+    start, end = text.index(leaderboard.README_START), text.index(leaderboard.README_END)
+    assert text[start:end + len(leaderboard.README_END)] == leaderboard.readme_block(ROOT / "results")
 
 
 @pytest.mark.skipif(not (ROOT / "results" / "runs").is_dir(), reason="no committed reference results yet")

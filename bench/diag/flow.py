@@ -1,0 +1,75 @@
+"""Per-timestep gradient flow: ||dL/dh_t|| for every step t and layer, through the reference path.
+
+The fused kernels hide h_t inside one op, so the profile runs ``core.forward_reference``, which shares the
+fused core's parameters and keeps every h_t as its own graph node, and takes ``torch.autograd.grad`` of the
+probe loss with respect to all of them at once (nothing accumulates into ``.grad``).
+
+Which loss: the loss of the **last output step only**. For a many-to-one task that is the task loss itself
+(it reads only h_T). For a many-to-many task the full loss also reads every h_t directly, and those local
+terms would mask how much of the late-step error reaches early steps through the recurrence: the last step's
+loss isolates exactly the path the lecture notes analyse (dh_T/dh_t = prod of Jacobians), and in the copy
+task it is also a step whose target must be remembered from the start.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class FlowProfile:
+    norms: list[list[float]]  # [layer][t] = ||dL/dh_t|| averaged over the probe batch's loss
+
+    def ratio(self, layer: int = 0) -> float:
+        """log10(||g_first|| / ||g_last||): 0 is flat, -2 means the earliest step gets 1 % of the latest's."""
+        return log_ratio(self.norms[layer])
+
+    def fall10(self, layer: int = 0) -> float | None:
+        return steps_to_fall_10x(self.norms[layer])
+
+
+def log_ratio(norms: list[float]) -> float:
+    first, last = norms[0], norms[-1]
+    if not (math.isfinite(first) and math.isfinite(last)) or last <= 0:
+        return float("nan")
+    return math.log10(max(first, 1e-45) / last)
+
+
+def steps_to_fall_10x(norms: list[float]) -> float | None:
+    """Steps back from the last one over which the norm falls 10x, from a least-squares fit of log10 norms.
+
+    None when the fitted norm does not fall going back in time (flat or growing).
+    """
+    points = [(len(norms) - 1 - t, math.log10(n)) for t, n in enumerate(norms) if n > 0 and math.isfinite(n)]
+    if len(points) < 2:
+        return None
+    mean_k = sum(k for k, _ in points) / len(points)
+    mean_v = sum(v for _, v in points) / len(points)
+    var = sum((k - mean_k) ** 2 for k, _ in points)
+    slope = sum((k - mean_k) * (v - mean_v) for k, v in points) / var
+    return -1.0 / slope if slope < -1e-9 else None
+
+
+def last_step(task, y: torch.Tensor, target: torch.Tensor):
+    """The recurrent outputs and targets of the profile's loss (see the module docstring)."""
+    if task.shape == "many-to-one":
+        return task.readout(y), target
+    return y[:, -1:], target[:, -1:]
+
+
+def profile(core, head, task, x: torch.Tensor, target: torch.Tensor):
+    """Returns (FlowProfile, trace) for the probe batch; the trace is reused by the other diagnostics."""
+    y, _, trace = core.forward_reference(x)
+    out, tgt = last_step(task, y, target)
+    loss = task.loss(head(out), tgt)
+    flat = [h for layer in trace.h for h in layer]
+    grads = torch.autograd.grad(loss, flat, allow_unused=True)
+    T = len(trace.h[0])
+    norms = []
+    for layer in range(len(trace.h)):
+        gs = grads[layer * T:(layer + 1) * T]
+        norms.append([0.0 if g is None else float(g.norm()) for g in gs])
+    return FlowProfile(norms), trace

@@ -1,0 +1,28 @@
+"""Unit health on the probe batch: saturated units, dead ReLU units, gate means.
+
+- saturation: fraction of h values with |h| > 0.99 (a tanh unit there passes almost no gradient).
+- dead units: fraction of hidden units that are exactly 0 for every sequence and step (a dead ReLU: IRNN).
+- gates: mean activation of each gate the core reports (LSTM input/forget/output, GRU reset/update).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def unit_health(core, trace) -> dict:
+    out: dict = {"saturation": {}, "dead_units": {}, "gates": {}}
+    with torch.no_grad():
+        for layer, hs in enumerate(trace.h):
+            h = torch.stack(hs, dim=1)  # (B, T, H)
+            out["saturation"][f"l{layer}"] = float((h.abs() > 0.99).float().mean())
+            out["dead_units"][f"l{layer}"] = float((h == 0).all(dim=0).all(dim=0).float().mean())
+            w_ih, _, b_ih, _ = core.layer_params(layer)
+            x_proj = trace.inputs[layer] @ w_ih.T + b_ih  # (B, T, G)
+            # Every step's previous state, stacked (B, T, H): all gates of the layer in one batched call.
+            prev = [trace.state_before(layer, t) for t in range(len(hs))]
+            prev = (tuple(torch.stack([p[i] for p in prev], dim=1) for i in range(2))
+                    if isinstance(prev[0], tuple) else torch.stack(prev, dim=1))
+            gates = core.gates(layer, x_proj, prev)
+            out["gates"].update({f"l{layer}.{g}": float(v.mean()) for g, v in gates.items()})
+    return out
