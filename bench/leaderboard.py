@@ -273,7 +273,7 @@ README_END = "<!-- leaderboard:end -->"
 
 
 def readme_block(out: Path) -> str:
-    """A compact task x architecture table and the sweep's timing, for the README."""
+    """A compact task x architecture table (mean ± std · most common verdict) and the sweep's timing."""
     out = Path(out)
     rows = build_rows(load_all(out))
     labels = sorted({r.label for r in rows})
@@ -289,7 +289,10 @@ def readme_block(out: Path) -> str:
         for label in labels:
             r = cells.get(label)
             text = "" if r is None else r.cell().replace(f" (n={r.n_ok})", "")
-            row.append(f"**{text}**" if r is best and r is not None else text)
+            text = f"**{text}**" if r is best and r is not None else text
+            if r is not None and r.verdict != "—":
+                text += " · " + " / ".join(v.split(" ")[0] for v in r.verdict.split(" / "))
+            row.append(text)
         lines.append(f"| {first.task} | test {first.metric} {ARROW[first.mode]} | {first.baseline:.4g} | "
                      + " | ".join(row) + " |")
     for summary in sorted((out / "sweeps").glob("*.json")) if (out / "sweeps").is_dir() else []:

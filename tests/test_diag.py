@@ -67,8 +67,9 @@ def test_verdict_flips_as_a_crosses_one(a, expected):
 
 def test_verdict_rule_edges():
     assert verdict(-2.01) == "vanishing" and verdict(-1.99) == "healthy"
-    assert verdict(1.01) == "exploding" and verdict(0.99) == "healthy"
+    assert verdict(2.01) == "exploding" and verdict(1.99) == "healthy"
     assert verdict(float("nan")) is None and verdict(0.0, nonfinite=True) == "exploding"
+    assert verdict(0.0, spike=1001.0) == "exploding" and verdict(0.0, spike=999.0) == "healthy"
 
 
 def test_jacobian_of_a_linear_rnn_is_a():

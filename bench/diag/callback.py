@@ -13,6 +13,7 @@ few dozen small Jacobians; at the default cadence of 10 probes per run it adds a
 from __future__ import annotations
 
 import math
+import statistics
 
 import lightning as L
 import torch
@@ -103,15 +104,17 @@ class GradientDiagnostics(L.Callback):
         """The record's ``diagnostics`` section: probe history, final values, gradient events, verdict."""
         first, last = (self.history[0], self.history[-1]) if self.history else ({}, {})
         ratio = last.get("ratio", {}).get("l0")
+        median = statistics.median(grad_history) if grad_history else None
         events = {
             "clipped_fraction": (sum(g > clip for g in grad_history) / len(grad_history))
             if grad_history and clip > 0 else 0.0,
             "max_preclip_norm": max(grad_history) if grad_history else None,
+            "spike": max(grad_history) / median if median else None,  # max over median pre-clip norm
             "nonfinite_gradients": int(nonfinite),
         }
         return _rounded({
             "every": self.every, "probe_size": self.probe_size, "loss": "last output step (see diag/flow.py)",
-            "verdict": verdict(ratio, nonfinite),
+            "verdict": verdict(ratio, nonfinite, events["spike"]),
             "flow_ratio_init": first.get("ratio", {}).get("l0"), "flow_ratio_final": ratio,
             "final": {k: v for k, v in last.items() if k != "flow"},
             "events": events,
