@@ -21,8 +21,9 @@ VMIN, VMAX = -6.0, 2.0  # log10 range shown; beyond it the colour saturates
 
 
 def _relative(profile: list[float]) -> list[float]:
+    """log10 of each norm over the last step's; an exact zero (fully vanished) shows as the darkest blue."""
     last = profile[-1] if profile[-1] > 0 else float("nan")
-    return [math.log10(v / last) if v > 0 and math.isfinite(v) and math.isfinite(last) else float("nan")
+    return [math.log10(max(v, 1e-300) / last) if math.isfinite(v) and math.isfinite(last) else float("nan")
             for v in profile]
 
 
