@@ -138,8 +138,8 @@ def probe_vs_step(repeats: int = 20) -> tuple[float, float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300, help="timed steps per measurement")
-    parser.add_argument("--repeats", type=int, default=3, help="alternating repeats; the best are compared")
+    parser.add_argument("--steps", type=int, default=200, help="timed steps per measurement")
+    parser.add_argument("--repeats", type=int, default=7, help="alternating repeats; the best are compared")
     parser.add_argument("--fit-steps", type=int, default=1000, help="run length for the diagnostics cost")
     args = parser.parse_args()
     quiet()
@@ -160,7 +160,7 @@ def main() -> None:
         print(f"ratio {name} / hand loop = {best[name] / best['hand loop']:.3f}  (goal >= 0.95)")
 
     with_diag, without = [], []
-    for _ in range(args.repeats):
+    for _ in range(max(3, args.repeats // 2)):
         without.append(fit_seconds(args.fit_steps, diag=False))
         with_diag.append(fit_seconds(args.fit_steps, diag=True))
     on, off = min(with_diag), min(without)

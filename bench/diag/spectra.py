@@ -1,7 +1,7 @@
 """Spectra: sigma_max and spectral radius of every W_hh block, and the recurrent Jacobian's spectral norm.
 
 The recurrent Jacobian is d s_t / d s_{t-1} of one layer's full state s (h, or (h, c) concatenated for the
-LSTM), evaluated on the probe batch by ``torch.func.jacrev`` of the core's own cell and vmapped over samples.
+LSTM), evaluated on the probe batch through the core's own cell (one batched backward per layer).
 Its exact spectral norm (largest singular value) is taken for 4 sequences x 4 evenly spaced steps per probe
 and averaged: at H = 64 an LSTM state Jacobian is 128 x 128, and 16 of them keep a probe within a few fused
 training steps of cost.
@@ -10,7 +10,6 @@ training steps of cost.
 from __future__ import annotations
 
 import torch
-from torch.func import jacrev, vmap
 
 
 def weight_spectra(core) -> dict[str, dict[str, float]]:
@@ -34,23 +33,25 @@ def _unflat(vec: torch.Tensor, like):
 def jacobian_norms(core, trace, samples: int = 4, steps: int = 4) -> dict[str, float]:
     """Mean ||d s_t / d s_{t-1}||_2 per layer over ``samples`` sequences x ``steps`` evenly spaced steps.
 
-    All (sequence, step) pairs of a layer go through one vmapped ``jacrev`` call.
+    Each Jacobian row is one backward pass; all rows of all (sequence, step) pairs go through the cell as one
+    batch of copies (row k of a copy selects output k), so a layer costs one forward and one backward.
     """
     out = {}
     T = len(trace.h[0])
     ts = sorted({round(i * (T - 1) / max(1, steps - 1)) for i in range(min(steps, T))})
     for layer in range(len(trace.h)):
         w_ih, _, b_ih, _ = core.layer_params(layer)
+        like = trace.state_before(layer, 0)
         with torch.no_grad():
-            x_proj = (trace.inputs[layer][:samples] @ w_ih.T + b_ih)[:, ts]  # (S, len(ts), G)
-            like = trace.state_before(layer, 0)
+            x_proj = (trace.inputs[layer][:samples] @ w_ih.T + b_ih)[:, ts].reshape(-1, w_ih.shape[0])
             prev = torch.stack([_flat(trace.state_before(layer, t))[:samples] for t in ts], dim=1)
-
-        def step(s_vec, xp, like=like, layer=layer):
-            return _flat(core.cell(layer, xp, _unflat(s_vec, like)))
-
-        jac = vmap(jacrev(step))(prev.reshape(-1, prev.shape[-1]).detach(), x_proj.reshape(-1, x_proj.shape[-1]))
-        out[f"l{layer}"] = float(spectral_norms(jac.detach()).mean())
+            prev = prev.reshape(-1, prev.shape[-1])  # (N, n): N (sequence, step) pairs, state size n
+        n_pairs, n = prev.shape
+        copies = prev.repeat_interleave(n, dim=0).requires_grad_(True)
+        new = _flat(core.cell(layer, x_proj.repeat_interleave(n, dim=0), _unflat(copies, like)))
+        select = torch.eye(n, dtype=new.dtype, device=new.device).repeat(n_pairs, 1)
+        (rows,) = torch.autograd.grad((new * select).sum(), copies)
+        out[f"l{layer}"] = float(spectral_norms(rows.reshape(n_pairs, n, n)).mean())
     return out
 
 
