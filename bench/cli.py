@@ -81,6 +81,9 @@ def build_parser() -> Parser:
     r.add_argument("--out", default=LOCAL_OUT, help=f"results folder [default: {LOCAL_OUT}]")
     r.add_argument("--wandb", default="auto", help="auto, online, offline, disabled [default: auto]")
     r.add_argument("--progress", action="store_true", help="show Lightning's progress bar")
+    r.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads [default: 1, as each sweep worker and the reference use: results are "
+                        "bit-identical only for the same thread count]")
 
     s = sub.add_parser("sweep", help="run every run of a sweep file, skipping recorded ones")
     s.add_argument("spec", type=Path, help="sweep YAML (W&B sweep format, one or more documents)")
@@ -120,10 +123,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_run(args, rest) -> int:
-    from .config import resolve
+    from .config import ConfigError, resolve
 
     cfg = resolve({"task.name": args.task, "arch.name": args.arch, "seed": args.seed, **_parse_overrides(rest)})
+    if args.threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+    import torch
+
     from .run import train
+
+    torch.set_num_threads(args.threads)
 
     rec = train(cfg, Path(args.out), wandb=args.wandb, progress=args.progress)
     m = rec["metric"]

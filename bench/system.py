@@ -48,7 +48,9 @@ class SequenceSystem(L.LightningModule):
         self.grad_history: list[float] = []  # pre-clip total norm per optimizer step
         self.divergence: dict | None = None
         self._train_loss: float | None = None
-        self._layers: dict[str, list[nn.Parameter]] | None = None  # parameters per layer, for grad norms
+        self._layers: list[str] | None = None  # layer names, for per-layer grad norms
+        self._layer_index: torch.Tensor | None = None  # parameter -> its layer's index in _layers
+        self._preclip_total: torch.Tensor | None = None  # this step's pre-clip total norm, reused for clipping
 
     def forward(self, x: torch.Tensor, state=None):
         y, state = self.core(x, state)
@@ -98,22 +100,32 @@ class SequenceSystem(L.LightningModule):
 
     def on_before_optimizer_step(self, optimizer):
         # In automatic optimization this runs before Lightning clips: these are the pre-clip norms.
-        # (Lightning's grad_norm utility gives per-parameter norms; we want per layer, in one fused pass each.)
+        # Lightning's grad_norm utility gives per-parameter norms one op each; we want per-layer norms, so all
+        # parameter norms come from one fused kernel and are summed per layer.
         if self._layers is None:
-            self._layers = {}
-            for name, p in self.named_parameters():
-                self._layers.setdefault(layer_of(name), []).append(p)
-        layer_norms = {k: torch.nn.utils.get_total_norm([p.grad for p in ps if p.grad is not None])
-                       for k, ps in self._layers.items()}
-        values = torch.stack(list(layer_norms.values()))
-        total = float(torch.linalg.vector_norm(values))
+            names = [layer_of(name) for name, _ in self.named_parameters()]
+            self._layers = list(dict.fromkeys(names))
+            self._layer_index = torch.tensor([self._layers.index(n) for n in names])
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.parameters()]
+        squares = torch.stack(torch._foreach_norm(grads)).double() ** 2
+        per_layer = torch.zeros(len(self._layers), dtype=squares.dtype).index_add_(0, self._layer_index, squares)
+        values = per_layer.sqrt().tolist()
+        # The total exactly as clip_grad_norm_ computes it, so clipping with it is bit-identical to Lightning's.
+        self._preclip_total = torch.nn.utils.get_total_norm([p.grad for p in self.parameters() if p.grad is not None])
+        total = float(self._preclip_total)
         row = {"train/loss": self._train_loss, "grad/total": total}
-        row.update({f"grad/{k}": v for k, v in zip(layer_norms, values.tolist(), strict=True)})
+        row.update({f"grad/{k}": v for k, v in zip(self._layers, values, strict=True)})
         self._write_row(row)
         if math.isfinite(total):
             self.grad_history.append(total)
         else:
             self._diverge(f"non-finite gradient norm {total}")
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        # Lightning's "norm" clipping is clip_grad_norm_, i.e. get_total_norm + clip_grads_with_norm_: the same
+        # two calls here, with the total already measured in on_before_optimizer_step.
+        if gradient_clip_val:
+            torch.nn.utils.clip_grads_with_norm_(self.parameters(), gradient_clip_val, self._preclip_total)
 
     # ---- helpers -----------------------------------------------------------------------------------------
     def _write_row(self, row: dict) -> None:
