@@ -139,9 +139,12 @@ def cmd_run(args, rest) -> int:
     value = "—" if m["test"] is None else f"{m['test']:.4g}"
     solved = "" if m["solved"] is None else f", solved={m['solved']}"
     best = "—" if m["val_best"] is None else f"{m['val_best']:.4g}"
+    diag = rec["diagnostics"] or {}
+    flow = "" if diag.get("flow_ratio_final") is None else f" (flow ratio {diag['flow_ratio_final']:.2f})"
+    verdict = f"; gradients {diag['verdict']}{flow}" if diag.get("verdict") else ""
     print(f"{rec['name']} [{rec['id']}]: {rec['status']} after {rec['steps']} steps in {rec['wall_time_s']:.1f}s; "
           f"test/{m['name']}={value} (baseline {m['baseline']:.4g}{solved}), val/{m['name']}_best={best}, "
-          f"{rec['params']:,} params")
+          f"{rec['params']:,} params{verdict}")
     if rec["divergence"]:
         d = rec["divergence"]
         print(f"  diverged at step {d['step']}: {d['reason']}; last finite grad norm {d['last_finite_grad_norm']}")

@@ -99,8 +99,9 @@ def _execute(cfg: RunConfig, out: str, wandb: str) -> dict:
 def summary_line(rec: dict, done: int, total: int) -> str:
     m = rec["metric"]
     value = "—" if m["test"] is None else f"{m['test']:.4g}"
+    verdict = (rec.get("diagnostics") or {}).get("verdict") or "—"
     return (f"[{done}/{total}] {rec['task']:<8} {rec['arch_label']:<8} s{rec['seed']}  "
-            f"test/{m['name']}={value:<9} {rec['status']:<8} {rec['wall_time_s']:.0f}s")
+            f"test/{m['name']}={value:<9} {rec['status']:<8} {verdict:<9} {rec['wall_time_s']:.0f}s")
 
 
 def run(path: Path, out: Path, workers: int | None = None, wandb: str = "auto") -> list[dict]:
