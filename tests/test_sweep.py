@@ -128,3 +128,12 @@ def test_committed_records_come_from_the_default_suite():
     recs = records.load_all(ROOT / "results")
     assert {r["id"] for r in recs} == planned
     assert all(not r["provenance"]["git_dirty"] for r in recs)
+
+
+def test_two_worker_processes_record_every_run(tmp_path):
+    spec = tmp_path / "two.yaml"
+    spec.write_text(TINY.split("---")[0].replace("seed: {values: [0, 1]}", "seed: {values: [0]}"))
+    results = sweep.run(spec, tmp_path / "out", workers=2, wandb="disabled")
+    assert sorted(r["name"] for r in results) == ["adding__gru__s0", "adding__vanilla__s0"]
+    assert all(r["status"] == "ok" and r["provenance"]["torch_threads"] >= 1 for r in results)
+    assert len(records.load_all(tmp_path / "out")) == 2
