@@ -86,3 +86,17 @@ def test_huge_learning_rate_is_recorded_as_diverged(tmp_path):
     assert rec["divergence"]["step"] < 20 and rec["divergence"]["last_finite_grad_norm"] > 0
     assert rec["metric"]["test"] is None and rec["metric"]["solved"] is False
     assert (tmp_path / "runs" / f"{rec['name']}__{rec['id']}.json").exists()
+
+
+def test_wandb_offline_mirror_gets_the_run_and_the_flow_pictures(tmp_path, monkeypatch):
+    import bench.run
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setattr(bench.run, "WANDB_DIR", tmp_path / "wandb")
+    rec = train(resolve(small("adding", "gru", **{"train.max_steps": 20})), tmp_path / "out", wandb="offline")
+    assert rec["wandb_mode"] == "offline"
+    runs = list((tmp_path / "wandb" / "wandb").glob(f"offline-run-*-{rec['id']}-*"))
+    assert len(runs) == 1
+    files = [str(p.relative_to(runs[0])) for p in runs[0].rglob("*") if p.is_file()]
+    assert any("media/images/diag/flow_heatmap" in f for f in files)
+    assert any("media/table/diag/flow_profiles" in f for f in files)
