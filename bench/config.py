@@ -177,6 +177,9 @@ def validate(cfg: RunConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    problem = tasks.get(cfg.task_name).check(cfg.task)
+    if problem:
+        raise ConfigError(problem)
     nonlinearity = getattr(cfg.arch, "nonlinearity", "tanh")
     if nonlinearity not in ("tanh", "relu"):
         raise ConfigError(f"unknown arch.nonlinearity {nonlinearity!r}; valid: relu, tanh")

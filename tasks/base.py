@@ -72,6 +72,11 @@ class Task(L.LightningDataModule):
         self.config = config if config is not None else self.Config()
         self._splits: Splits | None = None
 
+    @classmethod
+    def check(cls, config) -> str | None:
+        """A problem with ``config`` that a user can fix (missing files, ...), found before any work; or None."""
+        return None
+
     # ---- declared properties ---------------------------------------------------------------------------
     @property
     def input_size(self) -> int:

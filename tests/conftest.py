@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import struct
+import tempfile
+from pathlib import Path
 
 os.environ["WANDB_MODE"] = "disabled"
 
@@ -14,12 +17,32 @@ import tasks  # noqa: E402
 
 torch.set_num_threads(1)
 
+
+
+def write_mnist_idx(root: Path, n_train: int = 40, n_test: int = 20) -> Path:
+    """A tiny MNIST in torchvision's layout (<root>/MNIST/raw, uncompressed IDX files), made up on the spot."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(0)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        pixels = torch.randint(0, 256, (n, 28, 28), generator=g, dtype=torch.uint8)
+        labels = (torch.arange(n) % 10).to(torch.uint8)
+        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(
+            struct.pack(">IIII", 0x0803, n, 28, 28) + pixels.numpy().tobytes())
+        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 0x0801, n) + labels.numpy().tobytes())
+    return root
+
+
+MNIST_FIXTURE = write_mnist_idx(Path(tempfile.mkdtemp(prefix="rnnbench-mnist-")))
+
 # Small but valid versions of every task, so contract tests train in a second.
 SMALL_TASK = {
     "adding": {"task.seq_len": 8, "task.n_train": 256, "task.n_val": 64, "task.n_test": 64, "task.batch_size": 16},
     "copy": {"task.delay": 5, "task.copy_len": 2, "task.n_train": 256, "task.n_val": 64, "task.n_test": 64,
              "task.batch_size": 16},
     "mnist1d": {"task.batch_size": 16},
+    "sdigits": {"task.batch_size": 16},
+    "smnist": {"task.root": str(MNIST_FIXTURE), "task.download": False, "task.n_val": 8, "task.batch_size": 8},
 }
 SMALL_ARCH = {"arch.hidden_size": 8}
 

@@ -26,6 +26,8 @@ def run_main(capsys, *argv):
     (["run", "--task", "adding", "--arch", "lstm", "--optim.name", "adagrad"], "valid: adam, rmsprop, sgd"),
     (["run", "--task", "adding", "--arch", "lstm", "--wandb", "maybe"], "valid: auto, online, offline, disabled"),
     (["sweep", "no/such.yaml"], "sweep file 'no/such.yaml' not found"),
+    (["run", "--task", "smnist", "--arch", "gru", "--task.root", "/no/such", "--task.download", "false"],
+     "MNIST not found under /no/such/MNIST/raw (missing train-images-idx3-ubyte) and task.download is false"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, argv, message):
     code, err = run_main(capsys, *argv, *(["--out", str(tmp_path / "out")]))
