@@ -56,7 +56,8 @@ def provenance() -> dict:
 
 
 def make(cfg, task, *, status, error, divergence, steps, params, test, val_last, val_best, grad_norm,
-         wall_time_s, provenance, wandb_mode, accelerator, metrics_file, diagnostics=None) -> dict:
+         wall_time_s, provenance, wandb_mode, accelerator, metrics_file, diagnostics=None,
+         wandb_id=None) -> dict:
     info = task.describe()
     return {
         "schema": SCHEMA,
@@ -85,6 +86,7 @@ def make(cfg, task, *, status, error, divergence, steps, params, test, val_last,
                             "not guaranteed: cuDNN RNN kernels are nondeterministic (pytorch #18110); "
                             "compare GPU runs over seeds"),
         "wandb_mode": wandb_mode,
+        "wandb_id": wandb_id,  # project rnnbench; None when W&B was disabled
         "metrics_file": metrics_file,
         "diagnostics": diagnostics,
         "provenance": provenance,

@@ -135,6 +135,7 @@ def train(cfg: RunConfig, out: Path, wandb: str = "auto", progress: bool = False
             test=test_value, val_last=system.last.get("val"),
             val_best=system.best, grad_norm=_summary(system.grad_history), wall_time_s=time.time() - started,
             provenance=provenance, wandb_mode=mode, accelerator=str(trainer.accelerator.__class__.__name__),
+            wandb_id=next((lg.experiment.id for lg in loggers if isinstance(lg, WandbLogger)), None),
             metrics_file=metrics_name if metrics_src.exists() else None,
             diagnostics=diag.summary(system.grad_history, cfg.optim.clip, status == "diverged") if diag else None,
         )

@@ -94,7 +94,7 @@ def test_wandb_offline_mirror_gets_the_run_and_the_flow_pictures(tmp_path, monke
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setattr(bench.run, "WANDB_DIR", tmp_path / "wandb")
     rec = train(resolve(small("adding", "gru", **{"train.max_steps": 20})), tmp_path / "out", wandb="offline")
-    assert rec["wandb_mode"] == "offline"
+    assert rec["wandb_mode"] == "offline" and rec["wandb_id"].startswith(rec["id"])
     runs = list((tmp_path / "wandb" / "wandb").glob(f"offline-run-*-{rec['id']}-*"))
     assert len(runs) == 1
     files = [str(p.relative_to(runs[0])) for p in runs[0].rglob("*") if p.is_file()]
