@@ -90,6 +90,8 @@ def build_parser() -> Parser:
     s.add_argument("--out", type=Path, default=Path(LOCAL_OUT), help=f"results folder [default: {LOCAL_OUT}]")
     s.add_argument("--workers", type=int, default=None, help="parallel runs [default: one per core]")
     s.add_argument("--wandb", default="auto", help="auto, online, offline, disabled [default: auto]")
+    s.add_argument("--threads", type=int, default=1,
+                   help="torch threads per run [default: 1, as the reference: bit-identical results need it]")
     s.add_argument("--reference", type=Path, default=Path(REFERENCE),
                    help=f"leaderboard to show beside yours [default: {REFERENCE}]")
 
@@ -154,12 +156,13 @@ def cmd_run(args, rest) -> int:
 
 def cmd_sweep(args, rest) -> int:
     from . import leaderboard, sweep
+    from .config import ConfigError
 
     if args.workers is not None and args.workers < 1:
-        from .config import ConfigError
-
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
-    results = sweep.run(args.spec, args.out, workers=args.workers, wandb=args.wandb)
+    if args.threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+    results = sweep.run(args.spec, args.out, workers=args.workers, wandb=args.wandb, threads=args.threads)
     md = leaderboard.write(args.out, reference=args.reference if args.reference.is_dir() else None)
     print()
     print(md.read_text())

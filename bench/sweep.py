@@ -6,7 +6,8 @@ A sweep file holds one or more YAML documents, each a W&B sweep config (``method
 keyed by dotted path with ``value`` or ``values``), so each document also works with ``wandb sweep`` for users
 with a server. Every run is planned and validated before the first one starts. Runs whose record already
 exists in ``--out`` are skipped (ids hash the resolved config), so an interrupted sweep resumes where it
-stopped. Workers are separate processes, each with torch threads = cores // workers.
+stopped. Workers are separate processes, one per core by default, each running its runs on one torch thread
+(``--threads`` to change; bit-identical results need equal thread counts).
 """
 
 from __future__ import annotations
@@ -104,13 +105,13 @@ def summary_line(rec: dict, done: int, total: int) -> str:
             f"test/{m['name']}={value:<9} {rec['status']:<8} {verdict:<9} {rec['wall_time_s']:.0f}s")
 
 
-def run(path: Path, out: Path, workers: int | None = None, wandb: str = "auto") -> list[dict]:
+def run(path: Path, out: Path, workers: int | None = None, wandb: str = "auto", threads: int = 1) -> list[dict]:
+    """Run what ``out`` lacks. ``threads`` per run stays 1 by default whatever the worker count: results are
+    bit-identical only at equal thread counts, and the committed reference used one."""
     cfgs = plan(path)
     done_ids = records.existing_ids(out)
     todo = [c for c in cfgs if c.run_id not in done_ids]
-    cores = os.cpu_count() or 1
-    workers = max(1, min(workers or cores, len(todo) or 1))
-    threads = max(1, cores // workers)
+    workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
     print(f"sweep {path}: {len(cfgs)} runs; {len(cfgs) - len(todo)} already recorded in {out}; "
           f"{len(todo)} to run on {workers} worker(s) x {threads} thread(s)", flush=True)
     started, results = time.time(), []
