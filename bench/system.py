@@ -53,7 +53,7 @@ class SequenceSystem(L.LightningModule):
         self._preclip_total: torch.Tensor | None = None  # this step's pre-clip total norm, reused for clipping
 
     def forward(self, x: torch.Tensor, state=None):
-        y, state = self.core(x, state)
+        y, state = self.core(self.task.inputs(x), state)
         return self.head(self.task.readout(y)), state
 
     def _step(self, batch, split: str) -> torch.Tensor:

@@ -112,6 +112,11 @@ class Task(L.LightningDataModule):
                 "output_size": self.output_size, "seq_len": self.seq_len}
 
     # ---- scoring -------------------------------------------------------------------------------------------
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """What the core reads, from a batch's stored inputs (B, T, ...) -> (B, T, input_size); identity here,
+        one-hot for tasks that store token indices."""
+        return x
+
     def readout(self, y: torch.Tensor) -> torch.Tensor:
         """Which recurrent outputs the head reads: (B, T, H) -> (B, H) for many-to-one, else unchanged."""
         return y[:, -1] if self.shape == "many-to-one" else y

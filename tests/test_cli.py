@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+import tasks
 from bench.cli import main
 from bench.config import ConfigError, resolve
 
@@ -18,7 +19,7 @@ def run_main(capsys, *argv):
 
 @pytest.mark.parametrize("argv, message", [
     (["run", "--task", "adding", "--arch", "lstmm"], "unknown architecture 'lstmm'; valid: gru, irnn, lstm, vanilla"),
-    (["run", "--task", "addng", "--arch", "lstm"], "unknown task 'addng'; valid: adding, copy, mnist1d"),
+    (["run", "--task", "addng", "--arch", "lstm"], f"unknown task 'addng'; valid: {', '.join(tasks.names())}"),
     (["run", "--task", "adding", "--arch", "lstm", "--optim.lrr", "1"], "unknown option optim.lrr; valid:"),
     (["run", "--task", "adding", "--arch", "lstm", "--task.delay", "3"], "unknown option task.delay; valid:"),
     (["run", "--task", "adding", "--arch", "lstm", "--arch.hidden_size", "x"], "cannot read 'x'"),

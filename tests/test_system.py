@@ -20,7 +20,7 @@ def test_contract_shapes_and_one_step_changes_parameters(task_arch):
     L.seed_everything(0, verbose=False)
     task, system = build(resolve(small(*task_arch)))
     x, target = _batch(task)
-    assert x.shape[1:] == (task.seq_len, task.input_size)
+    assert task.inputs(x).shape[1:] == (task.seq_len, task.input_size)
     pred, _ = system(x)
     expected = (x.shape[0], task.output_size) if task.shape == "many-to-one" else (*x.shape[:2], task.output_size)
     assert pred.shape == expected

@@ -47,7 +47,7 @@ class GradientDiagnostics(L.Callback):
         task = pl_module.task
         task.setup(stage)
         x, target = task.splits.val[: self.probe_size]
-        self._probe_batch = (x, target)
+        self._probe_batch = (task.inputs(x), target)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if trainer.global_step % self.every == 0 and not self._probed(trainer.global_step):
