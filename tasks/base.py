@@ -154,6 +154,29 @@ class Task(L.LightningDataModule):
         return DataLoader(self.splits.test, batch_size=1000)
 
 
+class Classification(Task):
+    """Many-to-one classification into ``classes`` classes: cross-entropy, accuracy, chance = 1 / classes."""
+
+    shape = "many-to-one"
+    metric_name = "acc"
+    metric_mode = "max"
+    classes: ClassVar[int] = 10
+
+    @property
+    def output_size(self) -> int:
+        return self.classes
+
+    @property
+    def baseline(self) -> float:
+        return 1.0 / self.classes
+
+    def loss(self, pred, target):
+        return torch.nn.functional.cross_entropy(pred, target)
+
+    def make_metric(self):
+        return torchmetrics.classification.MulticlassAccuracy(num_classes=self.classes, average="micro")
+
+
 def generator(seed: int, split: str) -> torch.Generator:
     """An independent generator per split so train/val/test never overlap in draws."""
     offset = {"train": 0, "val": 1, "test": 2}[split]

@@ -14,13 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torchmetrics
-from torch.nn import functional as F
 from torch.utils.data import TensorDataset
 
 from architectures.config import opt
 
-from .base import Splits, Task, TaskConfig, register
+from .base import Classification, Splits, TaskConfig, register
 
 
 @dataclass(frozen=True)
@@ -43,28 +41,14 @@ def generate(seed: int) -> dict[str, np.ndarray]:
 
 
 @register
-class MNIST1D(Task):
+class MNIST1D(Classification):
     name = "mnist1d"
     version = "1"
-    shape = "many-to-one"
     variant = "mnist1d make_dataset defaults, 3500/500/1000"
-    metric_name = "acc"
-    metric_mode = "max"
     Config = MNIST1DConfig
 
     input_size = 1
-    output_size = 10
     seq_len = 40
-
-    @property
-    def baseline(self) -> float:
-        return 0.1
-
-    def loss(self, pred, target):
-        return F.cross_entropy(pred, target)
-
-    def make_metric(self):
-        return torchmetrics.classification.MulticlassAccuracy(num_classes=10, average="micro")
 
     def make_splits(self) -> Splits:
         data = generate(self.config.data_seed)

@@ -10,13 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torchmetrics
-from torch.nn import functional as F
 from torch.utils.data import TensorDataset
 
 from architectures.config import opt
 
-from .base import Splits, Task, TaskConfig
+from .base import Classification, Splits, TaskConfig
 
 
 @dataclass(frozen=True)
@@ -25,30 +23,16 @@ class PixelConfig(TaskConfig):
     perm_seed: int = opt(0, "seed of that fixed permutation")
 
 
-class PixelTask(Task):
+class PixelTask(Classification):
     """Subclasses set ``side`` (image height = width), ``name``, ``version`` and implement ``images``."""
 
-    shape = "many-to-one"
-    metric_name = "acc"
-    metric_mode = "max"
     Config = PixelConfig
     side: int
     input_size = 1
-    output_size = 10
 
     @property
     def seq_len(self) -> int:
         return self.side * self.side
-
-    @property
-    def baseline(self) -> float:
-        return 0.1
-
-    def loss(self, pred, target):
-        return F.cross_entropy(pred, target)
-
-    def make_metric(self):
-        return torchmetrics.classification.MulticlassAccuracy(num_classes=10, average="micro")
 
     def images(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(x_train, y_train, x_val, y_val, x_test, y_test); x as (N, side, side) floats in [0, 1]."""
