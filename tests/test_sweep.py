@@ -10,7 +10,7 @@ from bench.config import resolve
 
 ROOT = Path(__file__).resolve().parent.parent
 
-TINY = """
+SMALL_ADDING = """
 method: grid
 parameters:
   task.name: {value: adding}
@@ -19,29 +19,14 @@ parameters:
   task.n_val: {value: 32}
   task.n_test: {value: 32}
   task.batch_size: {value: 16}
-  arch.name: {values: [vanilla, gru]}
   arch.hidden_size: {value: 4}
   train.max_steps: {value: 4}
   train.val_every: {value: 2}
-  seed: {values: [0, 1]}
----
-method: grid
-parameters:
-  task.name: {value: adding}
-  task.seq_len: {value: 6}
-  task.n_train: {value: 128}
-  task.n_val: {value: 32}
-  task.n_test: {value: 32}
-  task.batch_size: {value: 16}
-  arch.name: {value: vanilla}
-  arch.hidden_size: {value: 4}
-  train.max_steps: {value: 4}
-  train.val_every: {value: 2}
-  optim.name: {value: sgd}
-  optim.lr: {value: 1.0e+6}
-  optim.clip: {value: 0}
-  seed: {values: [0]}
 """
+# Two documents: vanilla and gru over two seeds, and one vanilla run with a learning rate that diverges.
+TINY = (SMALL_ADDING + "  arch.name: {values: [vanilla, gru]}\n  seed: {values: [0, 1]}\n---"
+        + SMALL_ADDING + "  arch.name: {value: vanilla}\n  optim.name: {value: sgd}\n  optim.lr: {value: 1.0e+6}\n"
+        "  optim.clip: {value: 0}\n  seed: {values: [0]}\n")
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +117,7 @@ def test_committed_records_come_from_the_default_suite():
 
 def test_two_worker_processes_record_every_run(tmp_path):
     spec = tmp_path / "two.yaml"
-    spec.write_text(TINY.split("---")[0].replace("seed: {values: [0, 1]}", "seed: {values: [0]}"))
+    spec.write_text(SMALL_ADDING + "  arch.name: {values: [vanilla, gru]}\n  seed: {values: [0]}\n")
     results = sweep.run(spec, tmp_path / "out", workers=2, wandb="disabled")
     assert sorted(r["name"] for r in results) == ["adding__gru__s0", "adding__vanilla__s0"]
     assert all(r["status"] == "ok" and r["provenance"]["torch_threads"] >= 1 for r in results)
