@@ -31,7 +31,7 @@ from .config import resolve
 from .diag import flow
 from .diag.callback import GradientDiagnostics
 from .records import provenance
-from .run import build, make_loggers, quiet, trainer_for
+from .run import build, close, make_loggers, quiet, trainer_for
 
 SUITE = {"task": "adding", "arch": "lstm", "task.seq_len": 50, "arch.hidden_size": 64, "optim.lr": 3e-3}
 WARMUP = 20
@@ -59,9 +59,7 @@ def rnnbench_rate(steps: int, wandb: str) -> float:
         trainer = trainer_for(cfg, loggers)
         trainer.callbacks.append(timer)
         trainer.fit(system, datamodule=task)
-        for logger in loggers:
-            if hasattr(logger, "experiment") and hasattr(logger.experiment, "finish"):
-                logger.experiment.finish()
+        close(loggers)
     return timer.steps / (timer.end - timer.start)
 
 

@@ -68,6 +68,14 @@ def make_loggers(cfg: RunConfig, csv_dir: str, mode: str, provenance: dict) -> l
     return loggers
 
 
+def close(loggers: list, status: str = "success") -> None:
+    """Flush every logger and finish the W&B run: one W&B run per record, even when a worker trains many."""
+    for logger in loggers:
+        logger.finalize(status)
+        if isinstance(logger, WandbLogger):
+            logger.experiment.finish()
+
+
 def build(cfg: RunConfig) -> tuple[tasks.Task, SequenceSystem]:
     task = tasks.get(cfg.task_name)(cfg.task)
     core = architectures.build(cfg.arch_name, task.input_size, cfg.arch)
@@ -124,10 +132,7 @@ def train(cfg: RunConfig, out: Path, wandb: str = "auto", progress: bool = False
             status, error = "failed", "".join(traceback.format_exception_only(exc)).strip()
             traceback.print_exc()
         finally:
-            for logger in loggers:
-                logger.finalize("success" if status == "ok" else status)
-                if hasattr(logger, "experiment") and hasattr(logger.experiment, "finish"):
-                    logger.experiment.finish()  # one W&B run per record, even when a worker trains many
+            close(loggers, "success" if status == "ok" else status)
         metrics_src = Path(tmp) / "metrics.csv"
         metrics_name = f"{cfg.name}__{cfg.run_id}.metrics.csv"
         record = records.make(

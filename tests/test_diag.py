@@ -167,7 +167,7 @@ def test_probing_leaves_the_training_trajectory_unchanged(arch, tmp_path):
     assert d["verdict"] in ("vanishing", "healthy", "exploding") and off["diagnostics"] is None
     with open(tmp_path / "on" / "runs" / on["metrics_file"]) as f:
         header = next(csv.reader(f))
-    assert {"diag/flow_ratio/l0", "diag/jacobian/l1", "diag/saturation/l0"} <= set(header)
+    assert {"diag/flow_ratio/l0", "diag/jacobian/l1", "diag/saturation/l0", "diag/clipped_fraction"} <= set(header)
 
 
 def test_diverged_run_reads_exploding(tmp_path):

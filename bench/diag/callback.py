@@ -17,6 +17,7 @@ import statistics
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import WandbLogger
 
 from . import flow, health, spectra
 from .verdict import verdict
@@ -32,6 +33,18 @@ def _rounded(tree):
     if isinstance(tree, list):
         return [_rounded(v) for v in tree]
     return _round(tree) if isinstance(tree, float) else tree
+
+
+def gradient_events(grad_history: list[float], clip: float, nonfinite: bool) -> dict:
+    """Fraction of steps clipped, max pre-clip norm, its ratio to the median (spikes), non-finite gradients."""
+    median = statistics.median(grad_history) if grad_history else None
+    return {
+        "clipped_fraction": (sum(g > clip for g in grad_history) / len(grad_history))
+        if grad_history and clip > 0 else 0.0,
+        "max_preclip_norm": max(grad_history) if grad_history else None,
+        "spike": max(grad_history) / median if median else None,
+        "nonfinite_gradients": int(nonfinite),
+    }
 
 
 class GradientDiagnostics(L.Callback):
@@ -56,6 +69,11 @@ class GradientDiagnostics(L.Callback):
     def on_train_end(self, trainer, pl_module):
         if not self._probed(trainer.global_step):
             self.probe(pl_module, trainer.global_step)
+        events = gradient_events(pl_module.grad_history, trainer.gradient_clip_val or 0.0,
+                                 pl_module.divergence is not None)
+        row = {f"diag/{k}": float(v) for k, v in events.items() if v is not None}
+        for logger in pl_module.loggers:
+            logger.log_metrics(row, step=trainer.global_step)
         self._mirror_pictures(pl_module)
 
     # ---- measuring ------------------------------------------------------------------------------------
@@ -104,14 +122,7 @@ class GradientDiagnostics(L.Callback):
         """The record's ``diagnostics`` section: probe history, final values, gradient events, verdict."""
         first, last = (self.history[0], self.history[-1]) if self.history else ({}, {})
         ratio = last.get("ratio", {}).get("l0")
-        median = statistics.median(grad_history) if grad_history else None
-        events = {
-            "clipped_fraction": (sum(g > clip for g in grad_history) / len(grad_history))
-            if grad_history and clip > 0 else 0.0,
-            "max_preclip_norm": max(grad_history) if grad_history else None,
-            "spike": max(grad_history) / median if median else None,  # max over median pre-clip norm
-            "nonfinite_gradients": int(nonfinite),
-        }
+        events = gradient_events(grad_history, clip, nonfinite)
         return _rounded({
             "every": self.every, "probe_size": self.probe_size, "loss": "last output step (see diag/flow.py)",
             "verdict": verdict(ratio, nonfinite, events["spike"]),
@@ -122,9 +133,8 @@ class GradientDiagnostics(L.Callback):
         })
 
     def _mirror_pictures(self, pl_module) -> None:
-        """The flow heatmap and a few line profiles to W&B (loggers without ``experiment.log`` skip this)."""
-        mirrors = [lg for lg in pl_module.loggers if hasattr(getattr(lg, "experiment", None), "log")
-                   and type(lg).__name__.startswith("Wandb")]
+        """The flow heatmap and a few line profiles to the W&B mirror, if the run has one."""
+        mirrors = [lg for lg in pl_module.loggers if isinstance(lg, WandbLogger)]
         if not mirrors or not self.history:
             return
         import wandb
