@@ -26,6 +26,13 @@ class Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def positive_int(text: str) -> int:
+    value = int(text) if text.lstrip("-").isdigit() else 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
 def _fields_help() -> str:
     import architectures
     import tasks
@@ -81,16 +88,16 @@ def build_parser() -> Parser:
     r.add_argument("--out", default=LOCAL_OUT, help=f"results folder [default: {LOCAL_OUT}]")
     r.add_argument("--wandb", default="auto", help="auto, online, offline, disabled [default: auto]")
     r.add_argument("--progress", action="store_true", help="show Lightning's progress bar")
-    r.add_argument("--threads", type=int, default=1,
+    r.add_argument("--threads", type=positive_int, default=1,
                    help="torch CPU threads [default: 1, as each sweep worker and the reference use: results are "
                         "bit-identical only for the same thread count]")
 
     s = sub.add_parser("sweep", help="run every run of a sweep file, skipping recorded ones")
     s.add_argument("spec", type=Path, help="sweep YAML (W&B sweep format, one or more documents)")
     s.add_argument("--out", type=Path, default=Path(LOCAL_OUT), help=f"results folder [default: {LOCAL_OUT}]")
-    s.add_argument("--workers", type=int, default=None, help="parallel runs [default: one per core]")
+    s.add_argument("--workers", type=positive_int, default=None, help="parallel runs [default: one per core]")
     s.add_argument("--wandb", default="auto", help="auto, online, offline, disabled [default: auto]")
-    s.add_argument("--threads", type=int, default=1,
+    s.add_argument("--threads", type=positive_int, default=1,
                    help="torch threads per run [default: 1, as the reference: bit-identical results need it]")
     s.add_argument("--reference", type=Path, default=Path(REFERENCE),
                    help=f"leaderboard to show beside yours [default: {REFERENCE}]")
@@ -125,11 +132,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_run(args, rest) -> int:
-    from .config import ConfigError, resolve
+    from .config import resolve
 
     cfg = resolve({"task.name": args.task, "arch.name": args.arch, "seed": args.seed, **_parse_overrides(rest)})
-    if args.threads < 1:
-        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
     import torch
 
     from .run import train
@@ -156,12 +161,7 @@ def cmd_run(args, rest) -> int:
 
 def cmd_sweep(args, rest) -> int:
     from . import leaderboard, sweep
-    from .config import ConfigError
 
-    if args.workers is not None and args.workers < 1:
-        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
-    if args.threads < 1:
-        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
     results = sweep.run(args.spec, args.out, workers=args.workers, wandb=args.wandb, threads=args.threads)
     md = leaderboard.write(args.out, reference=args.reference if args.reference.is_dir() else None)
     print()
@@ -177,12 +177,11 @@ def cmd_leaderboard(args, rest) -> int:
     for folder in (args.out, args.reference):
         if folder is not None and not (folder / "runs").is_dir():
             raise ConfigError(f"no run records under {folder}/runs; run a sweep first (make sweep)")
-
+    if args.readme is not None and not args.readme.is_file():
+        raise ConfigError(f"--readme {args.readme} not found")  # before anything is written
     md = leaderboard.write(args.out, reference=args.reference)
     print(f"wrote {md} and {md.with_name('leaderboard.csv')}")
     if args.readme is not None:
-        if not args.readme.is_file():
-            raise ConfigError(f"--readme {args.readme} not found")
         changed = leaderboard.update_readme(args.readme, args.out)
         print(f"{args.readme}: leaderboard block {'updated' if changed else 'unchanged'}")
     return 0
