@@ -2,6 +2,7 @@
 
     rnnbench run --task adding --arch lstm --seed 0 [--task.seq_len 50 --optim.lr 3e-3 ...]
     rnnbench sweep sweeps/default.yaml [--workers 2] [--out results-local]
+    rnnbench units charlm__lstm__s0 [--out results-local] [--units 3,17] [--length 2000] [--top 3] [--state c]
     rnnbench leaderboard [--out results] [--reference results]
     rnnbench list
 
@@ -108,6 +109,28 @@ def build_parser() -> Parser:
     b.add_argument("--readme", type=Path, default=None, help="also regenerate this README's leaderboard block")
 
     sub.add_parser("list", help="list registered tasks and architectures")
+
+    g = sub.add_parser("sample", help="generate text from a trained char-LM run (greedy and/or sampled)")
+    g.add_argument("run", help="run name (e.g. charlm__lstm__s0, optionally __<id>) or a record path")
+    g.add_argument("--out", type=Path, default=Path(LOCAL_OUT), help=f"results folder [default: {LOCAL_OUT}]")
+    g.add_argument("--temperature", type=float, action="append", default=None,
+                   help="softmax temperature; repeat for several samples [default: 1.0 unless --greedy alone]")
+    g.add_argument("--greedy", action="store_true", help="also decode greedily (argmax at every step)")
+    g.add_argument("--prime", default="The ", help="text read before generating [default: 'The ']")
+    g.add_argument("--length", type=positive_int, default=300, help="characters to generate [default: 300]")
+    g.add_argument("--seed", type=int, default=0, help="seed of the sampling generator [default: 0]")
+    g.add_argument("--wandb", default="auto", help="auto, online, offline, disabled [default: auto]")
+
+    u = sub.add_parser("units", help="rank a char-LM run's hidden units by the text features they track "
+                                     "and colour them over held-out text (Karpathy et al. 2015)")
+    u.add_argument("run", help="run name (charlm__lstm__s0, optionally __<id>) or a record path")
+    u.add_argument("--out", type=Path, default=Path(LOCAL_OUT), help=f"results folder [default: {LOCAL_OUT}]")
+    u.add_argument("--units", default="", help="unit indices to show besides the top ones, e.g. 3,17")
+    u.add_argument("--length", type=positive_int, default=2000, help="characters of sample [default: 2000]")
+    u.add_argument("--top", type=positive_int, default=3, help="units ranked per feature [default: 3]")
+    u.add_argument("--state", choices=("h", "c"), default=None,
+                   help="h, or c (through tanh) for cores with a cell state [default: c there, else h]")
+    u.add_argument("--layer", type=int, default=None, help="layer to read [default: the last]")
     return p
 
 
@@ -187,6 +210,38 @@ def cmd_leaderboard(args, rest) -> int:
     return 0
 
 
+def cmd_units(args, rest) -> int:
+    from . import units
+
+    chosen = units.parse_units(args.units)  # before loading anything
+    report = units.run(args.run, args.out, units=chosen, length=args.length, top=args.top, state=args.state,
+                       layer=args.layer)
+    print(units.summary(report))
+    return 0
+
+
+def cmd_sample(args, rest) -> int:
+    from . import checkpoint, sample
+    from .run import quiet, wandb_mode
+
+    temperatures = args.temperature if args.temperature is not None else ([] if args.greedy else [1.0])
+    record, _, task, system = checkpoint.load(args.run, args.out)
+    sample.check(task, args.prime, temperatures, args.length)
+    quiet()
+    samples = sample.sample_run(system, task, prime=args.prime, length=args.length, temperatures=temperatures,
+                                greedy=args.greedy, seed=args.seed)
+    for s in samples:
+        print(f"--- {record['name']} [{record['id']}], {s.decoding}, seed {s.seed}, "
+              f"distinct 4-grams {s.distinct_4grams:.2f}")
+        print(s.prime + s.text)
+    _, record_path = checkpoint.find_record(args.run, args.out)
+    print(f"samples: {sample.save(samples, record, record_path)}")
+    wandb_id = sample.mirror(samples, record, wandb_mode(args.wandb))
+    if wandb_id:
+        print(f"W&B: run {wandb_id} in project rnnbench, group {record['task']}")
+    return 0
+
+
 def cmd_list(args, rest) -> int:
     import architectures
     import tasks
@@ -196,4 +251,5 @@ def cmd_list(args, rest) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard, "list": cmd_list}
+COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard, "list": cmd_list,
+            "units": cmd_units, "sample": cmd_sample}

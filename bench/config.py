@@ -177,9 +177,16 @@ def validate(cfg: RunConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
-    problem = tasks.get(cfg.task_name).check(cfg.task)
+    task = tasks.get(cfg.task_name)
+    problem = task.check(cfg.task)
     if problem:
         raise ConfigError(problem)
+    per_batch = task.updates_per_batch(cfg.task)
+    for name in ("max_steps", "val_every"):
+        value = getattr(cfg.train, name)
+        if value % per_batch:
+            raise ConfigError(f"train.{name} ({value}) must be a multiple of {per_batch}, the optimizer steps per "
+                              f"batch under truncated BPTT (task.seq_len / task.tbptt); e.g. {value - value % per_batch or per_batch}")
     nonlinearity = getattr(cfg.arch, "nonlinearity", "tanh")
     if nonlinearity not in ("tanh", "relu"):
         raise ConfigError(f"unknown arch.nonlinearity {nonlinearity!r}; valid: relu, tanh")

@@ -57,7 +57,7 @@ def provenance() -> dict:
 
 def make(cfg, task, *, status, error, divergence, steps, params, test, val_last, val_best, grad_norm,
          wall_time_s, provenance, wandb_mode, accelerator, metrics_file, diagnostics=None,
-         wandb_id=None) -> dict:
+         wandb_id=None, checkpoint=None, extra=None) -> dict:
     info = task.describe()
     return {
         "schema": SCHEMA,
@@ -74,6 +74,7 @@ def make(cfg, task, *, status, error, divergence, steps, params, test, val_last,
             "name": info["metric"], "mode": info["mode"], "test": test, "val_last": val_last,
             "val_best": val_best, "baseline": info["baseline"],
             "solved": task.is_solved(test) if test is not None else (False if status != "ok" else None),
+            "extra": extra or {},  # metrics beside the main one, e.g. {"test/ppl": ..., "val/ppl": ...}
         },
         "divergence": divergence,
         "error": error,
@@ -88,6 +89,7 @@ def make(cfg, task, *, status, error, divergence, steps, params, test, val_last,
         "wandb_mode": wandb_mode,
         "wandb_id": wandb_id,  # project rnnbench; None when W&B was disabled
         "metrics_file": metrics_file,
+        "checkpoint": checkpoint,  # relative to the results folder; git-ignored, so absent from a fresh clone
         "diagnostics": diagnostics,
         "provenance": provenance,
     }

@@ -26,7 +26,7 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 import architectures
 import tasks
 
-from . import records
+from . import checkpoint, records
 from .config import RunConfig
 from .diag.callback import GradientDiagnostics
 from .system import SequenceSystem
@@ -83,10 +83,15 @@ def build(cfg: RunConfig) -> tuple[tasks.Task, SequenceSystem]:
 
 
 def trainer_for(cfg: RunConfig, loggers, progress: bool = False, callbacks=()) -> L.Trainer:
+    task = tasks.get(cfg.task_name)
+    # max_steps counts optimizer steps; Lightning's val_check_interval counts batches (several steps each under
+    # truncated BPTT; config.validate makes val_every a multiple). Manual optimization clips in the system.
+    per_batch = task.updates_per_batch(cfg.task)
+    manual = task(cfg.task).truncation is not None
     return L.Trainer(
         accelerator=cfg.train.accelerator, devices=1, max_steps=cfg.train.max_steps, max_epochs=-1,
-        gradient_clip_val=cfg.optim.clip or None, gradient_clip_algorithm="norm",
-        val_check_interval=min(cfg.train.val_every, cfg.train.max_steps), check_val_every_n_epoch=None,
+        gradient_clip_val=None if manual else cfg.optim.clip or None, gradient_clip_algorithm="norm",
+        val_check_interval=min(cfg.train.val_every, cfg.train.max_steps) // per_batch, check_val_every_n_epoch=None,
         num_sanity_val_steps=0, log_every_n_steps=1, deterministic=True, logger=loggers,
         enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=progress,
         callbacks=list(callbacks),
@@ -133,6 +138,7 @@ def train(cfg: RunConfig, out: Path, wandb: str = "auto", progress: bool = False
             traceback.print_exc()
         finally:
             close(loggers, "success" if status == "ok" else status)
+        ckpt = checkpoint.save(system, cfg, out) if status != "failed" else None
         metrics_src = Path(tmp) / "metrics.csv"
         metrics_name = f"{cfg.name}__{cfg.run_id}.metrics.csv"
         record = records.make(
@@ -142,6 +148,8 @@ def train(cfg: RunConfig, out: Path, wandb: str = "auto", progress: bool = False
             provenance=provenance, wandb_mode=mode, accelerator=str(trainer.accelerator.__class__.__name__),
             wandb_id=next((lg.experiment.id for lg in loggers if isinstance(lg, WandbLogger)), None),
             metrics_file=metrics_name if metrics_src.exists() else None,
+            checkpoint=str(ckpt.relative_to(out)) if ckpt else None,
+            extra={k: v for k, v in system.last.items() if "/" in k},
             diagnostics=diag.summary(system.grad_history, cfg.optim.clip, status == "diverged") if diag else None,
         )
         runs = out / "runs"

@@ -4,6 +4,16 @@ It never looks at task or architecture names: the task says which outputs to rea
 the core says how its parameters group into layers. Metric keys are ``split/name``: ``train/loss``,
 ``val/mse``, ``val/mse_best``, ``test/acc``; pre-clip gradient norms go under ``grad/`` every step.
 
+Truncated BPTT (tasks that declare ``truncation``, e.g. charlm): Lightning 2 dropped it, so the system uses
+manual optimization as Lightning's TBPTT page does, with the fixes that page needs: the batch is cut into
+k-step chunks with ``split(k)`` (not ``tensor_split``, which makes k chunks), the carried state is detached
+whether it is a tensor or an LSTM's (h, c) tuple, and the pre-clip gradient norm is measured per chunk
+*before* clipping (in manual optimization ``on_before_optimizer_step`` runs after it). One optimizer step per
+chunk, so ``trainer.global_step``, ``train.max_steps``, ``train.val_every``, the diagnostics cadence and the
+step of every logged row all count optimizer updates (chunks), never batches. Tasks that declare
+``carries_state`` read consecutive batches of parallel streams: the state goes from one batch to the next,
+per split, and is reset at each epoch's start.
+
 Per-step scalars (``train/loss`` and ``grad/*``) go to the loggers as one row per optimizer step, straight
 through ``logger.log_metrics``: ``self.log`` costs about a millisecond per call on CPU (its result collection),
 which is 10-20 % of a small RNN's step. Epoch-level metrics (val, test) use ``self.log`` as usual.
@@ -20,11 +30,19 @@ import torch
 from torch import nn
 
 from architectures import RecurrentCore
+from architectures.base import State
 from tasks import Task
 
 from .config import OptimConfig
 
 _LAYER = re.compile(r"_l(\d+)$")
+
+
+def detach_state(state: State | None) -> State | None:
+    """Cut the graph behind a carried state: a tensor (RNN, GRU) or an (h, c) tuple (LSTM)."""
+    if state is None or isinstance(state, torch.Tensor):
+        return None if state is None else state.detach()
+    return tuple(s.detach() for s in state)
 
 
 def layer_of(param_name: str) -> str:
@@ -42,6 +60,10 @@ class SequenceSystem(L.LightningModule):
         self.optim = optim if optim is not None else OptimConfig()
         self.head = nn.Linear(core.output_size, task.output_size)
         self.metrics = nn.ModuleDict({split: task.make_metric() for split in ("val", "test")})
+        self.extra_metrics = nn.ModuleDict({split: nn.ModuleDict(task.make_extra_metrics()) for split in ("val", "test")})
+        self.truncation = task.truncation
+        self.automatic_optimization = self.truncation is None
+        self._carried: dict[str, State | None] = {"train": None, "val": None, "test": None}
         self.key = task.metric_name
         self.best: float | None = None
         self.last: dict[str, float] = {}  # latest computed metric per split
@@ -58,22 +80,46 @@ class SequenceSystem(L.LightningModule):
 
     def _step(self, batch, split: str) -> torch.Tensor:
         x, target = batch
-        pred, _ = self(x)
+        carried = self.task.carries_state
+        pred, state = self(x, self._carried[split] if carried else None)
+        if carried:
+            self._carried[split] = detach_state(state)
         loss = self.task.loss(pred, target)
         if split == "train":
             self._train_loss = loss.detach().item()
         else:
             self.task.metric_update(self.metrics[split], pred, target)
+            for metric in self.extra_metrics[split].values():
+                metric.update(pred, target)
             self.log(f"{split}/loss", loss, on_step=False, on_epoch=True)
         return loss
 
     def training_step(self, batch, batch_idx):
+        if not self.automatic_optimization:
+            return self._truncated_step(batch)
         loss = self._step(batch, "train")
         if not math.isfinite(self._train_loss):
             self._write_row({"train/loss": self._train_loss})
             self._diverge(f"non-finite loss {self._train_loss}")
             return None  # skips backward and the optimizer step
         return loss
+
+    def _truncated_step(self, batch) -> None:
+        """One optimizer step per ``truncation``-step chunk of the batch, the state carried and detached."""
+        opt = self.optimizers()
+        for chunk in zip(*(t.split(self.truncation, dim=1) for t in batch), strict=True):
+            loss = self._step(chunk, "train")  # carries and detaches the state for the next chunk
+            if not math.isfinite(self._train_loss):
+                self._write_row({"train/loss": self._train_loss})
+                self._diverge(f"non-finite loss {self._train_loss}")
+                return
+            opt.zero_grad()
+            self.manual_backward(loss)
+            self._measure_gradients()
+            if self.divergence is not None:
+                return
+            self.configure_gradient_clipping(opt, self.optim.clip)
+            opt.step()
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val")
@@ -88,6 +134,9 @@ class SequenceSystem(L.LightningModule):
 
     # ---- hooks -----------------------------------------------------------------------------------------
     def on_validation_epoch_end(self):
+        # Lightning puts epoch-level rows at its count of batches; a logged "step" overrides that, so val rows
+        # sit at the optimizer step like every other row (they differ under truncated BPTT).
+        self.log("step", float(self.global_step))
         value = self._compute("val")
         better = self.best is None or (value < self.best if self.task.metric_mode == "min" else value > self.best)
         if math.isfinite(value) and better:
@@ -96,10 +145,25 @@ class SequenceSystem(L.LightningModule):
             self.log(f"val/{self.key}_best", self.best)
 
     def on_test_epoch_end(self):
+        self.log("step", float(self.global_step))
         self._compute("test")
 
+    def on_train_epoch_start(self):
+        self._carried["train"] = None
+
+    def on_validation_epoch_start(self):
+        self._carried["val"] = None
+
+    def on_test_epoch_start(self):
+        self._carried["test"] = None
+
     def on_before_optimizer_step(self, optimizer):
-        # In automatic optimization this runs before Lightning clips: these are the pre-clip norms.
+        # In automatic optimization this runs before Lightning clips: these are the pre-clip norms. In manual
+        # optimization it runs inside opt.step(), after our clipping, so _truncated_step measures instead.
+        if self.automatic_optimization:
+            self._measure_gradients()
+
+    def _measure_gradients(self) -> None:
         # Lightning's grad_norm utility gives per-parameter norms one op each; we want per-layer norms, so all
         # parameter norms come from one fused kernel and are summed per layer.
         if self._layers is None:
@@ -140,6 +204,10 @@ class SequenceSystem(L.LightningModule):
         metric.reset()
         self.last[split] = value
         self.log(f"{split}/{self.key}", value)
+        for name, extra in self.extra_metrics[split].items():
+            self.last[f"{split}/{name}"] = float(extra.compute())
+            extra.reset()
+            self.log(f"{split}/{name}", self.last[f"{split}/{name}"])
         return value
 
     def _diverge(self, reason: str) -> None:

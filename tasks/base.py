@@ -66,6 +66,8 @@ class Task(L.LightningDataModule):
     metric_name: ClassVar[str]
     metric_mode: ClassVar[str]  # "min" or "max"
     Config: ClassVar[type] = TaskConfig
+    # Streams: batch i + 1 continues batch i, so the system carries the recurrent state across batches.
+    carries_state: ClassVar[bool] = False
 
     def __init__(self, config: TaskConfig | None = None):
         super().__init__()
@@ -75,6 +77,16 @@ class Task(L.LightningDataModule):
     @classmethod
     def check(cls, config) -> str | None:
         """A problem with ``config`` that a user can fix (missing files, ...), found before any work; or None."""
+        return None
+
+    @classmethod
+    def updates_per_batch(cls, config) -> int:
+        """Optimizer steps per training batch: more than one under truncated BPTT (one per chunk)."""
+        return 1
+
+    @property
+    def truncation(self) -> int | None:
+        """Truncated BPTT chunk length in steps, or None for one backward pass per batch."""
         return None
 
     # ---- declared properties ---------------------------------------------------------------------------
@@ -130,6 +142,10 @@ class Task(L.LightningDataModule):
     def metric_update(self, metric: torchmetrics.Metric, pred: torch.Tensor, target: torch.Tensor) -> None:
         metric.update(pred, target)
 
+    def make_extra_metrics(self) -> dict[str, torchmetrics.Metric]:
+        """Metrics reported beside the main one (``metric.update(pred, target)``), e.g. perplexity."""
+        return {}
+
     # ---- data ------------------------------------------------------------------------------------------------
     def make_splits(self) -> Splits:
         raise NotImplementedError
@@ -142,6 +158,10 @@ class Task(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         self.splits  # noqa: B018 - generate once, before the loaders are asked for
+
+    def probe_batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A fixed batch of ``n`` validation sequences for the diagnostics probes (stored inputs, targets)."""
+        return self.splits.val[:n]
 
     def train_dataloader(self) -> DataLoader:
         # Shuffling draws from torch's global RNG, which seed_everything seeds per run.

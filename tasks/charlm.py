@@ -9,10 +9,18 @@ Corpora (``task.corpus``):
   folder of text files.
 - any other value: a path to a local UTF-8 text file.
 
-The text is split contiguously into train / val / test (``val_frac``, ``test_frac``), then into
-non-overlapping windows of ``seq_len`` characters; targets are the inputs shifted by one. Inputs are indices,
-one-hot encoded per batch (``inputs``), so a corpus costs bytes, not floats. Each window is trained with full
-backpropagation through its ``seq_len`` steps. Metric: bits per character (cross-entropy / ln 2). Baseline: a
+The text is split contiguously into train / val / test (``val_frac``, ``test_frac``). Each split is read as
+``batch_size`` parallel streams, the classic char-rnn layout: the split is cut into that many contiguous
+pieces, and batch i holds characters [i·seq_len, (i+1)·seq_len) of every piece, so consecutive batches
+continue each other and the system carries the hidden state from one batch to the next (reset each epoch).
+Training is truncated backpropagation through time: every batch is split into chunks of ``tbptt`` steps, one
+optimizer step per chunk, the state carried across chunks and detached between them (bench/system.py).
+``tbptt 0`` backpropagates through the whole window instead (full BPTT; the state is still carried, and
+detached at window boundaries). Evaluation streams the val/test text through the same carried state, so
+every character is scored with all the context before it in its stream.
+
+Inputs are indices, one-hot encoded per batch (``inputs``), so a corpus costs bytes, not floats. Metric: bits
+per character (cross-entropy / ln 2), with perplexity per character (torchmetrics) beside it. Baseline: a
 memoryless unigram model's bits per character on the test split, with train-split frequencies.
 """
 
@@ -27,7 +35,8 @@ from dataclasses import dataclass
 import torch
 import torchmetrics
 from torch.nn import functional as F
-from torch.utils.data import TensorDataset
+from torch.utils.data import DataLoader, Dataset
+from torchmetrics.text import Perplexity
 
 from architectures.config import opt
 
@@ -36,10 +45,12 @@ from .base import Splits, Task, TaskConfig, register
 
 @dataclass(frozen=True)
 class CharLMConfig(TaskConfig):
-    batch_size: int = opt(32, "training batch size (windows)")
+    batch_size: int = opt(32, "parallel streams per batch")
     corpus: str = opt("pydoc", "pydoc (offline default), hf:<dataset>, or a path to a text file")
     hf_field: str = opt("text", "text column of an hf: corpus")
-    seq_len: int = opt(100, "characters per window (full BPTT through each window)")
+    seq_len: int = opt(100, "characters per stream per batch (the window the state is carried across)")
+    tbptt: int = opt(50, "truncated BPTT: one optimizer step per chunk of this many characters (0: full BPTT "
+                         "through each window); must divide seq_len")
     max_chars: int = opt(0, "use only the first this many characters (0: all)")
     val_frac: float = opt(0.05, "fraction of the text (after train) held out for validation")
     test_frac: float = opt(0.05, "fraction of the text (at the end) held out for testing")
@@ -63,9 +74,10 @@ def load_text(corpus: str, hf_field: str = "text") -> str:
 @register
 class CharLM(Task):
     name = "charlm"
-    version = "1"
+    version = "2"
     shape = "many-to-many"
-    variant = "next character, contiguous splits, non-overlapping windows"
+    variant = "next character, contiguous splits, streams with carried state"
+    carries_state = True
     metric_name = "bpc"
     metric_mode = "min"
     Config = CharLMConfig
@@ -75,9 +87,20 @@ class CharLM(Task):
         c = config
         if c.corpus != "pydoc" and not c.corpus.startswith("hf:") and not os.path.isfile(os.path.expanduser(c.corpus)):
             return f"task.corpus {c.corpus!r} is not a file; valid: pydoc, hf:<dataset>, or a path to a text file"
+        if c.tbptt < 0 or c.tbptt > c.seq_len or (c.tbptt and c.seq_len % c.tbptt):
+            return (f"task.tbptt must divide task.seq_len ({c.seq_len}) or be 0 for full BPTT, got {c.tbptt}; "
+                    f"valid: 0, {', '.join(str(k) for k in range(1, c.seq_len + 1) if c.seq_len % k == 0)}")
         if c.seq_len < 1 or not (0 < c.val_frac < 1 and 0 < c.test_frac < 1 and c.val_frac + c.test_frac < 1):
             return "charlm needs seq_len >= 1 and 0 < val_frac, test_frac with val_frac + test_frac < 1"
         return None
+
+    @classmethod
+    def updates_per_batch(cls, config) -> int:
+        return config.seq_len // config.tbptt if config.tbptt else 1
+
+    @property
+    def truncation(self) -> int | None:
+        return self.config.tbptt or None
 
     @functools.cached_property
     def text(self) -> str:
@@ -123,6 +146,9 @@ class CharLM(Task):
     def make_metric(self):
         return torchmetrics.MeanMetric()
 
+    def make_extra_metrics(self):
+        return {"ppl": Perplexity()}
+
     def metric_update(self, metric, pred, target):
         metric.update(self.loss(pred, target) / math.log(2), weight=target.numel())
 
@@ -130,12 +156,53 @@ class CharLM(Task):
         index = {ch: i for i, ch in enumerate(self.vocab)}
         ids = torch.tensor([index[ch] for ch in self.text], dtype=torch.long)
         train_end, val_end = self._bounds()
-        parts = []
-        for lo, hi in ((0, train_end), (train_end, val_end), (val_end, len(ids))):
-            chunk = ids[lo:hi]
-            T = self.config.seq_len
-            n = (len(chunk) - 1) // T
-            if n < 1:
-                raise ValueError(f"charlm: a split of {len(chunk)} characters holds no window of {T}")
-            parts.append(TensorDataset(chunk[: n * T].view(n, T), chunk[1 : n * T + 1].view(n, T)))
-        return Splits(*parts)
+        parts = [ids[lo:hi] for lo, hi in ((0, train_end), (train_end, val_end), (val_end, len(ids)))]
+        B, T = self.config.batch_size, self.config.seq_len
+        # Evaluation may read shorter windows (its score does not depend on them: the state is carried).
+        return Splits(Streams(parts[0], B, T), *(Streams(p, B, min(T, (len(p) - 1) // B)) for p in parts[1:]))
+
+    def train_dataloader(self) -> DataLoader:
+        # In order, never shuffled: batch i + 1 continues batch i in every stream (the carried state needs it).
+        return DataLoader(self.splits.train, batch_size=None)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.splits.val, batch_size=None)
+
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader(self.splits.test, batch_size=None)
+
+    def probe_batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        # Probes span what one backward pass spans: a truncation chunk (the whole window under full BPTT).
+        return self.splits.val.windows(n, self.config.tbptt or self.config.seq_len)
+
+
+class Streams(Dataset):
+    """A split as ``streams`` contiguous pieces read ``window`` characters at a time: item i is the pair
+    (x, y) of (streams, window) index tensors, y being x shifted by one character. The last window may be
+    shorter, so evaluation scores every character but the ``len % streams`` left over."""
+
+    def __init__(self, ids: torch.Tensor, streams: int, window: int):
+        per = (len(ids) - 1) // streams
+        if per < window:
+            raise ValueError(f"charlm: a split of {len(ids)} characters gives {streams} streams of {per} "
+                             f"characters, shorter than one window of {window}")
+        self.x = ids[: streams * per].view(streams, per)
+        self.y = ids[1 : streams * per + 1].view(streams, per)
+        self.window = window
+
+    def __len__(self) -> int:
+        return math.ceil(self.x.shape[1] / self.window)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        cols = slice(i * self.window, (i + 1) * self.window)
+        return self.x[:, cols], self.y[:, cols]
+
+    def windows(self, n: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first ``n`` windows of ``length`` characters, as independent sequences (B=n) from a zero state."""
+        length = min(length, self.x.shape[1])
+        full = self.x.shape[1] // length
+        x = self.x[:, : full * length].reshape(-1, length)
+        y = self.y[:, : full * length].reshape(-1, length)
+        return x[:n], y[:n]

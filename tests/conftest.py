@@ -40,7 +40,7 @@ SMALL_TASK = {
     "adding": {"task.seq_len": 8, "task.n_train": 256, "task.n_val": 64, "task.n_test": 64, "task.batch_size": 16},
     "copy": {"task.delay": 5, "task.copy_len": 2, "task.n_train": 256, "task.n_val": 64, "task.n_test": 64,
              "task.batch_size": 16},
-    "charlm": {"task.seq_len": 12, "task.max_chars": 4000, "task.batch_size": 8},
+    "charlm": {"task.seq_len": 12, "task.tbptt": 6, "task.max_chars": 4000, "task.batch_size": 4},
     "mnist1d": {"task.batch_size": 16},
     "sdigits": {"task.batch_size": 16},
     "smnist": {"task.root": str(MNIST_FIXTURE), "task.download": False, "task.n_val": 8, "task.batch_size": 8},

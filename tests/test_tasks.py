@@ -84,14 +84,23 @@ def test_every_task_declares_its_contract(name):
     assert task.input_size > 0 and task.output_size > 0 and math.isfinite(task.baseline)
 
 
-def test_charlm_windows_are_contiguous_shifted_by_one():
-    task = tasks.get("charlm")(tasks.get("charlm").Config(seq_len=20, max_chars=5000))
-    s = task.splits
-    x, y = s.train.tensors
-    assert torch.equal(x[0, 1:], y[0, :-1]) and torch.equal(y[0, -1], x[1, 0])  # the next window continues
-    decoded = "".join(task.vocab[i] for i in x[0].tolist())
-    assert decoded == task.text[:20]
-    assert task.inputs(x[:2]).shape == (2, 20, len(task.vocab))
+def test_charlm_batches_continue_each_stream_shifted_by_one():
+    task = tasks.get("charlm")(tasks.get("charlm").Config(seq_len=20, tbptt=5, batch_size=4, max_chars=5000))
+    train = task.splits.train
+    (x0, y0), (x1, _) = train[0], train[1]
+    assert x0.shape == y0.shape == (4, 20)
+    assert torch.equal(x0[:, 1:], y0[:, :-1]) and torch.equal(y0[:, -1], x1[:, 0])  # batch 1 continues batch 0
+    per_stream = train.x.shape[1]
+    decoded = ["".join(task.vocab[i] for i in x0[s].tolist()) for s in range(4)]
+    assert decoded == [task.text[s * per_stream: s * per_stream + 20] for s in range(4)]
+    assert task.inputs(x0).shape == (4, 20, len(task.vocab))
+    loader = list(task.train_dataloader())
+    assert len(loader) == len(train) and torch.equal(loader[1][0], x1)  # in order, unshuffled, unbatched
+    # evaluation scores every character of every stream, including a short last window
+    val = task.splits.val
+    assert sum(val[i][0].shape[1] for i in range(len(val))) == val.x.shape[1]
+    px, py = task.probe_batch(3)  # probes span one truncation chunk
+    assert px.shape == (3, 5) and torch.equal(px[1], val.x[0, 5:10]) and torch.equal(py[1], val.y[0, 5:10])
     assert 3.0 < task.baseline < math.log2(len(task.vocab))  # a unigram model beats uniform, not by miracles
 
 
@@ -99,12 +108,13 @@ def test_charlm_reads_a_local_file_and_a_datasets_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
     text = "hello world, hello rnn. " * 40
     (tmp_path / "c.txt").write_text(text)
-    from_file = tasks.get("charlm")(tasks.get("charlm").Config(corpus=str(tmp_path / "c.txt"), seq_len=8))
+    small = {"seq_len": 8, "tbptt": 4, "batch_size": 2}
+    from_file = tasks.get("charlm")(tasks.get("charlm").Config(corpus=str(tmp_path / "c.txt"), **small))
     assert from_file.text == text and from_file.vocab == sorted(set(text))
     folder = tmp_path / "ds"
     folder.mkdir()
     (folder / "train.txt").write_text(text)  # datasets' text builder reads a local folder with no network
-    from_hf = tasks.get("charlm")(tasks.get("charlm").Config(corpus=f"hf:{folder}", seq_len=8))
+    from_hf = tasks.get("charlm")(tasks.get("charlm").Config(corpus=f"hf:{folder}", **small))
     assert from_hf.text.strip() == text.strip() and len(from_hf.splits.train) > 0
 
 
@@ -113,3 +123,15 @@ def test_charlm_rejects_a_missing_corpus():
 
     with pytest.raises(ConfigError, match="task.corpus 'no/such.txt' is not a file; valid: pydoc"):
         resolve({"task": "charlm", "arch": "gru", "task.corpus": "no/such.txt"})
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"task.tbptt": 30}, r"task.tbptt must divide task.seq_len \(100\) or be 0 for full BPTT, got 30; valid: 0, 1, 2"),
+    ({"task.tbptt": 25, "train.val_every": 250},
+     r"train.val_every \(250\) must be a multiple of 4, the optimizer steps per batch"),
+])
+def test_charlm_truncation_errors_name_the_valid_choices(overrides, message):
+    from bench.config import ConfigError, resolve
+
+    with pytest.raises(ConfigError, match=message):
+        resolve({"task": "charlm", "arch": "gru", **overrides})

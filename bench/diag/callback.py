@@ -55,21 +55,25 @@ class GradientDiagnostics(L.Callback):
         self.jacobian_samples, self.jacobian_steps = jacobian_samples, jacobian_steps
         self.history: list[dict] = []
         self._probe_batch = None
+        self._due = 0  # the next step at which a probe is due
 
     def setup(self, trainer, pl_module, stage=None):
         task = pl_module.task
         task.setup(stage)
-        x, target = task.splits.val[: self.probe_size]
+        x, target = task.probe_batch(self.probe_size)
         self._probe_batch = (task.inputs(x), target)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step % self.every == 0 and not self._probed(trainer.global_step):
-            self.probe(pl_module, trainer.global_step)
+        # ">=" rather than "% every == 0": under truncated BPTT a batch takes several optimizer steps.
+        step = trainer.global_step
+        if step >= self._due and not self._probed(step):
+            self.probe(pl_module, step)
+            self._due = (step // self.every + 1) * self.every
 
     def on_train_end(self, trainer, pl_module):
         if not self._probed(trainer.global_step):
             self.probe(pl_module, trainer.global_step)
-        events = gradient_events(pl_module.grad_history, trainer.gradient_clip_val or 0.0,
+        events = gradient_events(pl_module.grad_history, pl_module.optim.clip,
                                  pl_module.divergence is not None)
         row = {f"diag/{k}": float(v) for k, v in events.items() if v is not None}
         for logger in pl_module.loggers:
