@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.install-stamp
 WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 SUITE ?= sweeps/default.yaml
+# What results/ holds: the default suite, and the char-LM + pixel-digits suite.
+REFERENCE_SUITES := sweeps/default.yaml sweeps/lm_digits.yaml
 # cuBLAS needs this before CUDA initialises for deterministic GPU runs (harmless on CPU).
 export CUBLAS_WORKSPACE_CONFIG := :4096:8
 
@@ -32,17 +34,18 @@ test-full: install ## every test, including the slow ones
 sweep: install ## train the default suite into results-local/ and show it beside the reference (~10 min on 2 cores)
 	$(PY) -m bench sweep $(SUITE) --out results-local --workers $(WORKERS)
 
-reference: install ## deliberately regenerate the committed reference results/ from scratch
+reference: install ## deliberately regenerate the committed reference results/ from scratch (every suite)
 	rm -rf results/runs results/sweeps
-	$(PY) -m bench sweep $(SUITE) --out results --workers $(WORKERS)
+	for suite in $(REFERENCE_SUITES); do $(PY) -m bench sweep $$suite --out results --workers $(WORKERS) || exit 1; done
 	$(PY) -m bench leaderboard --out results --readme README.md
 
 leaderboard: install ## regenerate results/LEADERBOARD.md, leaderboard.csv and README's table from the records
 	$(PY) -m bench leaderboard --out results --readme README.md
 	@if [ -d results-local/runs ]; then $(PY) -m bench leaderboard --out results-local --reference results; fi
 
-bench: install ## throughput of rnnbench vs a hand-written PyTorch loop (prints the ratio)
+bench: install ## throughput vs a hand-written loop, TBPTT vs full BPTT memory (ratios; bench-sweep: workers)
 	$(PY) -m bench.perf
+	$(PY) -m bench.perf_memory
 
 lint: install ## ruff
 	$(VENV)/bin/ruff check .

@@ -57,7 +57,7 @@ def provenance() -> dict:
 
 def make(cfg, task, *, status, error, divergence, steps, params, test, val_last, val_best, grad_norm,
          wall_time_s, provenance, wandb_mode, accelerator, metrics_file, diagnostics=None,
-         wandb_id=None, checkpoint=None, extra=None) -> dict:
+         wandb_id=None, checkpoint=None, extra=None, cpu_time_s=None) -> dict:
     info = task.describe()
     return {
         "schema": SCHEMA,
@@ -82,6 +82,8 @@ def make(cfg, task, *, status, error, divergence, steps, params, test, val_last,
         "params": params,
         "grad_norm_preclip": grad_norm,
         "wall_time_s": round(wall_time_s, 2),
+        # CPU seconds of the run's process (all its threads): unlike wall time, not inflated by a busy machine.
+        "cpu_time_s": None if cpu_time_s is None else round(cpu_time_s, 2),
         "accelerator": accelerator,
         "reproducibility": ("bitwise: CPU with deterministic algorithms" if accelerator == "CPUAccelerator" else
                             "not guaranteed: cuDNN RNN kernels are nondeterministic (pytorch #18110); "

@@ -116,7 +116,7 @@ def train(cfg: RunConfig, out: Path, wandb: str = "auto", progress: bool = False
     out = Path(out)
     provenance = records.provenance()
     mode = wandb_mode(wandb)
-    started = time.time()
+    started, cpu_started = time.time(), time.process_time()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     task, system = build(cfg)
     params = sum(p.numel() for p in system.parameters())
@@ -145,6 +145,7 @@ def train(cfg: RunConfig, out: Path, wandb: str = "auto", progress: bool = False
             cfg, task, status=status, error=error, divergence=system.divergence, steps=steps, params=params,
             test=test_value, val_last=system.last.get("val"),
             val_best=system.best, grad_norm=_summary(system.grad_history), wall_time_s=time.time() - started,
+            cpu_time_s=time.process_time() - cpu_started,
             provenance=provenance, wandb_mode=mode, accelerator=str(trainer.accelerator.__class__.__name__),
             wandb_id=next((lg.experiment.id for lg in loggers if isinstance(lg, WandbLogger)), None),
             metrics_file=metrics_name if metrics_src.exists() else None,
