@@ -12,7 +12,7 @@ REFERENCE_SUITES := sweeps/default.yaml sweeps/lm_digits.yaml
 export CUBLAS_WORKSPACE_CONFIG := :4096:8
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-full sweep reference leaderboard bench lint clean distclean
+.PHONY: help install test test-full sweep reference leaderboard bench bench-sweep chaos lint clean distclean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -46,6 +46,12 @@ leaderboard: install ## regenerate results/LEADERBOARD.md, leaderboard.csv and R
 bench: install ## throughput vs a hand-written loop, TBPTT vs full BPTT memory (ratios; bench-sweep: workers)
 	$(PY) -m bench.perf
 	$(PY) -m bench.perf_memory
+
+bench-sweep: install ## the suite's wall time with 1 worker / 2 workers (goal >= 1.7; ~25 min; SUITE=... to change)
+	$(PY) -m bench.perf_sweep --spec $(SUITE)
+
+chaos: install ## SIGKILL a sweep 5 times at random moments, resume, compare with an uninterrupted run
+	$(PY) -m bench.chaos
 
 lint: install ## ruff
 	$(VENV)/bin/ruff check .

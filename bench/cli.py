@@ -1,10 +1,10 @@
 """Command line: ``rnnbench`` / ``python -m bench``.
 
     rnnbench run --task adding --arch lstm --seed 0 [--task.seq_len 50 --optim.lr 3e-3 ...]
-    rnnbench sweep sweeps/default.yaml [--workers 2] [--out results-local]
-    rnnbench units charlm__lstm__s0 [--out results-local] [--units 3,17] [--length 2000] [--top 3] [--state c]
+    rnnbench sweep sweeps/default.yaml [--workers 2] [--out results-local] [--executor local|ray|wandb]
     rnnbench leaderboard [--out results] [--reference results]
     rnnbench list
+    rnnbench units charlm__lstm__s0 [--out results-local] [--units 3,17] [--length 2000] [--top 3] [--state c]
 
 Every config field is a dotted flag (``run --help`` lists them all with defaults). Mistakes a user can make
 (unknown name, unknown option, bad value, missing file) print one line naming the valid choices and exit 2
@@ -96,10 +96,20 @@ def build_parser() -> Parser:
     s = sub.add_parser("sweep", help="run every run of a sweep file, skipping recorded ones")
     s.add_argument("spec", type=Path, help="sweep YAML (W&B sweep format, one or more documents)")
     s.add_argument("--out", type=Path, default=Path(LOCAL_OUT), help=f"results folder [default: {LOCAL_OUT}]")
-    s.add_argument("--workers", type=positive_int, default=None, help="parallel runs [default: one per core]")
+    s.add_argument("--workers", type=positive_int, default=None,
+                   help="parallel runs [default: one per --threads cores; with GPUs, every GPU slot]")
     s.add_argument("--wandb", default="auto", help="auto, online, offline, disabled [default: auto]")
     s.add_argument("--threads", type=positive_int, default=1,
                    help="torch threads per run [default: 1, as the reference: bit-identical results need it]")
+    s.add_argument("--executor", choices=("local", "ray", "wandb"), default="local",
+                   help="local: process pool over GPUs / CPU cores; ray: Ray Tune; wandb: a W&B agent "
+                        "(needs a W&B server) [default: local]")
+    s.add_argument("--address", default=None,
+                   help="Ray cluster address for --executor ray [default: start a local Ray runtime]")
+    s.add_argument("--runs-per-gpu", type=positive_int, default=1,
+                   help="small runs packed on each GPU, each worker pinned by CUDA_VISIBLE_DEVICES [default: 1]")
+    s.add_argument("--retry-failed", action="store_true",
+                   help="also rerun runs recorded as failed (diverged runs are results and stay)")
     s.add_argument("--reference", type=Path, default=Path(REFERENCE),
                    help=f"leaderboard to show beside yours [default: {REFERENCE}]")
 
@@ -183,12 +193,19 @@ def cmd_run(args, rest) -> int:
 
 
 def cmd_sweep(args, rest) -> int:
-    from . import leaderboard, sweep
+    from . import leaderboard, slots, sweep
+    from .config import ConfigError
 
-    results = sweep.run(args.spec, args.out, workers=args.workers, wandb=args.wandb, threads=args.threads)
-    md = leaderboard.write(args.out, reference=args.reference if args.reference.is_dir() else None)
+    if args.address is not None and args.executor != "ray":
+        raise ConfigError(f"--address is for --executor ray, not {args.executor}")
+    results = sweep.run(args.spec, args.out, workers=args.workers, wandb=args.wandb, threads=args.threads,
+                        executor=args.executor, address=args.address, runs_per_gpu=args.runs_per_gpu,
+                        retry_failed=args.retry_failed)
+    with slots.file_lock(args.out / "locks" / "leaderboard.lock", wait=True):  # another sweep may write it too
+        md = leaderboard.write(args.out, reference=args.reference if args.reference.is_dir() else None)
+        text = md.read_text()
     print()
-    print(md.read_text())
+    print(text)
     print(f"leaderboard: {md} (the 'reference' column is {args.reference}/, the committed numbers)")
     return sweep.main_exit_code(results)
 

@@ -19,6 +19,10 @@ from architectures.config import opt
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
+STRATEGIES = ("auto", "ddp", "ddp_spawn")
+# Train fields added after the committed reference was recorded: a config shows them only when they differ
+# from these defaults, so records from before they existed still compare equal (leaderboard rows, run ids).
+LATER_TRAIN_DEFAULTS = {"devices": 1, "strategy": "auto"}
 
 
 class ConfigError(ValueError):
@@ -38,6 +42,9 @@ class TrainConfig:
     max_steps: int = opt(1000, "optimizer steps (the budget; the same for every architecture of a task)")
     val_every: int = opt(250, "validate every this many steps")
     accelerator: str = opt("auto", "Lightning accelerator: auto, cpu, gpu (CPU runs are bit-reproducible)")
+    devices: int = opt(1, "devices for one run (DDP); each gets task.batch_size, so the effective batch grows")
+    strategy: str = opt("auto", f"Lightning strategy for devices > 1: {', '.join(STRATEGIES)} (ddp_spawn works "
+                                "inside sweep workers; ddp re-launches the command line)")
     diag: bool = opt(True, "gradient diagnostics (flow profile, spectra, unit health, verdict); see bench/diag")
     diag_every: int = opt(0, "probe the diagnostics every this many steps (0: max_steps // 10)")
 
@@ -58,15 +65,18 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         """The resolved config as nested plain data: what records, W&B and run ids see."""
+        train = {k: v for k, v in asdict(self.train).items()
+                 if k not in LATER_TRAIN_DEFAULTS or v != LATER_TRAIN_DEFAULTS[k]}
         return {"task": {"name": self.task_name, **asdict(self.task)},
                 "arch": {"name": self.arch_name, **asdict(self.arch)},
-                "optim": asdict(self.optim), "train": asdict(self.train), "seed": self.seed}
+                "optim": asdict(self.optim), "train": train, "seed": self.seed}
 
     @property
     def run_id(self) -> str:
-        """Deterministic hash of the resolved config (accelerator excluded: it does not change the question)."""
+        """Deterministic hash of the resolved config. Accelerator and strategy are excluded: they do not change
+        the question. Devices > 1 change the effective batch, so they count (to_dict omits devices=1)."""
         d = self.to_dict()
-        d["train"] = {k: v for k, v in d["train"].items() if k != "accelerator"}
+        d["train"] = {k: v for k, v in d["train"].items() if k not in ("accelerator", "strategy")}
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
     @property
@@ -165,6 +175,9 @@ def validate(cfg: RunConfig) -> None:
         (cfg.train.diag_every >= 0, f"train.diag_every must be >= 0 (0: max_steps // 10), got {cfg.train.diag_every}"),
         (cfg.train.accelerator in ("cpu", "gpu", "cuda", "auto"),
          f"unknown train.accelerator {cfg.train.accelerator!r}; valid: auto, cpu, cuda, gpu"),
+        (cfg.train.devices >= 1, f"train.devices must be >= 1, got {cfg.train.devices}"),
+        (cfg.train.strategy in STRATEGIES,
+         f"unknown train.strategy {cfg.train.strategy!r}; valid: {', '.join(STRATEGIES)}"),
         (cfg.arch.hidden_size > 0, f"arch.hidden_size must be > 0, got {cfg.arch.hidden_size}"),
         (cfg.arch.layers > 0, f"arch.layers must be > 0, got {cfg.arch.layers}"),
         (0 <= cfg.arch.dropout < 1, f"arch.dropout must be in [0, 1), got {cfg.arch.dropout}"),

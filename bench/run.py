@@ -9,8 +9,10 @@ as ``diverged``; an exception ends it as ``failed``; either way the caller gets 
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
+import pickle
 import shutil
 import statistics
 import tempfile
@@ -21,7 +23,9 @@ import warnings
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 import architectures
 import tasks
@@ -54,12 +58,17 @@ def wandb_mode(requested: str) -> str:
 
 def make_loggers(cfg: RunConfig, csv_dir: str, mode: str, provenance: dict) -> list:
     loggers = [CSVLogger(csv_dir, name="", version="", flush_logs_every_n_steps=500)]
+    # Created here, in the main process: a ddp_spawn child that created its own writer would delete the rows
+    # an earlier phase (fit, before test) wrote into the same folder.
+    _ = loggers[0].experiment
     if mode != "disabled":
         import wandb
 
         WANDB_DIR.mkdir(parents=True, exist_ok=True)
         # We start the W&B run ourselves: one run per record even when a worker trains many in one process.
-        run = wandb.init(
+        # Under a W&B sweep agent (bench/executor_wandb.py) the agent's run, tied to the sweep, is the one.
+        agent = wandb.run if wandb.run is not None and wandb.run.sweep_id else None
+        run = agent or wandb.init(
             project="rnnbench", group=cfg.task_name, name=cfg.name, id=f"{cfg.run_id}-{uuid.uuid4().hex[:8]}",
             dir=str(WANDB_DIR), mode=mode, config=cfg.to_dict(), reinit="create_new",
             tags=[cfg.arch_name, cfg.arch_label, f"commit:{provenance['git_sha'][:8]}"],
@@ -88,14 +97,63 @@ def trainer_for(cfg: RunConfig, loggers, progress: bool = False, callbacks=()) -
     # truncated BPTT; config.validate makes val_every a multiple). Manual optimization clips in the system.
     per_batch = task.updates_per_batch(cfg.task)
     manual = task(cfg.task).truncation is not None
+    if cfg.train.devices > 1:
+        # Spawned DDP processes otherwise take cpu_count // devices torch threads each (Lightning's default),
+        # not the run's count, which the record states and bit-reproducibility depends on.
+        os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
     return L.Trainer(
-        accelerator=cfg.train.accelerator, devices=1, max_steps=cfg.train.max_steps, max_epochs=-1,
+        accelerator=cfg.train.accelerator, devices=cfg.train.devices, strategy=cfg.train.strategy,
+        max_steps=cfg.train.max_steps, max_epochs=-1,
         gradient_clip_val=None if manual else cfg.optim.clip or None, gradient_clip_algorithm="norm",
         val_check_interval=min(cfg.train.val_every, cfg.train.max_steps) // per_batch, check_val_every_n_epoch=None,
         num_sanity_val_steps=0, log_every_n_steps=1, deterministic=True, logger=loggers,
         enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=progress,
         callbacks=list(callbacks),
     )
+
+
+class RankZeroHandback(L.Callback):
+    """Brings what the record needs back from a ``ddp_spawn`` run, which trains in child processes: the main
+    process's system and diagnostics callback never see the steps, metrics, gradient norms or probes. Rank 0
+    pickles them at the end of fit and of test; ``restore`` loads them into the main process's objects. Under
+    ``ddp`` the main process is rank 0 and the round trip changes nothing; single-device runs skip it."""
+
+    def __init__(self, path: Path, diag: GradientDiagnostics | None):
+        self.path, self.diag = Path(path), diag
+
+    def setup(self, trainer, pl_module, stage):
+        quiet()  # a spawned child starts with fresh warning filters and log levels
+
+    def on_train_end(self, trainer, pl_module):
+        self._save(trainer, pl_module)
+
+    def on_test_end(self, trainer, pl_module):
+        self._save(trainer, pl_module)
+
+    def _save(self, trainer, system) -> None:
+        if trainer.world_size == 1 or not trainer.is_global_zero:
+            return
+        state = {"global_step": int(trainer.global_step), "best": system.best, "last": system.last,
+                 "grad_history": system.grad_history, "divergence": system.divergence,
+                 "probes": self.diag.history if self.diag else None}
+        self.path.with_suffix(".tmp").write_bytes(pickle.dumps(state))
+        os.replace(self.path.with_suffix(".tmp"), self.path)
+
+    def restore(self, trainer, system) -> int:
+        """Load rank 0's state into ``system`` (and the diagnostics) if a spawned run left one; the steps."""
+        if not self.path.exists():
+            return int(trainer.global_step)
+        state = pickle.loads(self.path.read_bytes())
+        system.best, system.last, system.divergence = state["best"], state["last"], state["divergence"]
+        system.grad_history = state["grad_history"]
+        if self.diag is not None:
+            self.diag.history = state["probes"]
+        for logger in trainer.loggers:  # the next phase's writer must know the columns rank 0 wrote
+            writer = logger.experiment if isinstance(logger, CSVLogger) else None
+            if writer is not None and os.path.isfile(writer.metrics_file_path):
+                with open(writer.metrics_file_path, newline="") as f:
+                    writer.metrics_keys = next(csv.reader(f), [])
+        return state["global_step"]
 
 
 def quiet() -> None:
@@ -115,7 +173,9 @@ def train(cfg: RunConfig, out: Path, wandb: str = "auto", progress: bool = False
     quiet()
     out = Path(out)
     provenance = records.provenance()
-    mode = wandb_mode(wandb)
+    # Under strategy=ddp every rank runs this function; only rank 0 mirrors to W&B and writes the record.
+    rank_zero = rank_zero_only.rank == 0
+    mode = wandb_mode(wandb) if rank_zero else "disabled"
     started, cpu_started = time.time(), time.process_time()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     task, system = build(cfg)
@@ -124,12 +184,14 @@ def train(cfg: RunConfig, out: Path, wandb: str = "auto", progress: bool = False
     with tempfile.TemporaryDirectory(prefix="rnnbench-") as tmp:
         loggers = make_loggers(cfg, tmp, mode, provenance)
         diag = GradientDiagnostics(cfg.train.diag_cadence) if cfg.train.diag else None
-        trainer = trainer_for(cfg, loggers, progress, callbacks=[diag] if diag else [])
+        handback = RankZeroHandback(Path(tmp) / "rank0.pkl", diag)
+        trainer = trainer_for(cfg, loggers, progress, callbacks=[c for c in (diag, handback) if c])
         try:
             trainer.fit(system, datamodule=task)
-            steps = int(trainer.global_step)
+            steps = handback.restore(trainer, system)
             if system.divergence is None:
                 trainer.test(system, datamodule=task, verbose=False)
+                handback.restore(trainer, system)
                 test_value = system.last["test"]
             else:
                 status, steps = "diverged", system.divergence["step"]
@@ -145,7 +207,8 @@ def train(cfg: RunConfig, out: Path, wandb: str = "auto", progress: bool = False
             cfg, task, status=status, error=error, divergence=system.divergence, steps=steps, params=params,
             test=test_value, val_last=system.last.get("val"),
             val_best=system.best, grad_norm=_summary(system.grad_history), wall_time_s=time.time() - started,
-            cpu_time_s=time.process_time() - cpu_started,
+            # spawned DDP ranks train in other processes: their CPU time is not ours to report
+            cpu_time_s=time.process_time() - cpu_started if cfg.train.devices == 1 else None,
             provenance=provenance, wandb_mode=mode, accelerator=str(trainer.accelerator.__class__.__name__),
             wandb_id=next((lg.experiment.id for lg in loggers if isinstance(lg, WandbLogger)), None),
             metrics_file=metrics_name if metrics_src.exists() else None,
@@ -158,7 +221,8 @@ def train(cfg: RunConfig, out: Path, wandb: str = "auto", progress: bool = False
         if metrics_src.exists():
             shutil.copyfile(metrics_src, runs / (metrics_name + ".tmp"))
             os.replace(runs / (metrics_name + ".tmp"), runs / metrics_name)
-    records.write(record, runs / f"{cfg.name}__{cfg.run_id}.json")
+    if rank_zero:
+        records.write(record, runs / f"{cfg.name}__{cfg.run_id}.json")
     return record
 
 

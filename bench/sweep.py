@@ -1,146 +1,156 @@
-"""Sweep v0: expand a W&B-style sweep file into runs and execute them locally, resumably.
+"""Sweeps: plan every run of a W&B-format sweep file, run what the results folder lacks, resumably.
 
     python -m bench sweep sweeps/default.yaml --out results-local --workers 2
+    python -m bench sweep sweeps/default.yaml --runs-per-gpu 4          # every GPU, 4 small runs on each
+    python -m bench sweep sweeps/default.yaml --executor ray [--address ray://head:10001]
 
-A sweep file holds one or more YAML documents, each a W&B sweep config (``method: grid``; ``parameters``
-keyed by dotted path with ``value`` or ``values``), so each document also works with ``wandb sweep`` for users
-with a server. Every run is planned and validated before the first one starts. Runs whose record already
-exists in ``--out`` are skipped (ids hash the resolved config), so an interrupted sweep resumes where it
-stopped. Workers are separate processes, one per core by default, each running its runs on one torch thread
-(``--threads`` to change; bit-identical results need equal thread counts).
+Every run is planned and validated before the first one starts (grid and random specs: bench/spec.py). Run
+ids hash the resolved config, so runs whose record is already in ``--out`` are skipped and an interrupted
+sweep, even one killed by SIGKILL, resumes where it stopped; ``--retry-failed`` also reruns runs recorded as
+``failed`` (diverged runs are results, not failures). Records and metrics CSVs are written to a temporary file
+and renamed, and each run is trained under a lock on ``<out>/locks/<id>.lock``, so two sweeps on one folder
+never train a run twice (bench/slots.py).
+
+Executors share everything but the running: ``local`` (default, offline) is a process pool over device
+slots, every visible GPU x ``--runs-per-gpu`` or CPU workers of ``--threads`` torch threads each (1 by
+default: bit-identical results need equal thread counts, and the committed reference used one); ``ray`` and
+``wandb`` live in bench/executor_ray.py and bench/executor_wandb.py and are imported only when chosen.
 """
 
 from __future__ import annotations
 
-import itertools
+import importlib
 import os
 import sys
-import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
 
-import yaml
-
-from . import records
+from . import records, slots
 from .config import ConfigError, RunConfig, resolve
+from .progress import Progress, summary_line
+from .spec import METHODS, expand, expand_file, load_documents
 
-METHODS = ("grid",)
-
-
-def load_documents(path: Path) -> list[dict]:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"sweep file {str(path)!r} not found")
-    try:
-        docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"sweep file {path}: invalid YAML ({str(exc).splitlines()[0]})") from None
-    if not docs:
-        raise ConfigError(f"sweep file {path} is empty")
-    return docs
-
-
-def expand(doc: dict, where: str) -> list[dict]:
-    """A W&B grid document -> the list of its override dicts, in a stable order."""
-    if not isinstance(doc, dict) or not isinstance(doc.get("parameters"), dict):
-        raise ConfigError(f"{where}: needs a 'parameters' mapping")
-    method = doc.get("method", "grid")
-    if method not in METHODS:
-        raise ConfigError(f"{where}: method {method!r} is not supported yet; valid: {', '.join(METHODS)}")
-    keys, choices = [], []
-    for key, spec in doc["parameters"].items():
-        if isinstance(spec, dict) and "values" in spec and isinstance(spec["values"], list) and spec["values"]:
-            choices.append(spec["values"])
-        elif isinstance(spec, dict) and "value" in spec:
-            choices.append([spec["value"]])
-        else:
-            raise ConfigError(f"{where}: parameter {key!r} needs 'value' or a non-empty 'values' list")
-        keys.append(key)
-    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*choices)]
+__all__ = ["EXECUTORS", "METHODS", "expand", "load_documents", "main_exit_code", "pending", "plan", "run",
+           "summary_line", "write_summary"]
+EXECUTORS = ("local", "ray", "wandb")
+PACKAGES = {"ray": "ray[tune]", "wandb": "wandb"}
 
 
 def plan(path: Path) -> list[RunConfig]:
     """Every run of the sweep, validated, duplicates (same resolved config) removed."""
     seen, runs = set(), []
-    for i, doc in enumerate(load_documents(path)):
-        for overrides in expand(doc, f"{path} document {i + 1}"):
-            try:
-                cfg = resolve(overrides)
-            except ConfigError as exc:
-                raise ConfigError(f"{path} document {i + 1}: {exc}") from None
-            if cfg.run_id not in seen:
-                seen.add(cfg.run_id)
-                runs.append(cfg)
+    for doc, overrides in expand_file(path):
+        try:
+            cfg = resolve(overrides)
+        except ConfigError as exc:
+            raise ConfigError(f"{path} document {doc}: {exc}") from None
+        if cfg.run_id not in seen:
+            seen.add(cfg.run_id)
+            runs.append(cfg)
     return runs
 
 
-def _init_worker(threads: int, parent: int | None = None) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
-    if parent is not None:
-        threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
-
-
-def _exit_with_parent(parent: int) -> None:
-    """A pool worker outlives a killed sweep otherwise, training on with nobody to collect its result."""
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    os._exit(1)
+def pending(cfgs: list[RunConfig], out: Path, retry_failed: bool = False) -> list[RunConfig]:
+    """The planned runs ``out`` has no record of, plus those recorded as failed when retrying."""
+    done = records.existing_ids(out)
+    if retry_failed:
+        done -= {r["id"] for r in records.load_all(out) if r["status"] == "failed"}
+    return [c for c in cfgs if c.run_id not in done]
 
 
-def _execute(cfg: RunConfig, out: str, wandb: str) -> dict:
-    from .run import train
+def executor_module(name: str):
+    """bench.executor_<name>, imported on demand; a missing package is one line, before any work."""
+    if name not in EXECUTORS:
+        raise ConfigError(f"unknown executor {name!r}; valid: {', '.join(EXECUTORS)}")
+    try:
+        return importlib.import_module(f"bench.executor_{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"bench.executor_{name}":
+            raise ConfigError(f"executor {name!r} is not in this installation "
+                              f"(no bench/executor_{name}.py)") from None
+        package = (exc.name or "").split(".")[0]
+        raise ConfigError(f"executor {name!r} needs the {package!r} package: pip install "
+                          f"'{PACKAGES.get(name, package)}'") from None
 
-    return train(cfg, Path(out), wandb=wandb)
 
-
-def summary_line(rec: dict, done: int, total: int) -> str:
-    m = rec["metric"]
-    value = "—" if m["test"] is None else f"{m['test']:.4g}"
-    verdict = (rec.get("diagnostics") or {}).get("verdict") or "—"
-    return (f"[{done}/{total}] {rec['task']:<8} {rec['arch_label']:<8} s{rec['seed']}  "
-            f"test/{m['name']}={value:<9} {rec['status']:<8} {verdict:<9} {rec['wall_time_s']:.0f}s")
-
-
-def run(path: Path, out: Path, workers: int | None = None, wandb: str = "auto", threads: int = 1) -> list[dict]:
-    """Run what ``out`` lacks. ``threads`` per run stays 1 by default whatever the worker count: results are
-    bit-identical only at equal thread counts, and the committed reference used one."""
+def run(path: Path, out: Path, workers: int | None = None, wandb: str = "auto", threads: int = 1, *,
+        executor: str = "local", runs_per_gpu: int = 1, retry_failed: bool = False, address: str | None = None,
+        gpus: int | None = None) -> list[dict]:
+    """Run what ``out`` lacks with ``executor``; returns the records of the runs trained here."""
+    module = executor_module(executor) if executor != "local" else None
     cfgs = plan(path)
-    done_ids = records.existing_ids(out)
-    todo = [c for c in cfgs if c.run_id not in done_ids]
-    workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
-    print(f"sweep {path}: {len(cfgs)} runs; {len(cfgs) - len(todo)} already recorded in {out}; "
-          f"{len(todo)} to run on {workers} worker(s) x {threads} thread(s)", flush=True)
-    started, results = time.time(), []
-    if workers == 1:
-        _init_worker(threads)
-        for i, cfg in enumerate(todo, 1):
-            results.append(_execute(cfg, str(out), wandb))
-            print(summary_line(results[-1], i, len(todo)), flush=True)
-    elif todo:
-        ctx = get_context("spawn")  # fresh interpreters: no inherited torch/W&B state
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(threads, os.getpid())) as pool:
-            pending = {pool.submit(_execute, cfg, str(out), wandb) for cfg in todo}
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    results.append(fut.result())
-                    print(summary_line(results[-1], len(results), len(todo)), flush=True)
+    recorded = records.existing_ids(out) & {c.run_id for c in cfgs}
+    todo = pending(cfgs, out, retry_failed)
+    retried = len(todo) - (len(cfgs) - len(recorded))
+    plan_slots = slots.slot_plan(slots.gpu_count(gpus), workers=workers, runs_per_gpu=runs_per_gpu,
+                                 threads=threads)[:max(1, len(todo))]
+    where = slots.describe(plan_slots) if executor == "local" else f"the {executor} executor"
+    print(f"sweep {path}: {len(cfgs)} runs; {len(recorded)} already recorded in {out}"
+          + (f" ({retried} failed: retrying them)" if retried else "") + f"; {len(todo)} to run on {where}",
+          flush=True)
+    progress = Progress(len(todo), len(plan_slots))
+    started = time.time()
+    if module is None:
+        results = run_local(todo, out, plan_slots, wandb, retry_failed, progress)
+    elif executor == "ray":
+        results = module.run(todo, out, wandb=wandb, threads=threads, address=address, runs_per_gpu=runs_per_gpu,
+                             on_result=progress.result)
+    else:
+        results = module.run(path, todo, out, wandb=wandb, on_result=progress.result)
+    progress.close()
+    results = [r for r in results if r.get("status") != "skipped"]
     wall = time.time() - started
-    print(f"sweep finished in {wall:.0f}s", flush=True)
+    print(f"sweep finished in {wall:.0f}s: {len(results)} trained, {progress.failed} failed"
+          + (f", {progress.skipped} skipped" if progress.skipped else ""), flush=True)
     if results:
-        write_summary(path, out, planned=len(cfgs), results=results, workers=workers, threads=threads, wall=wall)
+        write_summary(path, out, planned=len(cfgs), results=results, workers=len(plan_slots),
+                      threads=threads, wall=wall, executor=executor)
+    return results
+
+
+def run_local(todo: list[RunConfig], out: Path, plan_slots: list[slots.Slot], wandb: str, retry_failed: bool,
+              progress: Progress) -> list[dict]:
+    """Runs over the slots. A run over several GPUs (``train.devices`` > 1, DDP) cannot live in a worker pinned
+    to one: those run after the packed ones, one at a time in this process, which sees every GPU."""
+    pinned = any(device is not None for device, _ in plan_slots)
+    big = {c.run_id for c in todo if pinned and getattr(c.train, "devices", 1) > 1}
+    small = [c for c in todo if c.run_id not in big]
+    threads = plan_slots[0][1]
+    return (_run_on(small, out, plan_slots, wandb, retry_failed, progress)
+            + _run_on([c for c in todo if c.run_id in big], out, [(None, threads)], wandb, retry_failed, progress))
+
+
+def _run_on(todo: list[RunConfig], out: Path, plan_slots: list[slots.Slot], wandb: str, retry_failed: bool,
+            progress: Progress) -> list[dict]:
+    """One CPU slot runs in this process; anything else is a pool of fresh interpreters, one per slot."""
+    if not todo:
+        return []
+    if len(plan_slots) == 1 and plan_slots[0][0] is None:
+        slots.pin(plan_slots[0])
+        return [progress.result(slots.execute(cfg, str(out), wandb, retry_failed)) for cfg in todo]
+    ctx = get_context("spawn")  # fresh interpreters: no inherited torch/CUDA/W&B state, pinned before import
+    queue = ctx.Queue()
+    for slot in plan_slots:
+        queue.put(slot)
+    results = []
+    with ProcessPoolExecutor(len(plan_slots), mp_context=ctx, initializer=slots.init_worker,
+                             initargs=(queue, os.getpid())) as pool:
+        waiting = {pool.submit(slots.execute, cfg, str(out), wandb, retry_failed) for cfg in todo}
+        while waiting:
+            finished, waiting = wait(waiting, timeout=1.0, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                results.append(progress.result(fut.result()))
+            progress.tick()
     return results
 
 
 def write_summary(path: Path, out: Path, *, planned: int, results: list[dict], workers: int, threads: int,
-                  wall: float) -> None:
+                  wall: float, executor: str = "local") -> None:
     """``out/sweeps/<name>.json``: how long this invocation took, on what; the README quotes it."""
     summary = {
-        "spec": str(path), "planned": planned, "ran": len(results),
+        "spec": str(path), "planned": planned, "ran": len(results), "executor": executor,
         "statuses": {s: sum(r["status"] == s for r in results) for s in ("ok", "diverged", "failed")},
         "workers": workers, "threads_per_worker": threads, "wall_time_s": round(wall, 1),
         "provenance": records.provenance(),

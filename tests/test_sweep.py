@@ -1,12 +1,24 @@
-"""Sweep v0 and the leaderboard: records on a tiny sweep, resume, byte-stable regeneration."""
+"""Sweeps and the leaderboard: records on a tiny sweep, grid and random specs, device slots, resume after
+SIGKILL, two sweeps on one folder, --retry-failed, executor dispatch, byte-stable regeneration."""
 
+import io
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from bench import leaderboard, records, sweep
-from bench.config import resolve
+from bench import cli, leaderboard, records, slots, sweep
+from bench.config import ConfigError, resolve
+from bench.progress import Progress
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -118,10 +130,257 @@ def test_committed_records_come_from_the_reference_suites():
     assert all(not r["provenance"]["git_dirty"] for r in recs)
 
 
-def test_two_worker_processes_record_every_run(tmp_path):
+def test_two_worker_processes_record_every_run(tmp_path, capsys):
     spec = tmp_path / "two.yaml"
     spec.write_text(SMALL_ADDING + "  arch.name: {values: [vanilla, gru]}\n  seed: {values: [0]}\n")
     results = sweep.run(spec, tmp_path / "out", workers=2, wandb="disabled")
     assert sorted(r["name"] for r in results) == ["adding__gru__s0", "adding__vanilla__s0"]
     assert all(r["status"] == "ok" and r["provenance"]["torch_threads"] >= 1 for r in results)
     assert len(records.load_all(tmp_path / "out")) == 2
+    out = capsys.readouterr().out
+    assert "2 to run on 2 worker(s) x 1 thread(s)" in out and "\r" not in out  # piped: no redrawn bar
+    lines = [line for line in out.splitlines() if line.startswith("[")]
+    assert [line[:5] for line in lines] == ["[1/2]", "[2/2]"]
+    assert all(re.search(r"\| running \d · failed 0 · ETA \d+s$", line) for line in lines)
+
+
+
+# --- random search -------------------------------------------------------------------------------------------
+
+RANDOM = SMALL_ADDING.replace("method: grid", "method: random\nrun_cap: 6") + (
+    "  arch.name: {values: [vanilla, gru]}\n"
+    "  optim.lr: {distribution: log_uniform_values, min: 1.0e-4, max: 1.0e-2}\n"
+    "  optim.weight_decay: {min: 0.0, max: 0.1}\n"
+    "  optim.clip: {distribution: q_uniform, min: 0.5, max: 2, q: 0.5}\n"
+    "  task.data_seed: {distribution: int_uniform, min: 1, max: 1000}\n"
+    "  seed: {values: [0, 1, 2]}\n")
+
+
+def test_random_search_is_deterministic_and_runs_every_config_over_every_seed(tmp_path):
+    spec = tmp_path / "random.yaml"
+    spec.write_text(RANDOM)
+    first = sweep.plan(spec)
+    assert [c.run_id for c in first] == [c.run_id for c in sweep.plan(spec)]  # resume depends on it
+    assert len(first) == 6  # run_cap counts runs, as in W&B: 2 sampled configs x 3 seeds
+    configs: dict[str, set] = {}
+    for c in first:
+        key = json.dumps({k: v for k, v in c.to_dict().items() if k != "seed"}, sort_keys=True)
+        configs.setdefault(key, set()).add(c.seed)
+    assert list(configs.values()) == [{0, 1, 2}, {0, 1, 2}]
+    for c in first:
+        assert 1e-4 <= c.optim.lr <= 1e-2 and 0 <= c.optim.weight_decay <= 0.1
+        assert c.optim.clip in (0.5, 1.0, 1.5, 2.0) and 1 <= c.task.data_seed <= 1000
+    spec.write_text(RANDOM.replace("run_cap: 6", "run_cap: 9"))  # another document, another draw
+    assert len(sweep.plan(spec)) == 9 and {c.run_id for c in first} - {c.run_id for c in sweep.plan(spec)}
+
+
+def test_random_search_without_seed_values_draws_run_cap_runs(tmp_path):
+    spec = tmp_path / "random.yaml"
+    spec.write_text(RANDOM.replace("  seed: {values: [0, 1, 2]}\n", "  seed: {value: 3}\n")
+                    + "program: bench\ncommand: [python, -m, bench, run]\n"
+                    + "metric: {name: val/mse, goal: minimize}\n")
+    runs = sweep.plan(spec)
+    assert len(runs) == 6 and {c.seed for c in runs} == {3}
+
+
+@pytest.mark.parametrize("change, message", [
+    (("method: random", "method: bayes"), "method 'bayes' is not supported yet; valid: grid, random"),
+    (("run_cap: 6\n", ""), "method random needs a top-level run_cap"),
+    (("run_cap: 6", "run_cap: 2"), "run_cap 2 is less than the 3 seeds every sampled config runs"),
+    (("distribution: log_uniform_values", "distribution: loguniform"),
+     "parameter 'optim.lr': unknown distribution 'loguniform'; valid: categorical, constant, int_uniform, "
+     "log_uniform_values, q_uniform, uniform"),
+    (("min: 1.0e-4, max: 1.0e-2", "min: 0.1, max: 0.01"), "parameter 'optim.lr': min 0.1 > max 0.01"),
+    (("min: 1.0e-4, max: 1.0e-2", "min: 0, max: 0.01"), "log_uniform_values needs min > 0"),
+    (("run_cap: 6", "run_cap: 6\ncount: 3"), "unknown key 'count' (not a W&B sweep key); valid: command"),
+    (("{min: 0.0, max: 0.1}", "{mean: 0.1}"), "parameter 'optim.weight_decay': unknown key 'mean'"),
+    (("method: random\nrun_cap: 6", "method: grid"),
+     "parameter 'optim.lr' needs 'value' or a non-empty 'values' list (distributions need method random)"),
+])
+def test_bad_sweep_specs_are_one_line_errors(tmp_path, change, message):
+    spec = tmp_path / "s.yaml"
+    spec.write_text(RANDOM.replace(*change))
+    with pytest.raises(ConfigError) as err:
+        sweep.plan(spec)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert str(err.value).startswith(f"{spec} document 1: ")
+
+
+# --- feedback ------------------------------------------------------------------------------------------------
+
+def test_progress_appends_its_status_when_piped_and_redraws_a_bar_on_a_terminal(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    rec = {"task": "adding", "arch_label": "gru", "seed": 0, "metric": {"name": "mse", "test": 0.5},
+           "status": "ok", "wall_time_s": 2.0, "diagnostics": {"verdict": "healthy"}}
+    piped = io.StringIO()
+    progress = Progress(4, 2, stream=piped, tty=False)
+    progress.result(rec)
+    progress.result({**rec, "status": "failed", "metric": {"name": "mse", "test": None}})
+    progress.tick()
+    lines = piped.getvalue().splitlines()
+    assert lines[0] == ("[1/4] adding   gru      s0  test/mse=0.5       ok       healthy   2s | "
+                        "running 2 · failed 0 · ETA 3s")  # mean 2s x 3 left / 2 workers
+    assert lines[1].endswith("| running 2 · failed 1 · ETA 2s") and len(lines) == 2
+    term = io.StringIO()
+    progress = Progress(4, 2, stream=term, tty=True)
+    progress.result(rec)
+    assert term.getvalue().startswith("\r\x1b[K[1/4] adding") and "\n[######" in term.getvalue()
+    assert "] 1/4 done · running 2 · failed 0 · ETA 3s · 0s elapsed" in term.getvalue()
+    monkeypatch.setenv("COLUMNS", "40")  # a wrapped bar could not be redrawn in place
+    assert len(progress.bar()) == 39
+
+
+# --- device slots --------------------------------------------------------------------------------------------
+
+def test_device_slots_pack_runs_per_gpu_with_a_faked_gpu_count(monkeypatch):
+    packed = slots.slot_plan(2, workers=None, runs_per_gpu=4)
+    assert packed == [("0", 1), ("1", 1)] * 4  # round-robin, so a --workers cap still spreads over GPUs
+    assert slots.slot_plan(2, workers=3, runs_per_gpu=4) == [("0", 1), ("1", 1), ("0", 1)]
+    assert slots.slot_plan(0, workers=None, cores=2) == [(None, 1), (None, 1)]  # the reference's layout
+    assert slots.slot_plan(0, workers=None, threads=2, cores=8) == [(None, 2)] * 4
+    assert slots.describe(packed) == "8 worker(s) x 1 thread(s) on 2 GPU(s), 4 per GPU"
+    monkeypatch.setenv("RNNBENCH_FAKE_GPUS", "2")
+    assert slots.gpu_count() == 2 and slots.gpu_count(override=1) == 1
+    monkeypatch.setenv("RNNBENCH_FAKE_GPUS", "two")
+    with pytest.raises(ConfigError, match="RNNBENCH_FAKE_GPUS must be a whole number"):
+        slots.gpu_count()
+
+
+def test_runs_over_several_gpus_are_not_pinned_to_one(monkeypatch, tmp_path):
+    calls = []
+
+    def record_call(todo, out, plan_slots, *rest):
+        calls.append(([c.train.devices for c in todo], plan_slots))
+        return []
+
+    monkeypatch.setattr(sweep, "_run_on", record_call)
+    cfgs = [resolve({"task": "adding", "arch": "gru", "train.devices": d}) for d in (2, 1)]
+    sweep.run_local(cfgs, tmp_path, slots.slot_plan(2, workers=None, runs_per_gpu=2), "disabled", False, None)
+    assert calls == [([1], [("0", 1), ("1", 1)] * 2), ([2], [(None, 1)])]  # packed first, then DDP on all GPUs
+    calls.clear()
+    sweep.run_local(cfgs, tmp_path, slots.slot_plan(0, workers=2), "disabled", False, None)
+    assert calls[0] == ([2, 1], [(None, 1)] * 2)  # on CPU nothing is pinned: one pool for all
+
+
+def test_pool_workers_pin_their_gpu_before_importing_torch():
+    probe = "import sys, bench.slots; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"
+    ctx = get_context("spawn")
+    queue = ctx.Queue()
+    for slot in slots.slot_plan(2, workers=None, runs_per_gpu=1):
+        queue.put(slot)
+    with ProcessPoolExecutor(2, mp_context=ctx, initializer=slots.init_worker,
+                             initargs=(queue, os.getpid())) as pool:
+        seen = set(pool.map(os.getenv, ["CUDA_VISIBLE_DEVICES"] * 8))
+    assert seen and seen <= {"0", "1"}
+
+
+# --- resume and integrity ------------------------------------------------------------------------------------
+
+SIX = SMALL_ADDING + "  arch.name: {values: [vanilla, gru]}\n  seed: {values: [0, 1, 2]}\n"
+
+
+def sweep_command(spec: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "bench", "sweep", str(spec), "--out", str(out), "--workers", "1",
+            "--wandb", "disabled", "--reference", str(out)]
+
+
+def assert_one_complete_record_per_run(spec: Path, out: Path) -> None:
+    planned = sorted(c.run_id for c in sweep.plan(spec))
+    recs = records.load_all(out)  # every record parses
+    assert sorted(r["id"] for r in recs) == planned
+    assert all((out / "runs" / r["metrics_file"]).is_file() for r in recs)
+    assert not [p for p in (out / "runs").iterdir() if ".tmp" in p.name]
+
+
+def test_sigkill_at_any_moment_then_resume_finishes_the_rest(tmp_path):
+    spec, out = tmp_path / "six.yaml", tmp_path / "out"
+    spec.write_text(SIX)
+    proc = subprocess.Popen(sweep_command(spec, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while proc.poll() is None and time.time() < deadline and not records.existing_ids(out):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the sweep and anything it started, mid-way through the next run
+    proc.wait()
+    before = records.existing_ids(out)
+    planned = {c.run_id: c for c in sweep.plan(spec)}
+    missing = [c for i, c in planned.items() if i not in before]
+    if missing:  # what a kill between writing and renaming leaves behind
+        (out / "runs" / f"{missing[0].name}__{missing[0].run_id}.json.tmp99999").write_text("{\"half\": ")
+    results = sweep.run(spec, out, workers=1, wandb="disabled")
+    assert sorted(r["id"] for r in results) == sorted(c.run_id for c in missing)  # nothing trained twice
+    assert_one_complete_record_per_run(spec, out)
+
+
+def test_two_sweeps_on_one_folder_train_each_run_once(tmp_path):
+    spec, out = tmp_path / "six.yaml", tmp_path / "out"
+    spec.write_text(SIX)
+    procs = [subprocess.Popen(sweep_command(spec, out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for _ in range(2)]
+    logs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs
+    trained = [int(re.search(r"sweep finished in \d+s: (\d+) trained", log).group(1)) for log in logs]
+    assert sum(trained) == 6, logs
+    assert_one_complete_record_per_run(spec, out)
+    assert (out / "LEADERBOARD.md").read_text().count("(n=3)") == 2
+
+
+def test_retry_failed_reruns_failed_runs_but_not_diverged_ones(tmp_path, capsys):
+    spec, out = tmp_path / "s.yaml", tmp_path / "out"
+    spec.write_text(TINY.replace("  arch.name: {values: [vanilla, gru]}\n  seed: {values: [0, 1]}\n",
+                                 "  arch.name: {value: vanilla}\n  seed: {values: [0, 1]}\n"))
+    assert len(sweep.run(spec, out, workers=1, wandb="disabled")) == 3
+    path = next((out / "runs").glob("adding__vanilla__s1__*.json"))
+    records.write({**json.loads(path.read_text()), "status": "failed"}, path)
+    assert sweep.run(spec, out, workers=1, wandb="disabled") == []  # a plain resume keeps the failure
+    again = sweep.run(spec, out, workers=1, wandb="disabled", retry_failed=True)
+    assert [(r["name"], r["status"]) for r in again] == [("adding__vanilla__s1", "ok")]
+    printed = capsys.readouterr().out
+    assert "3 already recorded in" in printed and "(1 failed: retrying them); 1 to run" in printed
+    assert sorted(r["status"] for r in records.load_all(out)) == ["diverged", "ok", "ok"]
+
+
+# --- executors -----------------------------------------------------------------------------------------------
+
+def test_ray_executor_is_dispatched_with_the_shared_plan_progress_and_summary(tmp_path, monkeypatch, capsys):
+    calls = {}
+
+    def fake_run(todo, out, *, wandb, threads, address, runs_per_gpu, on_result):
+        calls.update(ids=[c.run_id for c in todo], address=address, runs_per_gpu=runs_per_gpu)
+        return [on_result(slots.execute(c, str(out), wandb)) for c in todo]
+
+    monkeypatch.setitem(sys.modules, "bench.executor_ray", SimpleNamespace(run=fake_run))
+    spec, out = tmp_path / "one.yaml", tmp_path / "out"
+    spec.write_text(SMALL_ADDING + "  arch.name: {value: gru}\n  seed: {values: [0]}\n")
+    results = sweep.run(spec, out, wandb="disabled", executor="ray", address="ray://head:10001", runs_per_gpu=4)
+    assert calls == {"ids": [c.run_id for c in sweep.plan(spec)], "address": "ray://head:10001", "runs_per_gpu": 4}
+    assert [r["status"] for r in results] == ["ok"]
+    assert "[1/1] adding   gru" in capsys.readouterr().out
+    assert json.loads((out / "sweeps" / "one.json").read_text())["executor"] == "ray"
+    assert sweep.run(spec, out, wandb="disabled", executor="ray") == [] and len(calls["ids"]) == 0
+
+
+def test_a_missing_executor_package_is_one_line_before_any_work(tmp_path, monkeypatch):
+    def no_ray(name):
+        raise ModuleNotFoundError("No module named 'ray'", name="ray")
+
+    monkeypatch.setattr(sweep.importlib, "import_module", no_ray)
+    spec = tmp_path / "one.yaml"
+    spec.write_text(SMALL_ADDING + "  arch.name: {value: gru}\n")
+    with pytest.raises(ConfigError, match=r"^executor 'ray' needs the 'ray' package: pip install 'ray\[tune\]'$"):
+        sweep.run(spec, tmp_path / "out", executor="ray")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--executor", "slurm"], "argument --executor: invalid choice: 'slurm'"),
+    (["--address", "ray://head:10001"], "--address is for --executor ray, not local"),
+    (["--runs-per-gpu", "0"], "--runs-per-gpu: must be a whole number >= 1"),
+])
+def test_sweep_flag_errors_exit_2_with_one_line(capsys, tmp_path, argv, message):
+    with pytest.raises(SystemExit) as code:
+        cli.main(["sweep", "sweeps/tiny.yaml", "--out", str(tmp_path / "out"), *argv])
+    err = capsys.readouterr().err
+    assert code.value.code == 2 and err.count("\n") == 1 and message in err
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,138 @@
+"""The Ray Tune executor on a local 2-CPU runtime, and the W&B executor's offline refusal and config reading.
+
+    .venv/bin/pytest tests/test_executors.py [-m slow]       # -m slow: the restore test
+
+Ray's trials train in worker processes on one torch thread each, so their records must equal, bit for bit, the
+same configs trained here on one thread. The restore test crashes a trial after training (its ``runs`` folder
+is a file), then checks that the next call restores the kept experiment and finishes it.
+"""
+
+import json
+
+import pytest
+import ray
+import torch
+import yaml
+
+from bench import executor_ray, executor_wandb, records
+from bench.config import ConfigError, resolve
+from bench.run import train
+from bench.sweep import plan
+
+# Four 4-step runs of the adding problem (the sizes of SMALL_ADDING in tests/test_sweep.py).
+SPEC = """
+method: grid
+parameters:
+  task.name: {value: adding}
+  task.seq_len: {value: 6}
+  task.n_train: {value: 128}
+  task.n_val: {value: 32}
+  task.n_test: {value: 32}
+  task.batch_size: {value: 16}
+  arch.hidden_size: {value: 4}
+  train.max_steps: {value: 4}
+  train.val_every: {value: 2}
+  arch.name: {values: [vanilla, gru]}
+  seed: {values: [0, 1]}
+"""
+
+
+@pytest.fixture(scope="module")
+def todo(tmp_path_factory):
+    spec = tmp_path_factory.mktemp("spec") / "tiny.yaml"
+    spec.write_text(SPEC)
+    return plan(spec)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, log_to_driver=False, include_dashboard=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+def ray_run(todo, out, seen):
+    return executor_ray.run(todo, out, wandb="disabled", threads=1, address=None, runs_per_gpu=1,
+                            on_result=seen.append)
+
+
+def test_ray_runs_every_run_once_and_matches_local_runs(local_ray, todo, tmp_path):
+    seen = []
+    got = ray_run(todo, tmp_path / "ray-out", seen)
+    assert sorted(r["id"] for r in got) == sorted(c.run_id for c in todo) == sorted(r["id"] for r in seen)
+    on_disk = records.load_all(tmp_path / "ray-out")
+    assert sorted(r["id"] for r in on_disk) == sorted(c.run_id for c in todo)
+    assert not list((tmp_path / "ray-out" / "ray").glob("sweep-*"))  # a finished experiment is deleted
+    torch.set_num_threads(1)
+    for cfg in todo:
+        mine = train(cfg, tmp_path / "local", wandb="disabled")
+        theirs = next(r for r in on_disk if r["id"] == cfg.run_id)
+        assert theirs["status"] == mine["status"] == "ok"
+        assert theirs["provenance"]["torch_threads"] == 1
+        assert theirs["metric"] == mine["metric"] and theirs["steps"] == mine["steps"] == 4
+        assert theirs["diagnostics"]["profiles"] == mine["diagnostics"]["profiles"]
+        assert (tmp_path / "ray-out" / "runs" / theirs["metrics_file"]).exists()
+
+
+@pytest.mark.slow  # ~50 s on 2 shared cores: two Tune experiments, each starting fresh workers
+def test_an_interrupted_experiment_is_restored(local_ray, todo, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "runs").write_text("")  # train() trains, then cannot write its record: the trial crashes
+    monkeypatch.setattr(executor_ray, "MAX_FAILURES", 0)
+    assert ray_run(todo[:2], out, []) == []
+    kept = list((out / "ray").glob("sweep-*.runs.json"))
+    assert len(kept) == 1 and set(json.loads(kept[0].read_text())) == {c.run_id for c in todo[:2]}
+    (out / "runs").unlink()
+    seen = []
+    got = ray_run(todo[:2], out, seen)
+    assert sorted(r["id"] for r in got) == sorted(c.run_id for c in todo[:2]) == sorted(r["id"] for r in seen)
+    assert len(list((out / "runs").glob("*.json"))) == 2 and not list((out / "ray").glob("sweep-*"))
+
+
+def test_ray_refuses_ddp_that_relaunches_the_command_line(todo):
+    cfg = resolve({**executor_ray.overrides(todo[0]), "train.devices": 2, "train.strategy": "ddp"})
+    with pytest.raises(ConfigError, match="use train.strategy=ddp_spawn with --executor ray"):
+        executor_ray.check([cfg])
+
+
+def test_overrides_round_trip(todo):
+    for cfg in todo:
+        assert resolve(executor_ray.overrides(cfg)) == cfg
+
+
+# ---- the W&B agent executor: no server here, so only what runs before one is needed ------------------------
+
+
+@pytest.mark.parametrize("mode", ["offline", "disabled"])
+def test_wandb_executor_needs_a_server(mode, todo, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", mode)
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC)
+    with pytest.raises(ConfigError, match="^the wandb executor needs a W&B server; use --executor local or ray$"):
+        executor_wandb.run(spec, todo, tmp_path, wandb="auto", on_result=lambda r: None)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_wandb_executor_needs_a_login(todo, tmp_path, monkeypatch):
+    for var in ("WANDB_MODE", "WANDB_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    with pytest.raises(ConfigError, match="needs a W&B server"):
+        executor_wandb.run(tmp_path / "unused.yaml", todo, tmp_path, wandb="online", on_result=lambda r: None)
+
+
+def test_wandb_agent_config_resolves_to_the_planned_run(todo):
+    # What wandb.config holds in an agent's run: the sweep's dotted parameters, one value each.
+    doc = yaml.safe_load(SPEC)
+    for cfg in todo:
+        params = {k: v["value"] if "value" in v else None for k, v in doc["parameters"].items()}
+        params.update({"arch.name": cfg.arch_name, "seed": cfg.seed})
+        assert executor_wandb.config_from(params) == cfg
+
+
+def test_wandb_agent_config_keeps_only_swept_keys():
+    # An agent's wandb.config may also hold W&B's own keys (e.g. _wandb) and our nested config from train().
+    params = {"task.name": "adding", "arch.name": "gru", "seed": 3, "_wandb": {"x": 1},
+              "task": {"name": "adding", "seq_len": 99}}
+    assert executor_wandb.config_from(params) == resolve({"task.name": "adding", "arch.name": "gru", "seed": 3})
