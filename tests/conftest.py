@@ -47,6 +47,21 @@ SMALL_TASK = {
 }
 SMALL_ARCH = {"arch.hidden_size": 8}
 
+# A sweep document of 4-step adding runs, for sweep and executor tests (add arch.name and seed lines).
+SMALL_ADDING = """
+method: grid
+parameters:
+  task.name: {value: adding}
+  task.seq_len: {value: 6}
+  task.n_train: {value: 128}
+  task.n_val: {value: 32}
+  task.n_test: {value: 32}
+  task.batch_size: {value: 16}
+  arch.hidden_size: {value: 4}
+  train.max_steps: {value: 4}
+  train.val_every: {value: 2}
+"""
+
 
 def small(task: str, arch: str, **extra) -> dict:
     assert set(SMALL_TASK) == set(tasks.names()), "add the new task to SMALL_TASK in tests/conftest.py"

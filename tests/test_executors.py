@@ -13,28 +13,15 @@ import pytest
 import ray
 import torch
 import yaml
+from conftest import SMALL_ADDING
 
 from bench import executor_ray, executor_wandb, records
 from bench.config import ConfigError, resolve
 from bench.run import train
 from bench.sweep import plan
 
-# Four 4-step runs of the adding problem (the sizes of SMALL_ADDING in tests/test_sweep.py).
-SPEC = """
-method: grid
-parameters:
-  task.name: {value: adding}
-  task.seq_len: {value: 6}
-  task.n_train: {value: 128}
-  task.n_val: {value: 32}
-  task.n_test: {value: 32}
-  task.batch_size: {value: 16}
-  arch.hidden_size: {value: 4}
-  train.max_steps: {value: 4}
-  train.val_every: {value: 2}
-  arch.name: {values: [vanilla, gru]}
-  seed: {values: [0, 1]}
-"""
+# Four 4-step runs of the adding problem.
+SPEC = SMALL_ADDING + "  arch.name: {values: [vanilla, gru]}\n  seed: {values: [0, 1]}\n"
 
 
 @pytest.fixture(scope="module")

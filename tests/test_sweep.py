@@ -15,6 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from conftest import SMALL_ADDING
 
 from bench import cli, leaderboard, records, slots, sweep
 from bench.config import ConfigError, resolve
@@ -22,19 +23,6 @@ from bench.progress import Progress
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SMALL_ADDING = """
-method: grid
-parameters:
-  task.name: {value: adding}
-  task.seq_len: {value: 6}
-  task.n_train: {value: 128}
-  task.n_val: {value: 32}
-  task.n_test: {value: 32}
-  task.batch_size: {value: 16}
-  arch.hidden_size: {value: 4}
-  train.max_steps: {value: 4}
-  train.val_every: {value: 2}
-"""
 # Two documents: vanilla and gru over two seeds, and one vanilla run with a learning rate that diverges.
 TINY = (SMALL_ADDING + "  arch.name: {values: [vanilla, gru]}\n  seed: {values: [0, 1]}\n---"
         + SMALL_ADDING + "  arch.name: {value: vanilla}\n  optim.name: {value: sgd}\n  optim.lr: {value: 1.0e+6}\n"
