@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .config import ConfigError, RunConfig, resolve
+from .config import ConfigError, RunConfig, flatten, resolve
 
 FOLDER = "checkpoints"
 
@@ -31,14 +31,6 @@ def save(system: torch.nn.Module, cfg: RunConfig, out: Path) -> Path:
     torch.save({"config": cfg.to_dict(), "state_dict": system.state_dict()}, tmp)
     os.replace(tmp, path)  # never half a checkpoint
     return path
-
-
-def flatten(config: dict) -> dict:
-    """A record's nested config -> the dotted overrides ``resolve`` takes."""
-    flat = {"seed": config["seed"]}
-    for section in ("task", "arch", "optim", "train"):
-        flat.update({f"{section}.{k}": v for k, v in config.get(section, {}).items()})
-    return flat
 
 
 def find_record(run: str, out: Path) -> tuple[dict, Path]:

@@ -133,6 +133,14 @@ def _pick(registry_names: list[str], name: Any, kind: str) -> str:
     return name
 
 
+def flatten(config: dict, prefix: str = "") -> dict:
+    """Nested config (``RunConfig.to_dict()``, a record's ``config``) -> the dotted overrides ``resolve`` takes."""
+    out = {}
+    for key, value in config.items():
+        out.update(flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
 def resolve(overrides: dict[str, Any]) -> RunConfig:
     """Build and validate a RunConfig from ``{"task.name": ..., "arch.name": ..., "optim.lr": ..., ...}``.
 

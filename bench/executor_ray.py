@@ -29,18 +29,14 @@ import ray
 from ray import tune
 
 from . import records, slots
-from .config import ConfigError, RunConfig, resolve
+from .config import ConfigError, RunConfig, flatten, resolve
 
 MAX_FAILURES = 2  # retries of a crashed trial, per trial
 
 
 def overrides(cfg: RunConfig) -> dict:
     """The dotted overrides ``bench.config.resolve`` turns back into ``cfg``."""
-    flat = {"seed": cfg.seed}
-    for section, values in cfg.to_dict().items():
-        if isinstance(values, dict):
-            flat.update({f"{section}.{k}": v for k, v in values.items()})
-    return flat
+    return flatten(cfg.to_dict())
 
 
 def trainable(config: dict) -> None:

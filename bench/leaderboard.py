@@ -19,19 +19,12 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .config import flatten
 from .records import ROOT, load_all
 
 ARROW = {"min": "↓", "max": "↑"}
 # Settings that describe the budget of a task section (shown once in its header when all rows share them).
 BUDGET = ("train.max_steps", "task.batch_size", "optim.name", "optim.lr", "optim.clip", "arch.hidden_size")
-
-
-def flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        out.update(flatten(v, key + ".") if isinstance(v, dict) else {key: v})
-    return out
 
 
 def section_key(rec: dict) -> str:

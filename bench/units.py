@@ -159,10 +159,9 @@ def run(run_name: str, out: Path, units: list[int] | None = None, length: int = 
     import tasks
 
     from . import checkpoint
-    from .config import resolve
 
     record, _ = checkpoint.find_record(run_name, out)
-    check_task(tasks.get(resolve(checkpoint.flatten(record["config"])).task_name), record["name"])
+    check_task(tasks.get(record["task"]), record["name"])  # before loading any weights
     record, cfg, task, system = checkpoint.load(run_name, out)
     units = list(units or [])
     state, layer = choose_view(system.core, state, layer, units)
