@@ -200,7 +200,7 @@ def train(cfg: RunConfig, out: Path, wandb: str = "auto", progress: bool = False
             traceback.print_exc()
         finally:
             close(loggers, "success" if status == "ok" else status)
-        ckpt = checkpoint.save(system, cfg, out) if status != "failed" else None
+        ckpt = checkpoint.save(system, cfg, out) if status != "failed" and rank_zero else None
         metrics_src = Path(tmp) / "metrics.csv"
         metrics_name = f"{cfg.name}__{cfg.run_id}.metrics.csv"
         record = records.make(
