@@ -44,14 +44,14 @@ leaderboard: install ## regenerate results/LEADERBOARD.md, leaderboard.csv and R
 	@if [ -d results-local/runs ]; then $(PY) -m bench leaderboard --out results-local --reference results; fi
 
 bench: install ## throughput vs a hand-written loop, TBPTT vs full BPTT memory (ratios; bench-sweep: workers)
-	$(PY) -m bench.perf
-	$(PY) -m bench.perf_memory
+	$(PY) -m bench.dev.perf
+	$(PY) -m bench.dev.perf_memory
 
 bench-sweep: install ## the suite's wall time with 1 worker / 2 workers (goal >= 1.7; ~25 min; SUITE=... to change)
-	$(PY) -m bench.perf_sweep --spec $(SUITE)
+	$(PY) -m bench.dev.perf_sweep --spec $(SUITE)
 
 chaos: install ## SIGKILL a sweep 5 times at random moments, resume, compare with an uninterrupted run
-	$(PY) -m bench.chaos
+	$(PY) -m bench.dev.chaos
 
 lint: install ## ruff
 	$(VENV)/bin/ruff check .

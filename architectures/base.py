@@ -1,4 +1,4 @@
-"""The recurrent-core contract shared by every architecture family, and the registry.
+"""The recurrent-core contract shared by every architecture family (the registry is ``registry.py``).
 
 A core wraps one fused torch kernel (``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU``, cuDNN on GPU) and adds a
 step-by-step *reference* path that reads the very same parameters. The fused path trains fast; the reference
@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .config import RECURRENT_INITS
+
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
-RECURRENT_INITS = ("default", "identity", "orthogonal")
 
 
 @dataclass

@@ -13,14 +13,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from options import opt
+
 from .base import RecurrentCore
-from .config import CoreConfig, opt
+from .config import CoreConfig
 from .registry import register
 
 
 @dataclass(frozen=True)
 class ElmanConfig(CoreConfig):
-    nonlinearity: str = opt("tanh", "tanh or relu")
+    nonlinearity: str = opt("tanh", "tanh or relu", choices=("tanh", "relu"))
     zero_bias: bool = opt(False, "start both biases at zero (IRNN)")
 
 

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from options import opt
+
 from .base import RecurrentCore
-from .config import CoreConfig, opt
+from .config import CoreConfig
 from .registry import register
 
 

@@ -17,6 +17,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from options import ConfigError
+
+from .run.config import WANDB_MODES
+from .sweeps.executors.base import names as executor_names
+
 LOCAL_OUT = "results-local"
 REFERENCE = "results"
 
@@ -38,7 +43,7 @@ def _fields_help() -> str:
     import architectures
     import tasks
 
-    from .config import OptimConfig, TrainConfig, field_docs
+    from .run.config import OptimConfig, TrainConfig, field_docs
 
     lines = ["config fields (pass as --section.field VALUE):"]
 
@@ -60,8 +65,6 @@ def _fields_help() -> str:
 
 def _parse_overrides(rest: list[str]) -> dict[str, str]:
     """``--a.b 1 --c=2`` -> {"a.b": "1", "c": "2"}; anything else is a one-line error."""
-    from .config import ConfigError
-
     out, i = {}, 0
     while i < len(rest):
         token = rest[i]
@@ -77,11 +80,11 @@ def _parse_overrides(rest: list[str]) -> dict[str, str]:
     return out
 
 
-def build_parser() -> Parser:
+def build_parser(run_epilog: str | None = None) -> Parser:
     p = Parser(prog="rnnbench", description="Reproducible benchmarks of recurrent networks.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    r = sub.add_parser("run", help="train one run and write its record",
+    r = sub.add_parser("run", help="train one run and write its record", epilog=run_epilog,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("--task", "--task.name", dest="task", required=True, help="task name (see `rnnbench list`)")
     r.add_argument("--arch", "--arch.name", dest="arch", required=True, help="architecture name")
@@ -101,9 +104,9 @@ def build_parser() -> Parser:
     s.add_argument("--wandb", default="auto", help="auto, online, offline, disabled [default: auto]")
     s.add_argument("--threads", type=positive_int, default=1,
                    help="torch threads per run [default: 1, as the reference: bit-identical results need it]")
-    s.add_argument("--executor", choices=("local", "ray", "wandb"), default="local",
-                   help="local: process pool over GPUs / CPU cores; ray: Ray Tune; wandb: a W&B agent "
-                        "(needs a W&B server) [default: local]")
+    s.add_argument("--executor", choices=executor_names(), default="local",
+                   help="how the runs train: local (a process pool over GPUs / CPU cores), ray (Ray Tune), wandb "
+                        "(a W&B agent; needs a W&B server); one file each in bench/sweeps/executors [default: local]")
     s.add_argument("--address", default=None,
                    help="Ray cluster address for --executor ray [default: start a local Ray runtime]")
     s.add_argument("--runs-per-gpu", type=positive_int, default=1,
@@ -146,13 +149,9 @@ def build_parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
-    if len(argv) >= 2 and argv[0] == "run" and any(a in ("-h", "--help") for a in argv):
-        run_parser = parser._subparsers._group_actions[0].choices["run"]  # noqa: SLF001
-        run_parser.epilog = _fields_help()
+    wants_fields = len(argv) >= 2 and argv[0] == "run" and any(a in ("-h", "--help") for a in argv)
+    parser = build_parser(_fields_help() if wants_fields else None)
     args, rest = parser.parse_known_args(argv)
-    from .config import WANDB_MODES, ConfigError
-
     try:
         if args.command != "run" and rest:
             raise ConfigError(f"unrecognized arguments: {' '.join(rest)}")
@@ -165,16 +164,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_run(args, rest) -> int:
-    from .config import resolve
+    from .run.config import resolve
 
     cfg = resolve({"task.name": args.task, "arch.name": args.arch, "seed": args.seed, **_parse_overrides(rest)})
     import torch
 
-    from .run import train
+    from .run.train import train
+    from .store import Store
 
     torch.set_num_threads(args.threads)
-
-    rec = train(cfg, Path(args.out), wandb=args.wandb, progress=args.progress)
+    store = Store(args.out)
+    rec = train(cfg, store, wandb=args.wandb, progress=args.progress)
     m = rec["metric"]
     value = "—" if m["test"] is None else f"{m['test']:.4g}"
     solved = "" if m["solved"] is None else f", solved={m['solved']}"
@@ -188,61 +188,73 @@ def cmd_run(args, rest) -> int:
     if rec["divergence"]:
         d = rec["divergence"]
         print(f"  diverged at step {d['step']}: {d['reason']}; last finite grad norm {d['last_finite_grad_norm']}")
-    print(f"  record: {Path(args.out) / 'runs' / (rec['name'] + '__' + rec['id'] + '.json')}")
+    print(f"  record: {store.record_path(rec['name'], rec['id'])}")
     return 0 if rec["status"] != "failed" else 1
 
 
 def cmd_sweep(args, rest) -> int:
-    from . import leaderboard, slots, sweep
-    from .config import ConfigError
+    from .reports import leaderboard
+    from .store import Store
+    from .sweeps import sweep
 
-    if args.address is not None and args.executor != "ray":
-        raise ConfigError(f"--address is for --executor ray, not {args.executor}")
     results = sweep.run(args.spec, args.out, workers=args.workers, wandb=args.wandb, threads=args.threads,
                         executor=args.executor, address=args.address, runs_per_gpu=args.runs_per_gpu,
                         retry_failed=args.retry_failed)
-    with slots.file_lock(args.out / "locks" / "leaderboard.lock", wait=True):  # another sweep may write it too
-        md = leaderboard.write(args.out, reference=args.reference if args.reference.is_dir() else None)
-        text = md.read_text()
+    with Store(args.out).lock("leaderboard"):  # another sweep may write it too
+        written = leaderboard.write(args.out, reference=args.reference if args.reference.is_dir() else None)
+        text = written.md.read_text()
     print()
     print(text)
-    print(f"leaderboard: {md} (the 'reference' column is {args.reference}/, the committed numbers)")
-    return sweep.main_exit_code(results)
+    print(f"leaderboard: {written.md} (the 'reference' column is {args.reference}/, the committed numbers)")
+    _report_skipped(written.skipped)
+    return sweep.exit_code(results) or (1 if written.skipped else 0)
+
+
+def _report_skipped(skipped: list[str]) -> None:
+    for line in skipped:
+        print(f"skipped: {line}", file=sys.stderr)
+    if skipped:
+        print(f"rnnbench: {len(skipped)} record(s) could not be read and were left out (exit status 1)",
+              file=sys.stderr)
 
 
 def cmd_leaderboard(args, rest) -> int:
-    from . import leaderboard
-    from .config import ConfigError
+    from .reports import leaderboard
 
     for folder in (args.out, args.reference):
         if folder is not None and not (folder / "runs").is_dir():
             raise ConfigError(f"no run records under {folder}/runs; run a sweep first (make sweep)")
     if args.readme is not None and not args.readme.is_file():
         raise ConfigError(f"--readme {args.readme} not found")  # before anything is written
-    md = leaderboard.write(args.out, reference=args.reference)
-    print(f"wrote {md} and {md.with_name('leaderboard.csv')}")
+    written = leaderboard.write(args.out, reference=args.reference)
+    print(f"wrote {written.md} and {written.md.with_name('leaderboard.csv')}")
     if args.readme is not None:
         changed = leaderboard.update_readme(args.readme, args.out)
         print(f"{args.readme}: leaderboard block {'updated' if changed else 'unchanged'}")
-    return 0
+    _report_skipped(written.skipped)
+    return 1 if written.skipped else 0
 
 
 def cmd_units(args, rest) -> int:
-    from . import units
+    from .store import Store
+    from .text import units
 
     chosen = units.parse_units(args.units)  # before loading anything
-    report = units.run(args.run, args.out, units=chosen, length=args.length, top=args.top, state=args.state,
-                       layer=args.layer)
+    report = units.run(args.run, Store(args.out), units=chosen, length=args.length, top=args.top,
+                       state=args.state, layer=args.layer)
     print(units.summary(report))
     return 0
 
 
 def cmd_sample(args, rest) -> int:
-    from . import checkpoint, sample
-    from .run import quiet, wandb_mode
+    from .run import checkpoint
+    from .run.mirror import wandb_mode
+    from .run.train import quiet
+    from .store import Store
+    from .text import sample
 
     temperatures = args.temperature if args.temperature is not None else ([] if args.greedy else [1.0])
-    record, _, task, system = checkpoint.load(args.run, args.out)
+    record, record_path, _, task, system = checkpoint.load(args.run, Store(args.out))
     sample.check(task, args.prime, temperatures, args.length)
     quiet()
     samples = sample.sample_run(system, task, prime=args.prime, length=args.length, temperatures=temperatures,
@@ -251,8 +263,7 @@ def cmd_sample(args, rest) -> int:
         print(f"--- {record['name']} [{record['id']}], {s.decoding}, seed {s.seed}, "
               f"distinct 4-grams {s.distinct_4grams:.2f}")
         print(s.prime + s.text)
-    _, record_path = checkpoint.find_record(args.run, args.out)
-    print(f"samples: {sample.save(samples, record, record_path)}")
+    print(f"samples: {sample.save(samples, record, Store.of_record(record_path))}")
     wandb_id = sample.mirror(samples, record, wandb_mode(args.wandb))
     if wandb_id:
         print(f"W&B: run {wandb_id} in project rnnbench, group {record['task']}")
@@ -265,6 +276,7 @@ def cmd_list(args, rest) -> int:
 
     print("tasks:", ", ".join(tasks.names()))
     print("architectures:", ", ".join(architectures.names()))
+    print("executors:", ", ".join(executor_names()))
     return 0
 
 

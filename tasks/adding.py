@@ -15,17 +15,17 @@ import torchmetrics
 from torch.nn import functional as F
 from torch.utils.data import TensorDataset
 
-from architectures.config import opt
+from options import opt
 
 from .base import Splits, Task, TaskConfig, generator, register
 
 
 @dataclass(frozen=True)
 class AddingConfig(TaskConfig):
-    seq_len: int = opt(100, "sequence length T")
-    n_train: int = opt(20000, "training sequences")
-    n_val: int = opt(1000, "validation sequences")
-    n_test: int = opt(2000, "test sequences")
+    seq_len: int = opt(100, "sequence length T", ge=2)
+    n_train: int = opt(20000, "training sequences", ge=1)
+    n_val: int = opt(1000, "validation sequences", ge=1)
+    n_test: int = opt(2000, "test sequences", ge=1)
 
 
 def make_adding(n: int, seq_len: int, g: torch.Generator) -> TensorDataset:
@@ -49,6 +49,10 @@ class Adding(Task):
     metric_name = "mse"
     metric_mode = "min"
     Config = AddingConfig
+
+    @classmethod
+    def train_size(cls, config) -> int:
+        return config.n_train
 
     input_size = 2
     output_size = 1

@@ -16,7 +16,7 @@ import torch
 import torchmetrics
 from torch.utils.data import DataLoader, TensorDataset
 
-from architectures.config import opt
+from options import opt
 
 SHAPES = ("many-to-one", "many-to-many", "seq2seq", "one-to-many")
 
@@ -45,8 +45,8 @@ def get(name: str) -> type[Task]:
 
 @dataclass(frozen=True)
 class TaskConfig:
-    batch_size: int = opt(64, "training batch size")
-    data_seed: int = opt(1234, "seed of the generated data; fixed across training seeds so they see the same data")
+    batch_size: int = opt(64, "training batch size", ge=1)
+    data_seed: int = opt(1234, "seed of the generated data; fixed across training seeds so they see the same data", ge=0)
 
 
 @dataclass
@@ -68,6 +68,9 @@ class Task(L.LightningDataModule):
     Config: ClassVar[type] = TaskConfig
     # Streams: batch i + 1 continues batch i, so the system carries the recurrent state across batches.
     carries_state: ClassVar[bool] = False
+    # A text task: it has a ``vocab`` (one character per input index) and the ``text`` it reads, so the text
+    # tools (rnnbench sample, rnnbench units) work on its runs.
+    is_text: ClassVar[bool] = False
 
     def __init__(self, config: TaskConfig | None = None):
         super().__init__()
@@ -80,14 +83,25 @@ class Task(L.LightningDataModule):
         return None
 
     @classmethod
+    def train_size(cls, config) -> int | None:
+        """Training examples under ``config`` when known without generating the data (a batch must fit)."""
+        return None
+
+    @classmethod
+    def truncation_for(cls, config) -> int | None:
+        """Truncated BPTT chunk length in steps under ``config``, or None for one backward pass per batch.
+        A task that truncates reads windows of ``config.seq_len`` steps per batch."""
+        return None
+
+    @classmethod
     def updates_per_batch(cls, config) -> int:
-        """Optimizer steps per training batch: more than one under truncated BPTT (one per chunk)."""
-        return 1
+        """Optimizer steps per training batch: one per chunk under truncated BPTT, else one."""
+        k = cls.truncation_for(config)
+        return config.seq_len // k if k else 1
 
     @property
     def truncation(self) -> int | None:
-        """Truncated BPTT chunk length in steps, or None for one backward pass per batch."""
-        return None
+        return self.truncation_for(self.config)
 
     # ---- declared properties ---------------------------------------------------------------------------
     @property

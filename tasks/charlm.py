@@ -38,22 +38,22 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 from torchmetrics.text import Perplexity
 
-from architectures.config import opt
+from options import opt
 
 from .base import Splits, Task, TaskConfig, register
 
 
 @dataclass(frozen=True)
 class CharLMConfig(TaskConfig):
-    batch_size: int = opt(32, "parallel streams per batch")
+    batch_size: int = opt(32, "parallel streams per batch", ge=1)
     corpus: str = opt("pydoc", "pydoc (offline default), hf:<dataset>, or a path to a text file")
     hf_field: str = opt("text", "text column of an hf: corpus")
-    seq_len: int = opt(100, "characters per stream per batch (the window the state is carried across)")
+    seq_len: int = opt(100, "characters per stream per batch (the window the state is carried across)", ge=1)
     tbptt: int = opt(50, "truncated BPTT: one optimizer step per chunk of this many characters (0: full BPTT "
-                         "through each window); must divide seq_len")
-    max_chars: int = opt(0, "use only the first this many characters (0: all)")
-    val_frac: float = opt(0.05, "fraction of the text (after train) held out for validation")
-    test_frac: float = opt(0.05, "fraction of the text (at the end) held out for testing")
+                         "through each window); must divide seq_len", ge=0, divides="seq_len")
+    max_chars: int = opt(0, "use only the first this many characters (0: all)", ge=0)
+    val_frac: float = opt(0.05, "fraction of the text (after train) held out for validation", gt=0, lt=1)
+    test_frac: float = opt(0.05, "fraction of the text (at the end) held out for testing", gt=0, lt=1)
 
 
 @functools.lru_cache(maxsize=4)
@@ -78,6 +78,7 @@ class CharLM(Task):
     shape = "many-to-many"
     variant = "next character, contiguous splits, streams with carried state"
     carries_state = True
+    is_text = True
     metric_name = "bpc"
     metric_mode = "min"
     Config = CharLMConfig
@@ -87,20 +88,13 @@ class CharLM(Task):
         c = config
         if c.corpus != "pydoc" and not c.corpus.startswith("hf:") and not os.path.isfile(os.path.expanduser(c.corpus)):
             return f"task.corpus {c.corpus!r} is not a file; valid: pydoc, hf:<dataset>, or a path to a text file"
-        if c.tbptt < 0 or c.tbptt > c.seq_len or (c.tbptt and c.seq_len % c.tbptt):
-            return (f"task.tbptt must divide task.seq_len ({c.seq_len}) or be 0 for full BPTT, got {c.tbptt}; "
-                    f"valid: 0, {', '.join(str(k) for k in range(1, c.seq_len + 1) if c.seq_len % k == 0)}")
-        if c.seq_len < 1 or not (0 < c.val_frac < 1 and 0 < c.test_frac < 1 and c.val_frac + c.test_frac < 1):
-            return "charlm needs seq_len >= 1 and 0 < val_frac, test_frac with val_frac + test_frac < 1"
+        if c.val_frac + c.test_frac >= 1:
+            return f"task.val_frac + task.test_frac must be < 1, got {c.val_frac} + {c.test_frac}"
         return None
 
     @classmethod
-    def updates_per_batch(cls, config) -> int:
-        return config.seq_len // config.tbptt if config.tbptt else 1
-
-    @property
-    def truncation(self) -> int | None:
-        return self.config.tbptt or None
+    def truncation_for(cls, config) -> int | None:
+        return config.tbptt or None
 
     @functools.cached_property
     def text(self) -> str:

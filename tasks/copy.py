@@ -17,7 +17,7 @@ import torchmetrics
 from torch.nn import functional as F
 from torch.utils.data import TensorDataset
 
-from architectures.config import opt
+from options import opt
 
 from .base import Splits, Task, TaskConfig, generator, register
 
@@ -27,11 +27,11 @@ TOKENS = ALPHABET + 2
 
 @dataclass(frozen=True)
 class CopyConfig(TaskConfig):
-    delay: int = opt(100, "T: steps between the last symbol and the end of the delimiter")
-    copy_len: int = opt(10, "symbols to remember (the paper's 10)")
-    n_train: int = opt(20000, "training sequences")
-    n_val: int = opt(1000, "validation sequences")
-    n_test: int = opt(2000, "test sequences")
+    delay: int = opt(100, "T: steps between the last symbol and the end of the delimiter", ge=1)
+    copy_len: int = opt(10, "symbols to remember (the paper's 10)", ge=1)
+    n_train: int = opt(20000, "training sequences", ge=1)
+    n_val: int = opt(1000, "validation sequences", ge=1)
+    n_test: int = opt(2000, "test sequences", ge=1)
 
 
 def make_copy(n: int, delay: int, copy_len: int, g: torch.Generator) -> TensorDataset:
@@ -54,6 +54,10 @@ class Copy(Task):
     metric_name = "ce"
     metric_mode = "min"
     Config = CopyConfig
+
+    @classmethod
+    def train_size(cls, config) -> int:
+        return config.n_train
 
     input_size = TOKENS
     output_size = ALPHABET + 1  # blank + symbols; the delimiter is never a target

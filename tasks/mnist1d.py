@@ -16,15 +16,15 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from architectures.config import opt
+from options import opt
 
 from .base import Classification, Splits, TaskConfig, register
 
 
 @dataclass(frozen=True)
 class MNIST1DConfig(TaskConfig):
-    data_seed: int = opt(42, "mnist1d generator seed (42 reproduces the published data set)")
-    n_val: int = opt(500, "training sequences held out for validation")
+    data_seed: int = opt(42, "mnist1d generator seed (42 reproduces the published data set)", ge=0)
+    n_val: int = opt(500, "training sequences held out for validation", ge=1, le=3999)
 
 
 @functools.lru_cache(maxsize=2)
@@ -49,6 +49,10 @@ class MNIST1D(Classification):
 
     input_size = 1
     seq_len = 40
+
+    @classmethod
+    def train_size(cls, config) -> int:
+        return 4000 - config.n_val  # make_dataset's published training set
 
     def make_splits(self) -> Splits:
         data = generate(self.config.data_seed)

@@ -12,16 +12,18 @@ from dataclasses import dataclass
 
 import torch
 
-from architectures.config import opt
+from options import opt
 
 from .base import register
 from .pixels import PixelConfig, PixelTask
 
+IMAGES = 1797  # in scikit-learn's digits
+
 
 @dataclass(frozen=True)
 class DigitsConfig(PixelConfig):
-    n_val: int = opt(300, "images held out for validation")
-    n_test: int = opt(300, "images held out for testing")
+    n_val: int = opt(300, "images held out for validation", ge=1)
+    n_test: int = opt(300, "images held out for testing", ge=1)
 
 
 @functools.lru_cache(maxsize=1)
@@ -39,6 +41,10 @@ class SequentialDigits(PixelTask):
     variant = "scikit-learn 8x8 digits, one pixel per step"
     Config = DigitsConfig
     side = 8
+
+    @classmethod
+    def train_size(cls, config) -> int:
+        return IMAGES - config.n_val - config.n_test
 
     def images(self):
         x, y = _digits()

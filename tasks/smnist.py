@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from architectures.config import opt
+from options import opt
 
 from .base import register
 from .pixels import PixelConfig, PixelTask
@@ -24,8 +24,8 @@ FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3
 class MNISTConfig(PixelConfig):
     root: str = opt(os.path.join("~", ".cache", "rnnbench", "data"), "folder holding (or receiving) MNIST/raw")
     download: bool = opt(True, "download MNIST when no local copy exists (needs the network)")
-    n_val: int = opt(5000, "training images held out for validation")
-    n_train: int = opt(0, "training images to use after the hold-out (0: all)")
+    n_val: int = opt(5000, "training images held out for validation", ge=1)
+    n_train: int = opt(0, "training images to use after the hold-out (0: all)", ge=0)
 
 
 @register
@@ -35,6 +35,10 @@ class SequentialMNIST(PixelTask):
     variant = "torchvision MNIST, one pixel per step"
     Config = MNISTConfig
     side = 28
+
+    @classmethod
+    def train_size(cls, config) -> int | None:
+        return config.n_train or None  # else all of MNIST's 60,000 less n_val
 
     @classmethod
     def check(cls, config) -> str | None:

@@ -7,7 +7,8 @@ import pytest
 
 import tasks
 from bench.cli import main
-from bench.config import ConfigError, resolve
+from bench.run.config import resolve
+from options import ConfigError
 
 
 def run_main(capsys, *argv):
@@ -49,7 +50,7 @@ def test_bad_sweep_document_fails_before_any_run(capsys, tmp_path):
 
 
 def test_sweep_method_and_parameter_errors(tmp_path):
-    from bench.sweep import plan
+    from bench.sweeps.plan import plan
 
     spec = tmp_path / "s.yaml"
     spec.write_text("method: bayes\nparameters:\n  task.name: {value: adding}\n")

@@ -3,7 +3,7 @@
     .venv/bin/pytest tests/test_ddp.py -m slow     # the two DDP runs are slow; the config checks are not
 
 Under ddp_spawn the run trains in child processes, so what the record needs comes back from rank 0 (see
-``RankZeroHandback`` in bench/run.py); this checks it arrives, and that only rank 0 wrote per-step rows.
+``RankZeroHandback`` in bench/run/train.py); this checks it arrives, and that only rank 0 wrote per-step rows.
 """
 
 import csv
@@ -12,8 +12,9 @@ import math
 import pytest
 from conftest import small
 
-from bench.config import ConfigError, resolve
-from bench.run import train
+from bench.run.config import resolve
+from bench.run.train import train
+from options import ConfigError
 
 STEPS = 4
 

@@ -9,10 +9,10 @@ from conftest import small
 
 import tasks
 from architectures.elman import ElmanRNN
-from bench.config import resolve
 from bench.diag import flow, health, spectra
 from bench.diag.verdict import verdict
-from bench.run import train
+from bench.run.config import resolve
+from bench.run.train import train
 
 
 def linear_rnn(w_hh: torch.Tensor, input_size: int = 2) -> ElmanRNN:

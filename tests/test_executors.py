@@ -15,10 +15,14 @@ import torch
 import yaml
 from conftest import SMALL_ADDING
 
-from bench import executor_ray, executor_wandb, records
-from bench.config import ConfigError, resolve
-from bench.run import train
-from bench.sweep import plan
+from bench.run.config import resolve
+from bench.run.train import train
+from bench.store import Store
+from bench.sweeps.executors import base
+from bench.sweeps.executors import ray as executor_ray
+from bench.sweeps.executors import wandb as executor_wandb
+from bench.sweeps.plan import plan
+from options import ConfigError
 
 # Four 4-step runs of the adding problem.
 SPEC = SMALL_ADDING + "  arch.name: {values: [vanilla, gru]}\n  seed: {values: [0, 1]}\n"
@@ -38,16 +42,39 @@ def local_ray():
     ray.shutdown()
 
 
+class Seen(list):
+    """Stands in for the sweep's Progress: collects what an executor reports."""
+
+    def result(self, rec: dict) -> dict:
+        self.append(rec)
+        return rec
+
+    def tick(self) -> None:
+        pass
+
+
 def ray_run(todo, out, seen):
-    return executor_ray.run(todo, out, wandb="disabled", threads=1, address=None, runs_per_gpu=1,
-                            on_result=seen.append)
+    executor = executor_ray.Ray(base.Options(spec=out / "unused.yaml", wandb="disabled"))
+    return executor.run(todo, Store(out), seen)
+
+
+def test_every_executor_file_is_registered_under_its_name():
+    assert base.names() == ["local", "ray", "wandb"]
+    for name in base.names():
+        cls = base.get(name)
+        assert cls.name == name and issubclass(cls, base.Executor) and cls.help
+
+
+def test_an_unknown_executor_lists_the_valid_ones():
+    with pytest.raises(ConfigError, match="^unknown executor 'slurm'; valid: local, ray, wandb$"):
+        base.get("slurm")
 
 
 def test_ray_runs_every_run_once_and_matches_local_runs(local_ray, todo, tmp_path):
-    seen = []
+    seen = Seen()
     got = ray_run(todo, tmp_path / "ray-out", seen)
     assert sorted(r["id"] for r in got) == sorted(c.run_id for c in todo) == sorted(r["id"] for r in seen)
-    on_disk = records.load_all(tmp_path / "ray-out")
+    on_disk = Store(tmp_path / "ray-out").records().records
     assert sorted(r["id"] for r in on_disk) == sorted(c.run_id for c in todo)
     assert not list((tmp_path / "ray-out" / "ray").glob("sweep-*"))  # a finished experiment is deleted
     torch.set_num_threads(1)
@@ -67,11 +94,11 @@ def test_an_interrupted_experiment_is_restored(local_ray, todo, tmp_path, monkey
     out.mkdir()
     (out / "runs").write_text("")  # train() trains, then cannot write its record: the trial crashes
     monkeypatch.setattr(executor_ray, "MAX_FAILURES", 0)
-    assert ray_run(todo[:2], out, []) == []
+    assert ray_run(todo[:2], out, Seen()) == []
     kept = list((out / "ray").glob("sweep-*.runs.json"))
     assert len(kept) == 1 and set(json.loads(kept[0].read_text())) == {c.run_id for c in todo[:2]}
     (out / "runs").unlink()
-    seen = []
+    seen = Seen()
     got = ray_run(todo[:2], out, seen)
     assert sorted(r["id"] for r in got) == sorted(c.run_id for c in todo[:2]) == sorted(r["id"] for r in seen)
     assert len(list((out / "runs").glob("*.json"))) == 2 and not list((out / "ray").glob("sweep-*"))
@@ -80,7 +107,7 @@ def test_an_interrupted_experiment_is_restored(local_ray, todo, tmp_path, monkey
 def test_ray_refuses_ddp_that_relaunches_the_command_line(todo):
     cfg = resolve({**executor_ray.overrides(todo[0]), "train.devices": 2, "train.strategy": "ddp"})
     with pytest.raises(ConfigError, match="use train.strategy=ddp_spawn with --executor ray"):
-        executor_ray.check([cfg])
+        executor_ray.Ray(base.Options(spec=None)).check([cfg])
 
 
 def test_overrides_round_trip(todo):
@@ -97,7 +124,7 @@ def test_wandb_executor_needs_a_server(mode, todo, tmp_path, monkeypatch):
     spec = tmp_path / "s.yaml"
     spec.write_text(SPEC)
     with pytest.raises(ConfigError, match="^the wandb executor needs a W&B server; use --executor local or ray$"):
-        executor_wandb.run(spec, todo, tmp_path, wandb="auto", on_result=lambda r: None)
+        executor_wandb.Wandb(base.Options(spec=spec, wandb="auto")).check(todo)
     assert not (tmp_path / "runs").exists()
 
 
@@ -106,7 +133,7 @@ def test_wandb_executor_needs_a_login(todo, tmp_path, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
     with pytest.raises(ConfigError, match="needs a W&B server"):
-        executor_wandb.run(tmp_path / "unused.yaml", todo, tmp_path, wandb="online", on_result=lambda r: None)
+        executor_wandb.Wandb(base.Options(spec=tmp_path / "unused.yaml", wandb="online")).check(todo)
 
 
 def test_wandb_agent_config_resolves_to_the_planned_run(todo):

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.run import train
-from bench.sweep import plan
+from bench.run.train import train
+from bench.sweeps.plan import plan
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDS = ROOT / "results" / "runs"

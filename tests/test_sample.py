@@ -6,9 +6,12 @@ import pytest
 import torch
 from conftest import small
 
-from bench import checkpoint, cli, sample
-from bench.config import resolve
-from bench.run import train
+from bench import cli
+from bench.run import checkpoint
+from bench.run.config import resolve
+from bench.run.train import train
+from bench.store import Store
+from bench.text import sample
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +25,7 @@ def lm_run(tmp_path_factory):
 def test_the_checkpoint_restores_the_trained_weights(lm_run):
     rec, out = lm_run
     assert rec["checkpoint"] == f"checkpoints/{rec['name']}__{rec['id']}.pt" and (out / rec["checkpoint"]).is_file()
-    record, cfg, task, system = checkpoint.load(rec["name"], out)
+    record, _, cfg, task, system = checkpoint.load(rec["name"], Store(out))
     assert record["id"] == cfg.run_id == rec["id"] and not system.training
     saved = torch.load(out / rec["checkpoint"], weights_only=True)["state_dict"]
     assert all(torch.equal(saved[k], v) for k, v in system.state_dict().items())
@@ -45,7 +48,7 @@ def test_sample_greedy_and_temperatures_beside_the_record(lm_run, capsys):
 
 
 def test_greedy_ignores_the_seed_and_sampling_follows_it(lm_run):
-    _, cfg, task, system = checkpoint.load(lm_run[0]["name"], lm_run[1])
+    _, _, cfg, task, system = checkpoint.load(lm_run[0]["name"], Store(lm_run[1]))
     assert sample.generate(system, task, "The ", 30, None, seed=0) == sample.generate(system, task, "The ", 30,
                                                                                       None, seed=1)
     hot = {sample.generate(system, task, "The ", 30, 1.0, seed=s) for s in range(3)}

@@ -17,11 +17,26 @@ from types import SimpleNamespace
 import pytest
 from conftest import SMALL_ADDING
 
-from bench import cli, leaderboard, records, slots, sweep
-from bench.config import ConfigError, resolve
-from bench.progress import Progress
+from bench import cli
+from bench.reports import leaderboard
+from bench.run.config import resolve
+from bench.store import Store
+from bench.sweeps import sweep
+from bench.sweeps.executors import base
+from bench.sweeps.executors import local as slots
+from bench.sweeps.plan import plan
+from bench.sweeps.progress import Progress
+from options import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_all(out: Path) -> list[dict]:
+    return Store(out).records().records
+
+
+def recorded_ids(out: Path) -> set[str]:
+    return set(Store(out).statuses()[0])
 
 # Two documents: vanilla and gru over two seeds, and one vanilla run with a learning rate that diverges.
 TINY = (SMALL_ADDING + "  arch.name: {values: [vanilla, gru]}\n  seed: {values: [0, 1]}\n---"
@@ -41,9 +56,9 @@ def swept(tmp_path_factory):
 def test_sweep_writes_one_record_per_run_and_carries_on_after_divergence(swept):
     spec, out, results = swept
     assert len(results) == 5
-    recs = records.load_all(out)
+    recs = load_all(out)
     assert sorted(r["status"] for r in recs) == ["diverged"] + ["ok"] * 4
-    assert {r["id"] for r in recs} == {c.run_id for c in sweep.plan(spec)}
+    assert {r["id"] for r in recs} == {c.run_id for c in plan(spec)}
     for r in recs:
         assert r["provenance"]["git_sha"] and "torch" in r["provenance"] and r["params"] > 0
         assert (out / "runs" / r["metrics_file"]).exists() or r["metrics_file"] is None
@@ -57,10 +72,10 @@ def test_rerun_skips_recorded_runs(swept, capsys):
 
 def test_leaderboard_rows_and_byte_stable_regeneration(swept):
     _, out, _ = swept
-    md = leaderboard.write(out)
+    md = leaderboard.write(out).md
     first = md.read_text()
-    assert leaderboard.write(out).read_text() == first
-    rows = leaderboard.build_rows(records.load_all(out))
+    assert leaderboard.write(out).md.read_text() == first
+    rows = leaderboard.build_rows(load_all(out))
     labels = {r.label: r for r in rows}
     assert set(labels) == {"vanilla", "gru", "vanilla (optim.clip=0, optim.lr=1e+06, optim.name=sgd)"}
     assert labels["gru"].n_ok == 2 and labels["gru"].std is not None
@@ -75,13 +90,13 @@ def test_leaderboard_rows_and_byte_stable_regeneration(swept):
 
 def test_reference_column_matches_rows_by_config(swept, tmp_path):
     _, out, _ = swept
-    md = leaderboard.render(records.load_all(out), reference=records.load_all(out))
+    md = leaderboard.render(load_all(out), reference=load_all(out))
     assert "| reference |" in md and md.count("(n=2)") == 4  # gru and vanilla, mine and the reference
 
 
 def test_records_are_written_atomically(tmp_path):
     rec = {"name": "x", "id": "1"}
-    records.write(rec, tmp_path / "runs" / "x__1.json")
+    Store(tmp_path).write_json(tmp_path / "runs" / "x__1.json", rec)
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["x__1.json"]
     assert json.loads((tmp_path / "runs" / "x__1.json").read_text()) == rec
 
@@ -95,7 +110,7 @@ def test_run_id_hashes_the_resolved_config():
 
 @pytest.mark.skipif(not (ROOT / "results" / "runs").is_dir(), reason="no committed reference results yet")
 def test_committed_leaderboard_regenerates_byte_for_byte():
-    recs = records.load_all(ROOT / "results")
+    recs = load_all(ROOT / "results")
     assert (ROOT / "results" / "LEADERBOARD.md").read_text() == leaderboard.render(recs)
     assert (ROOT / "results" / "leaderboard.csv").read_text() == leaderboard.render_csv(recs)
 
@@ -112,8 +127,8 @@ def test_committed_records_come_from_the_reference_suites():
     # The Makefile's REFERENCE_SUITES: what `make reference` runs into results/.
     suites = [line.split(":=")[1].split() for line in (ROOT / "Makefile").read_text().splitlines()
               if line.startswith("REFERENCE_SUITES")][0]
-    planned = {c.run_id for suite in suites for c in sweep.plan(ROOT / suite)}
-    recs = records.load_all(ROOT / "results")
+    planned = {c.run_id for suite in suites for c in plan(ROOT / suite)}
+    recs = load_all(ROOT / "results")
     assert {r["id"] for r in recs} == planned
     assert all(not r["provenance"]["git_dirty"] for r in recs)
 
@@ -124,7 +139,7 @@ def test_two_worker_processes_record_every_run(tmp_path, capsys):
     results = sweep.run(spec, tmp_path / "out", workers=2, wandb="disabled")
     assert sorted(r["name"] for r in results) == ["adding__gru__s0", "adding__vanilla__s0"]
     assert all(r["status"] == "ok" and r["provenance"]["torch_threads"] >= 1 for r in results)
-    assert len(records.load_all(tmp_path / "out")) == 2
+    assert len(load_all(tmp_path / "out")) == 2
     out = capsys.readouterr().out
     assert "2 to run on 2 worker(s) x 1 thread(s)" in out and "\r" not in out  # piped: no redrawn bar
     lines = [line for line in out.splitlines() if line.startswith("[")]
@@ -147,8 +162,8 @@ RANDOM = SMALL_ADDING.replace("method: grid", "method: random\nrun_cap: 6") + (
 def test_random_search_is_deterministic_and_runs_every_config_over_every_seed(tmp_path):
     spec = tmp_path / "random.yaml"
     spec.write_text(RANDOM)
-    first = sweep.plan(spec)
-    assert [c.run_id for c in first] == [c.run_id for c in sweep.plan(spec)]  # resume depends on it
+    first = plan(spec)
+    assert [c.run_id for c in first] == [c.run_id for c in plan(spec)]  # resume depends on it
     assert len(first) == 6  # run_cap counts runs, as in W&B: 2 sampled configs x 3 seeds
     configs: dict[str, set] = {}
     for c in first:
@@ -159,7 +174,7 @@ def test_random_search_is_deterministic_and_runs_every_config_over_every_seed(tm
         assert 1e-4 <= c.optim.lr <= 1e-2 and 0 <= c.optim.weight_decay <= 0.1
         assert c.optim.clip in (0.5, 1.0, 1.5, 2.0) and 1 <= c.task.data_seed <= 1000
     spec.write_text(RANDOM.replace("run_cap: 6", "run_cap: 9"))  # another document, another draw
-    assert len(sweep.plan(spec)) == 9 and {c.run_id for c in first} - {c.run_id for c in sweep.plan(spec)}
+    assert len(plan(spec)) == 9 and {c.run_id for c in first} - {c.run_id for c in plan(spec)}
 
 
 def test_random_search_without_seed_values_draws_run_cap_runs(tmp_path):
@@ -167,7 +182,7 @@ def test_random_search_without_seed_values_draws_run_cap_runs(tmp_path):
     spec.write_text(RANDOM.replace("  seed: {values: [0, 1, 2]}\n", "  seed: {value: 3}\n")
                     + "program: bench\ncommand: [python, -m, bench, run]\n"
                     + "metric: {name: val/mse, goal: minimize}\n")
-    runs = sweep.plan(spec)
+    runs = plan(spec)
     assert len(runs) == 6 and {c.seed for c in runs} == {3}
 
 
@@ -189,7 +204,7 @@ def test_bad_sweep_specs_are_one_line_errors(tmp_path, change, message):
     spec = tmp_path / "s.yaml"
     spec.write_text(RANDOM.replace(*change))
     with pytest.raises(ConfigError) as err:
-        sweep.plan(spec)
+        plan(spec)
     assert message in str(err.value) and "\n" not in str(err.value)
     assert str(err.value).startswith(f"{spec} document 1: ")
 
@@ -237,21 +252,21 @@ def test_device_slots_pack_runs_per_gpu_with_a_faked_gpu_count(monkeypatch):
 def test_runs_over_several_gpus_are_not_pinned_to_one(monkeypatch, tmp_path):
     calls = []
 
-    def record_call(todo, out, plan_slots, *rest):
+    def record_call(self, todo, store, plan_slots, progress):
         calls.append(([c.train.devices for c in todo], plan_slots))
         return []
 
-    monkeypatch.setattr(sweep, "_run_on", record_call)
+    monkeypatch.setattr(slots.Local, "_run_on", record_call)
     cfgs = [resolve({"task": "adding", "arch": "gru", "train.devices": d}) for d in (2, 1)]
-    sweep.run_local(cfgs, tmp_path, slots.slot_plan(2, workers=None, runs_per_gpu=2), "disabled", False, None)
-    assert calls == [([1], [("0", 1), ("1", 1)] * 2), ([2], [(None, 1)])]  # packed first, then DDP on all GPUs
+    slots.Local(base.Options(spec=None, gpus=2, runs_per_gpu=2)).run(cfgs, Store(tmp_path), None)
+    assert calls == [([1], [("0", 1), ("1", 1)]), ([2], [(None, 1)])]  # packed first, then DDP on all GPUs
     calls.clear()
-    sweep.run_local(cfgs, tmp_path, slots.slot_plan(0, workers=2), "disabled", False, None)
+    slots.Local(base.Options(spec=None, gpus=0, workers=2)).run(cfgs, Store(tmp_path), None)
     assert calls[0] == ([2, 1], [(None, 1)] * 2)  # on CPU nothing is pinned: one pool for all
 
 
 def test_pool_workers_pin_their_gpu_before_importing_torch():
-    probe = "import sys, bench.slots; print('torch' in sys.modules)"
+    probe = "import sys, bench.sweeps.executors.local; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"
     ctx = get_context("spawn")
     queue = ctx.Queue()
@@ -274,8 +289,8 @@ def sweep_command(spec: Path, out: Path) -> list[str]:
 
 
 def assert_one_complete_record_per_run(spec: Path, out: Path) -> None:
-    planned = sorted(c.run_id for c in sweep.plan(spec))
-    recs = records.load_all(out)  # every record parses
+    planned = sorted(c.run_id for c in plan(spec))
+    recs = load_all(out)  # every record parses
     assert sorted(r["id"] for r in recs) == planned
     assert all((out / "runs" / r["metrics_file"]).is_file() for r in recs)
     assert not [p for p in (out / "runs").iterdir() if ".tmp" in p.name]
@@ -287,12 +302,12 @@ def test_sigkill_at_any_moment_then_resume_finishes_the_rest(tmp_path):
     proc = subprocess.Popen(sweep_command(spec, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     deadline = time.time() + 120
-    while proc.poll() is None and time.time() < deadline and not records.existing_ids(out):
+    while proc.poll() is None and time.time() < deadline and not recorded_ids(out):
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)  # the sweep and anything it started, mid-way through the next run
     proc.wait()
-    before = records.existing_ids(out)
-    planned = {c.run_id: c for c in sweep.plan(spec)}
+    before = recorded_ids(out)
+    planned = {c.run_id: c for c in plan(spec)}
     missing = [c for i, c in planned.items() if i not in before]
     if missing:  # what a kill between writing and renaming leaves behind
         (out / "runs" / f"{missing[0].name}__{missing[0].run_id}.json.tmp99999").write_text("{\"half\": ")
@@ -320,40 +335,46 @@ def test_retry_failed_reruns_failed_runs_but_not_diverged_ones(tmp_path, capsys)
                                  "  arch.name: {value: vanilla}\n  seed: {values: [0, 1]}\n"))
     assert len(sweep.run(spec, out, workers=1, wandb="disabled")) == 3
     path = next((out / "runs").glob("adding__vanilla__s1__*.json"))
-    records.write({**json.loads(path.read_text()), "status": "failed"}, path)
+    Store(out).write_json(path, {**json.loads(path.read_text()), "status": "failed"})
     assert sweep.run(spec, out, workers=1, wandb="disabled") == []  # a plain resume keeps the failure
     again = sweep.run(spec, out, workers=1, wandb="disabled", retry_failed=True)
     assert [(r["name"], r["status"]) for r in again] == [("adding__vanilla__s1", "ok")]
     printed = capsys.readouterr().out
     assert "3 already recorded in" in printed and "(1 failed: retrying them); 1 to run" in printed
-    assert sorted(r["status"] for r in records.load_all(out)) == ["diverged", "ok", "ok"]
+    assert sorted(r["status"] for r in load_all(out)) == ["diverged", "ok", "ok"]
 
 
 # --- executors -----------------------------------------------------------------------------------------------
 
-def test_ray_executor_is_dispatched_with_the_shared_plan_progress_and_summary(tmp_path, monkeypatch, capsys):
+def test_an_executor_plugs_in_with_the_shared_plan_progress_and_summary(tmp_path, monkeypatch, capsys):
     calls = {}
 
-    def fake_run(todo, out, *, wandb, threads, address, runs_per_gpu, on_result):
-        calls.update(ids=[c.run_id for c in todo], address=address, runs_per_gpu=runs_per_gpu)
-        return [on_result(slots.execute(c, str(out), wandb)) for c in todo]
+    class Fake(base.Executor):
+        name, help, accepts_address = "fake", "trains in this process, for this test", True
 
-    monkeypatch.setitem(sys.modules, "bench.executor_ray", SimpleNamespace(run=fake_run))
+        def run(self, todo, store, progress):
+            calls.update(ids=[c.run_id for c in todo], address=self.options.address,
+                         runs_per_gpu=self.options.runs_per_gpu)
+            return [progress.result(base.run_locked(c, store, self.options.wandb)) for c in todo]
+
+    monkeypatch.setattr(base, "names", lambda: ["fake", "local", "ray", "wandb"])
+    monkeypatch.setitem(sys.modules, "bench.sweeps.executors.fake", SimpleNamespace())
+    monkeypatch.setitem(base._REGISTRY, "fake", Fake)
     spec, out = tmp_path / "one.yaml", tmp_path / "out"
     spec.write_text(SMALL_ADDING + "  arch.name: {value: gru}\n  seed: {values: [0]}\n")
-    results = sweep.run(spec, out, wandb="disabled", executor="ray", address="ray://head:10001", runs_per_gpu=4)
-    assert calls == {"ids": [c.run_id for c in sweep.plan(spec)], "address": "ray://head:10001", "runs_per_gpu": 4}
+    results = sweep.run(spec, out, wandb="disabled", executor="fake", address="ray://head:10001", runs_per_gpu=4)
+    assert calls == {"ids": [c.run_id for c in plan(spec)], "address": "ray://head:10001", "runs_per_gpu": 4}
     assert [r["status"] for r in results] == ["ok"]
     assert "[1/1] adding   gru" in capsys.readouterr().out
-    assert json.loads((out / "sweeps" / "one.json").read_text())["executor"] == "ray"
-    assert sweep.run(spec, out, wandb="disabled", executor="ray") == [] and len(calls["ids"]) == 0
+    assert json.loads((out / "sweeps" / "one.json").read_text())["executor"] == "fake"
+    assert sweep.run(spec, out, wandb="disabled", executor="fake") == [] and len(calls["ids"]) == 0
 
 
 def test_a_missing_executor_package_is_one_line_before_any_work(tmp_path, monkeypatch):
     def no_ray(name):
         raise ModuleNotFoundError("No module named 'ray'", name="ray")
 
-    monkeypatch.setattr(sweep.importlib, "import_module", no_ray)
+    monkeypatch.setattr(base.importlib, "import_module", no_ray)
     spec = tmp_path / "one.yaml"
     spec.write_text(SMALL_ADDING + "  arch.name: {value: gru}\n")
     with pytest.raises(ConfigError, match=r"^executor 'ray' needs the 'ray' package: pip install 'ray\[tune\]'$"):

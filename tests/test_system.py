@@ -7,8 +7,9 @@ import pytest
 import torch
 from conftest import small
 
-from bench.config import resolve
-from bench.run import build, train
+from bench.run.config import resolve
+from bench.run.system import build
+from bench.run.train import train
 
 
 def _batch(task):
@@ -89,10 +90,10 @@ def test_huge_learning_rate_is_recorded_as_diverged(tmp_path):
 
 
 def test_wandb_offline_mirror_gets_the_run_and_the_flow_pictures(tmp_path, monkeypatch):
-    import bench.run
+    import bench.run.mirror
 
     monkeypatch.delenv("WANDB_MODE", raising=False)
-    monkeypatch.setattr(bench.run, "WANDB_DIR", tmp_path / "wandb")
+    monkeypatch.setattr(bench.run.mirror, "WANDB_DIR", tmp_path / "wandb")
     rec = train(resolve(small("adding", "gru", **{"train.max_steps": 20})), tmp_path / "out", wandb="offline")
     assert rec["wandb_mode"] == "offline" and rec["wandb_id"].startswith(rec["id"])
     runs = list((tmp_path / "wandb" / "wandb").glob(f"offline-run-*-{rec['id']}-*"))

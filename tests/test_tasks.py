@@ -119,19 +119,21 @@ def test_charlm_reads_a_local_file_and_a_datasets_folder(tmp_path, monkeypatch):
 
 
 def test_charlm_rejects_a_missing_corpus():
-    from bench.config import ConfigError, resolve
+    from bench.run.config import resolve
+    from options import ConfigError
 
     with pytest.raises(ConfigError, match="task.corpus 'no/such.txt' is not a file; valid: pydoc"):
         resolve({"task": "charlm", "arch": "gru", "task.corpus": "no/such.txt"})
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"task.tbptt": 30}, r"task.tbptt must divide task.seq_len \(100\) or be 0 for full BPTT, got 30; valid: 0, 1, 2"),
+    ({"task.tbptt": 30}, r"task.tbptt must divide task.seq_len \(100\) or be 0, got 30; valid: 0, 1, 2, 4, 5"),
     ({"task.tbptt": 25, "train.val_every": 250},
      r"train.val_every \(250\) must be a multiple of 4, the optimizer steps per batch"),
 ])
 def test_charlm_truncation_errors_name_the_valid_choices(overrides, message):
-    from bench.config import ConfigError, resolve
+    from bench.run.config import resolve
+    from options import ConfigError
 
     with pytest.raises(ConfigError, match=message):
         resolve({"task": "charlm", "arch": "gru", **overrides})

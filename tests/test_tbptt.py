@@ -7,9 +7,9 @@ import pytest
 import torch
 from conftest import small
 
-from bench.config import resolve
-from bench.run import build, train
-from bench.system import detach_state
+from bench.run.config import resolve
+from bench.run.system import build, detach_state
+from bench.run.train import train
 
 
 def _rows(record, out):

@@ -8,10 +8,11 @@ import torch
 from conftest import small
 
 import architectures
-from bench import units
 from bench.cli import main
-from bench.config import ConfigError, resolve
-from bench.run import train
+from bench.run.config import resolve
+from bench.run.train import train
+from bench.text import units
+from options import ConfigError
 
 TINY = {"train.max_steps": 4, "train.val_every": 4}
 

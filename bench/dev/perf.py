@@ -4,7 +4,7 @@
 2. Train time with the default gradient diagnostics against without (goal <= 1.10).
 3. One full diagnostics probe against one fused forward + backward of a training batch (goal <= 3).
 
-    python -m bench.perf [--steps 300] [--repeats 3]
+    python -m bench.dev.perf [--steps 300] [--repeats 3]
 
 Both train the same LSTM on the same adding-task batches (the default suite's adding settings): Adam, global
 norm clipping at 1, batch 64. rnnbench's steps go through the Lightning Trainer with everything a real run
@@ -27,11 +27,13 @@ import torch
 
 import architectures
 
-from .config import resolve
-from .diag import flow
-from .diag.callback import GradientDiagnostics
-from .records import provenance
-from .run import build, close, make_loggers, quiet, trainer_for
+from ..diag import flow
+from ..diag.callback import GradientDiagnostics
+from ..run.config import resolve
+from ..run.mirror import close, make_loggers
+from ..run.records import provenance
+from ..run.system import build
+from ..run.train import quiet, trainer_for
 
 SUITE = {"task": "adding", "arch": "lstm", "task.seq_len": 50, "arch.hidden_size": 64, "optim.lr": 3e-3}
 WARMUP = 20

@@ -13,14 +13,15 @@ disabled, logged as a table to a W&B run in the run's group (job type ``sample``
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from .config import ConfigError
+from options import ConfigError
+
+from ..store import Store
 
 
 @dataclass
@@ -65,7 +66,7 @@ def generate(system, task, prime: str, length: int, temperature: float | None, s
 
 
 def check(task, prime: str, temperatures: list[float], length: int) -> None:
-    if not hasattr(task, "vocab"):
+    if not task.is_text:
         raise ConfigError(f"task {task.name!r} is not a character language model; sampling needs a run of one "
                           f"(e.g. charlm)")
     if not prime:
@@ -87,16 +88,11 @@ def sample_run(system, task, *, prime: str, length: int, temperatures: list[floa
     return samples
 
 
-def save(samples: list[Sample], record: dict, record_path: Path) -> Path:
+def save(samples: list[Sample], record: dict, store: Store) -> Path:
     """Append to the samples file beside the record (written whole, then renamed: never half a file)."""
-    path = Path(record_path).with_name(f"{record['name']}__{record['id']}.samples.jsonl")
-    before = path.read_text() if path.is_file() else ""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
     lines = [json.dumps({**asdict(s), "run": record["id"], "created": stamp}, ensure_ascii=False) for s in samples]
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(before + "\n".join(lines) + "\n")
-    os.replace(tmp, path)
-    return path
+    return store.append_lines(store.samples_path(record["name"], record["id"]), lines)
 
 
 def mirror(samples: list[Sample], record: dict, mode: str) -> str | None:
@@ -105,12 +101,10 @@ def mirror(samples: list[Sample], record: dict, mode: str) -> str | None:
         return None
     import wandb
 
-    from .run import WANDB_DIR
+    from ..run.mirror import start_run
 
-    WANDB_DIR.mkdir(parents=True, exist_ok=True)
-    run = wandb.init(project="rnnbench", group=record["task"], name=f"{record['name']}-samples", job_type="sample",
-                     dir=str(WANDB_DIR), mode=mode, config={"run": record["id"], **record["config"]},
-                     reinit="create_new", tags=[record["arch_label"], "sample"])
+    run = start_run(mode, group=record["task"], name=f"{record['name']}-samples", job_type="sample",
+                    config={"run": record["id"], **record["config"]}, tags=[record["arch_label"], "sample"])
     table = wandb.Table(columns=["decoding", "temperature", "prime", "text", "distinct_4grams"])
     for s in samples:
         table.add_data(s.decoding, s.temperature, s.prime, s.text, s.distinct_4grams)

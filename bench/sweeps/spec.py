@@ -1,6 +1,6 @@
 """Sweep specs: W&B sweep YAML documents -> lists of dotted overrides, validated before any work starts.
 
-    python -c "from bench.spec import expand_file; print(len(expand_file('sweeps/default.yaml')))"
+    python -c "from bench.sweeps.spec import expand_file; print(len(expand_file('sweeps/default.yaml')))"
 
 A sweep file holds one or more YAML documents, each a W&B sweep config with only W&B keys, so any one of them
 also works with ``wandb sweep`` for users with a server. Parameters are keyed by dotted path (``optim.lr``).
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import ConfigError
+from options import ConfigError
 
 METHODS = ("grid", "random")
 DISTRIBUTIONS = ("categorical", "constant", "int_uniform", "log_uniform_values", "q_uniform", "uniform")
@@ -46,7 +46,13 @@ def load_documents(path: Path) -> list[dict]:
     if not path.is_file():
         raise ConfigError(f"sweep file {str(path)!r} not found")
     try:
-        docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"sweep file {path}: not UTF-8 text (byte {exc.start}); a sweep file is YAML text") from None
+    except OSError as exc:
+        raise ConfigError(f"sweep file {path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:
         raise ConfigError(f"sweep file {path}: invalid YAML ({str(exc).splitlines()[0]})") from None
     if not docs:

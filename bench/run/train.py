@@ -1,9 +1,9 @@
 """Train one run (task x arch x seed x hyper-parameters) with the Lightning Trainer and write its record.
 
-    python -m bench run --task adding --arch lstm --seed 0
+    rnnbench run --task adding --arch lstm --seed 0
 
 The record ``<out>/runs/<task>__<arch>__s<seed>__<id>.json`` is the truth; per-step metrics sit beside it as
-``.metrics.csv``; W&B mirrors the run (offline unless logged in). A NaN/Inf loss or gradient ends the run
+``.metrics.csv`` (layout: bench/store.py); W&B mirrors the run (offline unless logged in; bench/run/mirror.py). A NaN/Inf loss or gradient ends the run
 as ``diverged``; an exception ends it as ``failed``; either way the caller gets a record and carries on.
 """
 
@@ -13,82 +13,26 @@ import csv
 import logging
 import os
 import pickle
-import shutil
 import statistics
 import tempfile
 import time
 import traceback
-import uuid
 import warnings
 from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-import architectures
 import tasks
 
+from ..diag.callback import GradientDiagnostics
+from ..store import Store, atomic
 from . import checkpoint, records
 from .config import RunConfig
-from .diag.callback import GradientDiagnostics
-from .system import SequenceSystem
-
-WANDB_DIR = Path(os.environ.get("RNNBENCH_WANDB_DIR", ".cache/wandb"))
-
-
-class WandbMirror(WandbLogger):
-    """The W&B mirror gets every 10th per-step row: a ``run.log`` costs ~0.5 ms on CPU, 5 % of a small RNN's
-    step, and 10-step resolution is plenty for side-by-side charts. The local CSV keeps every step."""
-
-    every_n_steps = 10
-
-
-def wandb_mode(requested: str) -> str:
-    """``auto`` means online when the user is logged in (API key in env or ~/.netrc), else offline."""
-    if requested != "auto":
-        return requested
-    if os.environ.get("WANDB_MODE"):
-        return os.environ["WANDB_MODE"]
-    netrc = Path.home() / ".netrc"
-    logged_in = os.environ.get("WANDB_API_KEY") or (netrc.exists() and "api.wandb.ai" in netrc.read_text())
-    return "online" if logged_in else "offline"
-
-
-def make_loggers(cfg: RunConfig, csv_dir: str, mode: str, provenance: dict) -> list:
-    loggers = [CSVLogger(csv_dir, name="", version="", flush_logs_every_n_steps=500)]
-    # Created here, in the main process: a ddp_spawn child that created its own writer would delete the rows
-    # an earlier phase (fit, before test) wrote into the same folder.
-    _ = loggers[0].experiment
-    if mode != "disabled":
-        import wandb
-
-        WANDB_DIR.mkdir(parents=True, exist_ok=True)
-        # We start the W&B run ourselves: one run per record even when a worker trains many in one process.
-        # Under a W&B sweep agent (bench/executor_wandb.py) the agent's run, tied to the sweep, is the one.
-        agent = wandb.run if wandb.run is not None and wandb.run.sweep_id else None
-        run = agent or wandb.init(
-            project="rnnbench", group=cfg.task_name, name=cfg.name, id=f"{cfg.run_id}-{uuid.uuid4().hex[:8]}",
-            dir=str(WANDB_DIR), mode=mode, config=cfg.to_dict(), reinit="create_new",
-            tags=[cfg.arch_name, cfg.arch_label, f"commit:{provenance['git_sha'][:8]}"],
-        )
-        loggers.append(WandbMirror(experiment=run))
-    return loggers
-
-
-def close(loggers: list, status: str = "success") -> None:
-    """Flush every logger and finish the W&B run: one W&B run per record, even when a worker trains many."""
-    for logger in loggers:
-        logger.finalize(status)
-        if isinstance(logger, WandbLogger):
-            logger.experiment.finish()
-
-
-def build(cfg: RunConfig) -> tuple[tasks.Task, SequenceSystem]:
-    task = tasks.get(cfg.task_name)(cfg.task)
-    core = architectures.build(cfg.arch_name, task.input_size, cfg.arch)
-    return task, SequenceSystem(core, task, cfg.optim)
+from .mirror import close, make_loggers, wandb_id, wandb_mode
+from .system import build
 
 
 def trainer_for(cfg: RunConfig, loggers, progress: bool = False, callbacks=()) -> L.Trainer:
@@ -136,8 +80,8 @@ class RankZeroHandback(L.Callback):
         state = {"global_step": int(trainer.global_step), "best": system.best, "last": system.last,
                  "grad_history": system.grad_history, "divergence": system.divergence,
                  "probes": self.diag.history if self.diag else None}
-        self.path.with_suffix(".tmp").write_bytes(pickle.dumps(state))
-        os.replace(self.path.with_suffix(".tmp"), self.path)
+        with atomic(self.path) as tmp:
+            tmp.write_bytes(pickle.dumps(state))
 
     def restore(self, trainer, system) -> int:
         """Load rank 0's state into ``system`` (and the diagnostics) if a spawned run left one; the steps."""
@@ -168,10 +112,12 @@ def quiet() -> None:
     warnings.filterwarnings("ignore", message=".*`training_step` returned `None`.*")  # our divergence stop
 
 
-def train(cfg: RunConfig, out: Path, wandb: str = "auto", progress: bool = False) -> dict:
-    """Run ``cfg`` to completion, write its record under ``out/runs`` and return the record."""
+def train(cfg: RunConfig, out: Store | str | Path, wandb: str = "auto", progress: bool = False,
+          callbacks: tuple[L.Callback, ...] = ()) -> dict:
+    """Run ``cfg`` to completion, write its record into the results store ``out`` and return the record.
+    ``callbacks`` join the run's own (benchmarks measure through them)."""
     quiet()
-    out = Path(out)
+    store = out if isinstance(out, Store) else Store(out)
     provenance = records.provenance()
     # Under strategy=ddp every rank runs this function; only rank 0 mirrors to W&B and writes the record.
     rank_zero = rank_zero_only.rank == 0
@@ -185,7 +131,7 @@ def train(cfg: RunConfig, out: Path, wandb: str = "auto", progress: bool = False
         loggers = make_loggers(cfg, tmp, mode, provenance)
         diag = GradientDiagnostics(cfg.train.diag_cadence) if cfg.train.diag else None
         handback = RankZeroHandback(Path(tmp) / "rank0.pkl", diag)
-        trainer = trainer_for(cfg, loggers, progress, callbacks=[c for c in (diag, handback) if c])
+        trainer = trainer_for(cfg, loggers, progress, callbacks=[c for c in (diag, handback, *callbacks) if c])
         try:
             trainer.fit(system, datamodule=task)
             steps = handback.restore(trainer, system)
@@ -200,9 +146,8 @@ def train(cfg: RunConfig, out: Path, wandb: str = "auto", progress: bool = False
             traceback.print_exc()
         finally:
             close(loggers, "success" if status == "ok" else status)
-        ckpt = checkpoint.save(system, cfg, out) if status != "failed" and rank_zero else None
-        metrics_src = Path(tmp) / "metrics.csv"
-        metrics_name = f"{cfg.name}__{cfg.run_id}.metrics.csv"
+        ckpt = checkpoint.save(system, cfg, store) if status != "failed" and rank_zero else None
+        metrics_src, metrics_dest = Path(tmp) / "metrics.csv", store.metrics_path(cfg.name, cfg.run_id)
         record = records.make(
             cfg, task, status=status, error=error, divergence=system.divergence, steps=steps, params=params,
             test=test_value, val_last=system.last.get("val"),
@@ -210,19 +155,15 @@ def train(cfg: RunConfig, out: Path, wandb: str = "auto", progress: bool = False
             # spawned DDP ranks train in other processes: their CPU time is not ours to report
             cpu_time_s=time.process_time() - cpu_started if cfg.train.devices == 1 else None,
             provenance=provenance, wandb_mode=mode, accelerator=str(trainer.accelerator.__class__.__name__),
-            wandb_id=next((lg.experiment.id for lg in loggers if isinstance(lg, WandbLogger)), None),
-            metrics_file=metrics_name if metrics_src.exists() else None,
-            checkpoint=str(ckpt.relative_to(out)) if ckpt else None,
+            wandb_id=wandb_id(loggers), metrics_file=metrics_dest.name if metrics_src.exists() else None,
+            checkpoint=str(ckpt.relative_to(store.root)) if ckpt else None,
             extra={k: v for k, v in system.last.items() if "/" in k},
             diagnostics=diag.summary(system.grad_history, cfg.optim.clip, status == "diverged") if diag else None,
         )
-        runs = out / "runs"
-        runs.mkdir(parents=True, exist_ok=True)
-        if metrics_src.exists():
-            shutil.copyfile(metrics_src, runs / (metrics_name + ".tmp"))
-            os.replace(runs / (metrics_name + ".tmp"), runs / metrics_name)
+        if metrics_src.exists() and rank_zero:
+            store.copy_in(metrics_src, metrics_dest)
     if rank_zero:
-        records.write(record, runs / f"{cfg.name}__{cfg.run_id}.json")
+        store.write_json(store.record_path(cfg.name, cfg.run_id), record)
     return record
 
 

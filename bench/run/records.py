@@ -2,20 +2,21 @@
 
 A record holds the resolved config, the task's declaration, status (``ok`` / ``diverged`` / ``failed``),
 final and best metrics, steps, wall time, parameter count, the gradient diagnostics (probe history, verdict;
-see bench/diag) and provenance (git SHA and dirty flag, library versions, hardware). Records are written atomically (temporary file, then rename) so a killed process never
-leaves half a record.
+see bench/diag) and provenance (git SHA and dirty flag, library versions, hardware). It also carries what the
+field declarations say about its config (``defaults``, ``outside_question``), so the leaderboard reads records
+alone. Where records live and how they are written (atomically) is the results store's business
+(bench/store.py).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import subprocess
 from functools import lru_cache
 from pathlib import Path
 
-SCHEMA = 1
+SCHEMA = 2  # 2: defaults and outside_question (bench.dev.migrate adds them to schema-1 records)
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -69,6 +70,8 @@ def make(cfg, task, *, status, error, divergence, steps, params, test, val_last,
         "seed": cfg.seed,
         "status": status,
         "config": cfg.to_dict(),
+        "defaults": cfg.defaults(),  # the task's and architecture's defaults: what this config changed
+        "outside_question": cfg.outside("question"),  # dotted fields a leaderboard row ignores
         "task_info": info,
         "metric": {
             "name": info["metric"], "mode": info["mode"], "test": test, "val_last": val_last,
@@ -95,24 +98,3 @@ def make(cfg, task, *, status, error, divergence, steps, params, test, val_last,
         "diagnostics": diagnostics,
         "provenance": provenance,
     }
-
-
-def write(record: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
-def load_all(out: Path) -> list[dict]:
-    """Every complete record under ``out/runs`` (temporary files are ignored), sorted by name."""
-    runs = Path(out) / "runs"
-    if not runs.is_dir():
-        return []
-    found = [json.loads(p.read_text()) for p in sorted(runs.glob("*.json"))]
-    return sorted(found, key=lambda r: (r["name"], r["id"]))
-
-
-def existing_ids(out: Path) -> set[str]:
-    runs = Path(out) / "runs"
-    return {p.stem.rsplit("__", 1)[-1] for p in runs.glob("*.json")} if runs.is_dir() else set()

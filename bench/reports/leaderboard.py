@@ -3,9 +3,11 @@
     python -m bench leaderboard --out results
 
 Runs group into sections by task and task config, and within a section into rows by every setting but the
-seed. A row reports the test metric as mean +- sample std over its ``ok`` seeds, with direction, baseline,
+seed and the fields declared outside the question (each record lists them). A row reports the test metric as mean +- sample std over its ``ok`` seeds, with direction, baseline,
 solved rate, divergences, the median pre-clip gradient norm, parameters, wall time and commits. The output
-depends on the records only (no clock, no paths), so regenerating it is byte-for-byte stable.
+depends on the records only (no clock, no paths), so regenerating it is byte-for-byte stable; it reads
+nothing but the results store, and imports neither torch nor Lightning. A record that cannot be read is named
+on stderr and left out.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .config import flatten
-from .records import ROOT, load_all
+from ..run.config import flatten
+from ..store import Store, atomic, read_json
 
 ARROW = {"min": "↓", "max": "↑"}
 # Settings that describe the budget of a task section (shown once in its header when all rows share them).
@@ -31,10 +33,33 @@ def section_key(rec: dict) -> str:
     return json.dumps(rec["config"]["task"], sort_keys=True)
 
 
+def declared(rec: dict) -> tuple[dict, list[str]]:
+    """The record's ``defaults`` and ``outside_question`` (schema 2). A schema-1 record, written before records
+    carried them, gets them from the declarations (which imports the registries; bench.dev.migrate upgrades a
+    folder of records once, as it did the committed reference)."""
+    if "defaults" in rec and "outside_question" in rec:
+        return rec["defaults"], rec["outside_question"]
+    from ..run.config import resolve
+
+    cfg = resolve(flatten(rec["config"]), check_memory=False)
+    rec["defaults"], rec["outside_question"] = cfg.defaults(), cfg.outside("question")
+    return rec["defaults"], rec["outside_question"]
+
+
+def question(rec: dict) -> dict[str, object]:
+    """The dotted settings of a row: the config but its task (the section), seed, and the fields outside the
+    question."""
+    outside = set(declared(rec)[1])
+    return {k: v for k, v in flatten(rec["config"]).items()
+            if not k.startswith("task.") and k != "seed" and k not in outside}
+
+
 def row_key(rec: dict) -> str:
-    c = {k: v for k, v in rec["config"].items() if k not in ("task", "seed")}
-    c["train"] = {k: v for k, v in c["train"].items() if k != "accelerator"}
-    return json.dumps(c, sort_keys=True)
+    nested: dict = {}
+    for dotted, value in question(rec).items():
+        section, _, name = dotted.partition(".")
+        nested.setdefault(section, {})[name] = value
+    return json.dumps(nested, sort_keys=True)
 
 
 @dataclass
@@ -69,18 +94,9 @@ class Row:
 
 
 def _default_value(dotted: str, rec: dict):
-    """The registry/dataclass default of a setting, so labels show only what a row changed."""
-    import architectures
-
-    from .config import OptimConfig, TrainConfig
-
-    section, _, name = dotted.partition(".")
-    if section == "arch":
-        try:
-            return asdict(architectures.entry(rec["arch"]).default_config()).get(name)
-        except KeyError:
-            return None
-    return asdict({"optim": OptimConfig, "train": TrainConfig}[section]()).get(name)
+    """The declared default of a setting for the record's task and architecture (labels show only what a row
+    changed)."""
+    return flatten(declared(rec)[0]).get(dotted)
 
 
 def _fmt(value) -> str:
@@ -89,10 +105,9 @@ def _fmt(value) -> str:
 
 def _labels(group: dict[str, list[dict]]) -> dict[str, str]:
     """Arch label plus each setting that varies across rows and differs from its default."""
-    flat = {key: flatten({k: v for k, v in recs[0]["config"].items() if k not in ("task", "seed")})
-            for key, recs in group.items()}
+    flat = {key: question(recs[0]) for key, recs in group.items()}
     varying = {k for k in set().union(*flat.values())
-               if k not in ("arch.name", "arch.layers", "train.accelerator")
+               if k not in ("arch.name", "arch.layers")  # the arch label shows them
                and len({json.dumps(f.get(k)) for f in flat.values()}) > 1}
     labels = {}
     for key, recs in group.items():
@@ -244,16 +259,29 @@ def render_csv(records: list[dict]) -> str:
     return buf.getvalue()
 
 
-def write(out: Path, reference: Path | None = None) -> Path:
-    """Regenerate ``out/LEADERBOARD.md`` and ``out/leaderboard.csv`` from ``out/runs``; returns the .md path."""
-    out = Path(out)
-    records = load_all(out)
-    ref = load_all(reference) if reference is not None and Path(reference).resolve() != out.resolve() else None
-    out.mkdir(parents=True, exist_ok=True)
-    md = out / "LEADERBOARD.md"
-    md.write_text(render(records, ref))
-    (out / "leaderboard.csv").write_text(render_csv(records))
-    from .diag.plots import write_task_pngs
+@dataclass
+class Written:
+    md: Path  # LEADERBOARD.md
+    skipped: list[str]  # one line per record that could not be read (named, left out)
+
+
+def load(folder: Path | Store) -> tuple[list[dict], list[str]]:
+    """The readable records of a results folder, and one line per record left out."""
+    loaded = (folder if isinstance(folder, Store) else Store(folder)).records()
+    return loaded.records, loaded.skipped
+
+
+def write(out: Path, reference: Path | None = None) -> Written:
+    """Regenerate ``out/LEADERBOARD.md``, ``out/leaderboard.csv`` and the flow pictures from ``out/runs``."""
+    store = Store(out)
+    records, skipped = load(store)
+    ref = None
+    if reference is not None and Path(reference).resolve() != store.root.resolve():
+        ref, ref_skipped = load(reference)
+        skipped += ref_skipped
+    md = store.write_text(store.root / "LEADERBOARD.md", render(records, ref))
+    store.write_text(store.root / "leaderboard.csv", render_csv(records))
+    from ..diag.plots import write_task_pngs
 
     labels = _all_labels(records)
     titles = section_titles(list(dict.fromkeys(section_key(r) for r in records)))
@@ -262,8 +290,8 @@ def write(out: Path, reference: Path | None = None) -> Path:
         variant = titles[section_key(rec)].partition(" · ")[2]
         return labels[(section_key(rec), row_key(rec))] + (f"\n{variant}" if variant else "")
 
-    write_task_pngs(records, out, label_of=label_of)
-    return md
+    write_task_pngs(records, store.root, label_of=label_of)
+    return Written(md, skipped)
 
 
 README_START = "<!-- leaderboard:start (generated by `make leaderboard`; do not edit) -->"
@@ -282,12 +310,9 @@ def section_titles(sections: list[str]) -> dict[str, str]:
     return titles
 
 
-def _cpu_minutes(spec: str, by_id: dict[str, dict]) -> str:
+def _cpu_minutes(summary: dict, by_id: dict[str, dict]) -> str:
     """ ", 31.2 CPU-min" summed over the spec's recorded runs, where records carry CPU time (newer ones do)."""
-    from .sweep import plan
-
-    path = ROOT / spec
-    times = [by_id[c.run_id].get("cpu_time_s") for c in plan(path) if c.run_id in by_id] if path.is_file() else []
+    times = [by_id[i].get("cpu_time_s") for i in summary.get("planned_ids", []) if i in by_id]
     if not times or any(t is None for t in times):
         return ""
     return f" ({sum(times) / 60:.1f} CPU-min)"
@@ -295,8 +320,9 @@ def _cpu_minutes(spec: str, by_id: dict[str, dict]) -> str:
 
 def readme_block(out: Path) -> str:
     """A compact task x architecture table (mean ± std · most common verdict) and the sweep's timing."""
-    out = Path(out)
-    rows = build_rows(load_all(out))
+    store = Store(out)
+    records = load(store)[0]
+    rows = build_rows(records)
     labels = sorted({r.label for r in rows})
     lines = [README_START, "",
              "| task | metric | baseline | " + " | ".join(labels) + " |",
@@ -317,12 +343,12 @@ def readme_block(out: Path) -> str:
             row.append(text)
         lines.append(f"| {titles[section]} | test {first.metric} {ARROW[first.mode]} | {first.baseline:.4g} | "
                      + " | ".join(row) + " |")
-    by_id = {r["id"]: r for r in load_all(out)}
-    for summary in sorted((out / "sweeps").glob("*.json")) if (out / "sweeps").is_dir() else []:
-        s = json.loads(summary.read_text())
+    by_id = {r["id"]: r for r in records}
+    for summary in store.sweep_summaries():
+        s = read_json(summary, "sweep summary")
         p = s["provenance"]
         lines += ["", f"`{s['spec']}`: {s['ran']} runs in {s['wall_time_s'] / 60:.1f} min on {s['workers']} "
-                      f"worker(s) x {s['threads_per_worker']} thread(s){_cpu_minutes(s['spec'], by_id)}, "
+                      f"worker(s) x {s['threads_per_worker']} thread(s){_cpu_minutes(s, by_id)}, "
                       f"{p['cpu']} ({p['cpu_count']} cores), torch {p['torch']}, commit {p['git_sha'][:8]}."]
     lines += ["", README_END]
     return "\n".join(lines)
@@ -337,5 +363,6 @@ def update_readme(readme: Path, out: Path) -> bool:
     _, tail = rest.split(README_END, 1)
     new = head + readme_block(out) + tail
     if new != text:
-        Path(readme).write_text(new)
+        with atomic(Path(readme)) as tmp:
+            tmp.write_text(new, encoding="utf-8")
     return new != text

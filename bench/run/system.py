@@ -29,11 +29,13 @@ import lightning as L
 import torch
 from torch import nn
 
+import architectures
+import tasks
 from architectures import RecurrentCore
 from architectures.base import State
 from tasks import Task
 
-from .config import OptimConfig
+from .config import OptimConfig, RunConfig
 
 _LAYER = re.compile(r"_l(\d+)$")
 
@@ -215,3 +217,10 @@ class SequenceSystem(L.LightningModule):
             last = self.grad_history[-1] if self.grad_history else None
             self.divergence = {"step": int(self.global_step), "reason": reason, "last_finite_grad_norm": last}
         self.trainer.should_stop = True
+
+
+def build(cfg: RunConfig) -> tuple[Task, SequenceSystem]:
+    """The task and the system ``cfg`` describes, freshly initialised (seed first for the same weights)."""
+    task = tasks.get(cfg.task_name)(cfg.task)
+    core = architectures.build(cfg.arch_name, task.input_size, cfg.arch)
+    return task, SequenceSystem(core, task, cfg.optim)

@@ -4,8 +4,8 @@
 
 Each YAML document of the sweep file is a W&B sweep config, so it goes to ``wandb.sweep`` as it is; one
 ``wandb.agent`` per document then calls ``agent_run`` for each run the server picks. That function starts the
-agent's W&B run, reads its dotted parameters back into a RunConfig and trains it through ``bench.run.train``,
-which mirrors into that same run (``make_loggers`` adopts an active sweep run) and writes the usual record, so
+agent's W&B run, reads its dotted parameters back into a RunConfig and trains it through ``run_locked``
+(base.py), which mirrors into that same run (``make_loggers`` adopts an active sweep run) and writes the usual record, so
 the leaderboard and resume work as with the other executors. Runs recorded already in ``out``, and configs
 the server hands out twice (agents that start together, wandb #8034), are skipped. Under ``method: random``
 the server draws the runs, W&B's way (seeds drawn too), so they need not be the runs ``rnnbench sweep``
@@ -17,21 +17,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 
 import yaml
 
-from .config import ConfigError, RunConfig, resolve
+from options import ConfigError
 
-PROJECT = "rnnbench"
+from ...run.config import RunConfig, resolve
+from ...run.mirror import PROJECT, WANDB_DIR, wandb_mode
+from ...store import Store
+from ..progress import Progress
+from .base import Executor, register, run_locked
+
 NO_SERVER = "the wandb executor needs a W&B server; use --executor local or ray"
 
 
 def need_server(requested: str) -> None:
     """Refuse offline/disabled W&B and a machine that is not logged in (``wandb.Api`` finds no key)."""
     import wandb
-
-    from .run import wandb_mode
 
     if wandb_mode(requested) in ("offline", "disabled"):
         raise ConfigError(NO_SERVER)
@@ -48,40 +50,47 @@ def config_from(params: dict) -> RunConfig:
     return resolve(dotted)
 
 
-def agent_run(out: Path, seen: set[str], results: list[dict], on_result: Callable) -> None:
+def agent_run(store: Store, seen: set[str], results: list[dict], on_result: Callable) -> None:
     """What ``wandb.agent`` calls once per run the server hands out."""
     import wandb
 
-    from . import records
-    from .run import WANDB_DIR, train
+    from ...run.records import provenance
 
     WANDB_DIR.mkdir(parents=True, exist_ok=True)
     run = wandb.init(project=PROJECT, dir=str(WANDB_DIR))  # the agent's run: its config holds the parameters
     cfg = config_from(dict(run.config))
-    if cfg.run_id in seen or cfg.run_id in records.existing_ids(out):
+    if cfg.run_id in seen or store.status_of(cfg.name, cfg.run_id) is not None:
         run.finish(exit_code=0)
         return
     seen.add(cfg.run_id)
     run.name = cfg.name
     run.config.update(cfg.to_dict(), allow_val_change=True)  # the resolved config, as train() gives its runs
-    run.tags = (cfg.arch_name, cfg.arch_label, f"commit:{records.provenance()['git_sha'][:8]}")
-    rec = train(cfg, out, wandb="online")  # mirrors into `run` and finishes it
+    run.tags = (cfg.arch_name, cfg.arch_label, f"commit:{provenance()['git_sha'][:8]}")
+    rec = run_locked(cfg, store, "online")  # mirrors into `run` and finishes it
     results.append(rec)
     on_result(rec)
 
 
-def run(spec_path: Path, todo: list[RunConfig], out: Path, *, wandb: str,
-        on_result: Callable[[dict], None]) -> list[dict]:
-    """Create one W&B sweep per document of ``spec_path`` and serve its runs here until the server has none.
-    ``todo`` (the planned runs not yet recorded) only says whether there is anything to do: the server picks."""
-    need_server(wandb)
-    if not todo:
-        return []
-    import wandb as wb
+@register
+class Wandb(Executor):
+    name = "wandb"
+    help = "a W&B agent: the server hands out the runs (needs a W&B server)"
 
-    seen, results = set(), []
-    for doc in (d for d in yaml.safe_load_all(Path(spec_path).read_text()) if d):  # validated by the planner
-        sweep_id = wb.sweep(doc, project=PROJECT)
-        wb.agent(sweep_id, function=partial(agent_run, Path(out).resolve(), seen, results, on_result),
-                 project=PROJECT)
-    return results
+    def check(self, todo: list[RunConfig]) -> None:
+        super().check(todo)
+        need_server(self.options.wandb)
+
+    def run(self, todo: list[RunConfig], store: Store, progress: Progress) -> list[dict]:
+        """Create one W&B sweep per document of the spec and serve its runs here until the server has none.
+        ``todo`` (the planned runs not yet recorded) only says whether there is anything to do: the server picks."""
+        if not todo:
+            return []
+        import wandb as wb
+
+        seen, results = set(), []
+        store = Store(store.root.resolve())
+        text = self.options.spec.read_text(encoding="utf-8")  # validated by the planner
+        for doc in (d for d in yaml.safe_load_all(text) if d):
+            sweep_id = wb.sweep(doc, project=PROJECT)
+            wb.agent(sweep_id, function=partial(agent_run, store, seen, results, progress.result), project=PROJECT)
+        return results

@@ -2,7 +2,7 @@
 
     rnnbench sweep sweeps/default.yaml --executor ray [--address HOST:6379] [--runs-per-gpu 4] [--threads 1]
 
-Each run is one trial of a function trainable that trains it through ``bench.run.train``, so the records,
+Each run is one trial of a function trainable that trains it through ``run_locked`` (base.py), so the records,
 per-step CSVs and W&B mirror are those of the local executor, written to the same absolute ``out`` folder. A
 trial asks for ``threads`` CPUs (and sets as many torch threads) and, when the cluster has GPUs, 1/K of one
 (``--runs-per-gpu K``; Ray sets ``CUDA_VISIBLE_DEVICES``). A trial that crashes (a killed process, a lost node)
@@ -28,8 +28,12 @@ from pathlib import Path
 import ray
 from ray import tune
 
-from . import records, slots
-from .config import ConfigError, RunConfig, flatten, resolve
+from options import ConfigError
+
+from ...run.config import RunConfig, flatten, resolve
+from ...store import Store
+from ..progress import Progress
+from .base import Executor, register, run_locked
 
 MAX_FAILURES = 2  # retries of a crashed trial, per trial
 
@@ -43,67 +47,67 @@ def trainable(config: dict) -> None:
     """One trial: train one run into ``config["out"]`` and report its record to the driver."""
     import torch
 
-    from .run import train
-
     torch.set_num_threads(config["threads"])
-    cfg = resolve(config["run"])
-    done = Path(config["out"]) / "runs" / f"{cfg.name}__{cfg.run_id}.json"
+    cfg, store = resolve(config["run"]), Store(config["out"])
+    done = store.record_path(cfg.name, cfg.run_id)
     # A restored trial whose record this experiment wrote before the driver died. An older record is one the
     # sweep chose to rerun (--retry-failed).
     if done.exists() and done.stat().st_mtime >= config["since"]:
         tune.report({"skipped": True})
         return
-    # The same per-run lock as the local executor: two sweeps on one folder never train a run twice.
-    with slots.run_lock(Path(config["out"]), cfg.run_id) as owned:
-        if not owned:
-            tune.report({"skipped": True})
-            return
-        rec = train(cfg, Path(config["out"]), wandb=config["wandb"])
+    rec = run_locked(cfg, store, config["wandb"], retry_failed=True)  # the driver decided it must run
+    if rec["status"] == "skipped":
+        tune.report({"skipped": True})
+        return
     # The whole record goes back too: on a cluster without a shared filesystem the driver writes it.
     test = rec["metric"]["test"]
     tune.report({"skipped": False, "status": rec["status"], "metric": float("nan") if test is None else test,
                  "record": json.dumps(rec)})
 
 
-def check(todo: list[RunConfig]) -> None:
-    """Runs this executor cannot start, refused before any work."""
-    for cfg in todo:
-        if cfg.train.devices > 1 and cfg.train.strategy != "ddp_spawn":
-            raise ConfigError(f"{cfg.name}: train.strategy={cfg.train.strategy} re-launches the command line, "
-                              "which a Ray worker does not have; use train.strategy=ddp_spawn with --executor ray")
+@register
+class Ray(Executor):
+    name = "ray"
+    help = "Ray Tune trials, on a local Ray runtime or the cluster at --address"
+    accepts_address = True
 
+    def check(self, todo: list[RunConfig]) -> None:
+        for cfg in todo:
+            if cfg.train.devices > 1 and cfg.train.strategy != "ddp_spawn":
+                raise ConfigError(f"{cfg.name}: train.strategy={cfg.train.strategy} re-launches the command line, "
+                                  "which a Ray worker does not have; use train.strategy=ddp_spawn with --executor ray")
 
-def run(todo: list[RunConfig], out: Path, *, wandb: str, threads: int, address: str | None, runs_per_gpu: int,
-        on_result: Callable[[dict], None]) -> list[dict]:
-    """Run ``todo`` as Tune trials; return the records of the runs trained here, in the order they finished."""
-    check(todo)
-    if not todo:
-        return []  # no Ray runtime to start: an experiment left behind only holds runs recorded since
-    out = Path(out).resolve()  # trials run in other working directories, maybe on other machines
-    # Tune's per-trial CSV/JSON/TensorBoard loggers would duplicate the records; the trials keep the driver's
-    # working directory, so relative paths (task.root, a text corpus, .cache/wandb) mean what they mean locally.
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the new console output prints tables even at verbose=0
-    os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
-    global _COLLECTOR
-    _COLLECTOR = collector = Collector(out, on_result)
-    started_here = connect(address)
-    try:
-        covered = set()
-        for experiment in restorable(out, todo):
-            print(f"ray: restoring the interrupted experiment {experiment}", flush=True)
-            covered |= fit(tune.Tuner.restore(str(experiment), trainable=trainable, resume_errored=True), experiment)
-        left = [c for c in todo if c.run_id not in covered]
-        if left:
-            experiment = out / "ray" / experiment_name(left)
-            shutil.rmtree(experiment, ignore_errors=True)  # a driver that died before Tune saved any state
-            fit(new_tuner(left, experiment, wandb=wandb, threads=threads, gpu_share=gpu_share(runs_per_gpu)),
-                experiment)
-    finally:
-        _COLLECTOR = None
-        if started_here:
-            ray.shutdown()
-    return collector.records
+    def run(self, todo: list[RunConfig], store: Store, progress: Progress) -> list[dict]:
+        """Run ``todo`` as Tune trials; return the records of the runs trained here, in the order they finished."""
+        if not todo:
+            return []  # no Ray runtime to start: an experiment left behind only holds runs recorded since
+        o = self.options
+        store = Store(store.root.resolve())  # trials run in other working directories, maybe on other machines
+        # Tune's per-trial CSV/JSON/TensorBoard loggers would duplicate the records; the trials keep the driver's
+        # working directory, so relative paths (task.root, a text corpus, .cache/wandb) mean what they mean here.
+        os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the new console output prints tables even at verbose=0
+        os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
+        global _COLLECTOR
+        _COLLECTOR = collector = Collector(store, progress.result)
+        started_here = connect(o.address)
+        try:
+            covered = set()
+            for experiment in restorable(store, todo):
+                print(f"ray: restoring the interrupted experiment {experiment}", flush=True)
+                tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_errored=True)
+                covered |= fit(tuner, experiment)
+            left = [c for c in todo if c.run_id not in covered]
+            if left:
+                experiment = store.ray / experiment_name(left)
+                shutil.rmtree(experiment, ignore_errors=True)  # a driver that died before Tune saved any state
+                fit(new_tuner(left, experiment, wandb=o.wandb, threads=o.threads,
+                              gpu_share=gpu_share(o.runs_per_gpu)), experiment)
+        finally:
+            _COLLECTOR = None
+            if started_here:
+                ray.shutdown()
+        return collector.records
 
 
 # ---- Ray and Tune ----------------------------------------------------------------------------------------------
@@ -137,8 +141,7 @@ def experiment_name(todo: list[RunConfig]) -> str:
 
 def new_tuner(todo: list[RunConfig], experiment: Path, *, wandb: str, threads: int, gpu_share: float) -> tune.Tuner:
     runs_file = experiment.with_name(f"{experiment.name}.runs.json")  # what restorable() checks
-    runs_file.parent.mkdir(parents=True, exist_ok=True)
-    runs_file.write_text(json.dumps(sorted(c.run_id for c in todo)))
+    Store(experiment.parent.parent).write_json(runs_file, sorted(c.run_id for c in todo))
     space = {"run": tune.grid_search([overrides(c) for c in todo]), "out": str(experiment.parent.parent),
              "wandb": wandb, "threads": threads, "since": time.time()}
     return tune.Tuner(
@@ -151,11 +154,11 @@ def new_tuner(todo: list[RunConfig], experiment: Path, *, wandb: str, threads: i
     )
 
 
-def restorable(out: Path, todo: list[RunConfig]) -> list[Path]:
-    """Experiments a dead driver left under ``out/ray`` whose unrecorded runs are all still wanted."""
-    wanted = {c.run_id for c in todo} | records.existing_ids(out)
+def restorable(store: Store, todo: list[RunConfig]) -> list[Path]:
+    """Experiments a dead driver left under ``<out>/ray`` whose unrecorded runs are all still wanted."""
+    wanted = {c.run_id for c in todo} | set(store.statuses()[0])
     found = []
-    for ids_file in sorted((out / "ray").glob("sweep-*.runs.json")):
+    for ids_file in sorted(store.ray.glob("sweep-*.runs.json")):
         experiment = ids_file.with_name(ids_file.name.removesuffix(".runs.json"))
         if tune.Tuner.can_restore(experiment) and set(json.loads(ids_file.read_text())) <= wanted:
             found.append(experiment)
@@ -179,16 +182,16 @@ class Collector:
     """On the driver: each finished trial's record, written if the driver's filesystem lacks it or holds an
     older one (a cluster without shared storage), then handed to ``on_result``."""
 
-    def __init__(self, out: Path, on_result: Callable[[dict], None]):
-        self.out, self.on_result, self.records = out, on_result, []
+    def __init__(self, store: Store, on_result: Callable[[dict], None]):
+        self.store, self.on_result, self.records = store, on_result, []
 
     def take(self, result: dict) -> None:
         if result.get("skipped") or "record" not in result:
             return
         rec = json.loads(result["record"])
-        path = self.out / "runs" / f"{rec['name']}__{rec['id']}.json"
+        path = self.store.record_path(rec["name"], rec["id"])
         if not path.exists() or json.loads(path.read_text()) != rec:
-            records.write(rec, path)
+            self.store.write_json(path, rec)
         self.records.append(rec)
         self.on_result(rec)
 

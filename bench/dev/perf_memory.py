@@ -1,6 +1,6 @@
 """Peak training memory of truncated BPTT against full BPTT as the stream window grows (part of ``make bench``).
 
-    python -m bench.perf_memory [--windows 500 2000] [--tbptt 50] [--arch gru] [--hidden 256]
+    python -m bench.dev.perf_memory [--windows 500 2000] [--tbptt 50] [--arch gru] [--hidden 256]
 
 Each configuration trains a few real charlm steps through the suite (``bench.run.train``, W&B off, no
 diagnostics) in a fresh process, and reports two peaks:
@@ -55,8 +55,10 @@ def measure(window: int, tbptt: int, arch: str, hidden: int, batch: int) -> dict
     """Runs in a fresh process (``--child``) so the RSS peak is this configuration's own."""
     import torch
 
-    from . import run
-    from .config import resolve
+    import tasks
+
+    from ..run.config import resolve
+    from ..run.train import train
 
     torch.set_num_threads(1)
     per_batch = window // tbptt if tbptt else 1
@@ -64,12 +66,10 @@ def measure(window: int, tbptt: int, arch: str, hidden: int, batch: int) -> dict
                    "task.seq_len": window, "task.tbptt": tbptt, "train.max_steps": 2 * per_batch,
                    "train.val_every": 2 * per_batch, "train.diag": False})
     peak = SavedTensorPeak()
-    trainer_for = run.trainer_for
-    run.trainer_for = lambda *a, callbacks=(), **k: trainer_for(*a, callbacks=[*callbacks, peak], **k)
-    tasks_text = run.tasks.get("charlm")(cfg.task).text  # load the corpus before the baseline reading
+    tasks_text = tasks.get("charlm")(cfg.task).text  # load the corpus before the baseline reading
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with tempfile.TemporaryDirectory() as out, torch.autograd.graph.saved_tensors_hooks(peak.pack, lambda t: t):
-        record = run.train(cfg, Path(out), wandb="disabled")
+        record = train(cfg, Path(out), wandb="disabled", callbacks=(peak,))
     return {"window": window, "tbptt": tbptt or window, "mode": "truncated" if tbptt else "full",
             "status": record["status"], "chars": len(tasks_text), "saved_mb": peak.peak / 2**20,
             "rss_mb": (peak.rss_trained - before) / 1024,
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(f"{'window':>7} {'backprop':>9} {'saved for backward':>19} {'process peak (rss)':>19}")
     for window in args.windows:
         for tbptt in (args.tbptt, 0):
-            cmd = [sys.executable, "-m", "bench.perf_memory", "--child", str(window), str(tbptt),
+            cmd = [sys.executable, "-m", "bench.dev.perf_memory", "--child", str(window), str(tbptt),
                    "--arch", args.arch, "--hidden", str(args.hidden), "--batch", str(args.batch)]
             row = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
             rows.append(row)

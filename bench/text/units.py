@@ -38,16 +38,16 @@ from __future__ import annotations
 
 import html
 import json
-import os
 from pathlib import Path
 
 import torch
 
-from .config import ConfigError
+from options import ConfigError
+
+from ..store import Store
 
 FEATURES = {"quotes": "inside quotes", "brackets": "bracket depth", "line_pos": "position in line"}
 OPEN, CLOSE = "([{", ")]}"
-FOLDER = "units"
 NEWLINE_GLYPH = "↵"
 LEVELS = 20  # colour steps of the HTML page: 21 CSS classes keep a 2000-character block small
 
@@ -101,8 +101,8 @@ def parse_units(text: str) -> list[int]:
 
 
 def check_task(task_cls, name: str) -> None:
-    """Units are read against character text: the task must declare a ``vocab`` and a ``text``."""
-    if not (hasattr(task_cls, "vocab") and hasattr(task_cls, "text")):
+    """Units are read against character text: the task must be a text task (``is_text``)."""
+    if not task_cls.is_text:
         raise ConfigError(f"units need a character language-model run such as charlm (a task with a character "
                           f"vocab and text); {name} is a {task_cls.name} run")
 
@@ -153,16 +153,16 @@ def choose_view(core, state: str | None, layer: int | None, units: list[int]) ->
 
 
 # ---- the command -------------------------------------------------------------------------------------------
-def run(run_name: str, out: Path, units: list[int] | None = None, length: int = 2000, top: int = 3,
+def run(run_name: str, store: Store, units: list[int] | None = None, length: int = 2000, top: int = 3,
         state: str | None = None, layer: int | None = None) -> dict:
     """Compute, write ``<out>/units/<name>__<id>.{html,png,json}`` and return the report (the JSON's content)."""
     import tasks
 
-    from . import checkpoint
+    from ..run import checkpoint
 
-    record, _ = checkpoint.find_record(run_name, out)
+    record, _ = store.find(run_name)
     check_task(tasks.get(record["task"]), record["name"])  # before loading any weights
-    record, cfg, task, system = checkpoint.load(run_name, out)
+    record, _, cfg, task, system = checkpoint.load(run_name, store)
     units = list(units or [])
     state, layer = choose_view(system.core, state, layer, units)
     if not all(isinstance(v, str) and len(v) == 1 for v in task.vocab):
@@ -173,7 +173,7 @@ def run(run_name: str, out: Path, units: list[int] | None = None, length: int = 
     r = correlations(acts, feats)
     constant = [f for k, f in enumerate(FEATURES) if not feats[:, k].std() > 0]
     report = make_report(record, state, layer, sample, offset, r, rank(r, top), constant, units, length)
-    write_outputs(Path(out), report, acts)
+    write_outputs(store, report, acts)
     return report
 
 
@@ -190,21 +190,14 @@ def make_report(record, state, layer, sample, offset, r, ranks, constant, chosen
     }
 
 
-def write_outputs(out: Path, report: dict, acts: torch.Tensor) -> dict[str, Path]:
-    stem = out / FOLDER / f"{report['run']}__{report['id']}"
-    paths = {ext: stem.parent / f"{stem.name}.{ext}" for ext in ("html", "png", "json")}
+def write_outputs(store: Store, report: dict, acts: torch.Tensor) -> dict[str, Path]:
+    paths = {ext: store.units_path(report["run"], report["id"], f".{ext}") for ext in ("html", "png", "json")}
     report["files"] = {ext: str(p) for ext, p in paths.items()}
-    _atomic(paths["html"], html_page(report, acts).encode())
-    _atomic(paths["png"], png_bytes(report["sample"]["text"], acts, _panels(report)))
-    _atomic(paths["json"], (json.dumps(report, indent=2) + "\n").encode())
+    store.write_text(paths["html"], html_page(report, acts))  # a reader never sees half a page
+    with store.atomic(paths["png"]) as tmp:
+        tmp.write_bytes(png_bytes(report["sample"]["text"], acts, _panels(report)))
+    store.write_text(paths["json"], json.dumps(report, indent=2) + "\n")
     return paths
-
-
-def _atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)  # a reader never sees half a page
 
 
 def summary(report: dict) -> str:

@@ -1,0 +1,251 @@
+"""Typed run configuration, resolved from dotted overrides and validated before any work starts.
+
+A run is ``task`` x ``arch`` x ``optim`` x ``train`` x ``seed``. Every field is addressable by a dotted path
+(``task.seq_len``, ``arch.hidden_size``, ``optim.lr``, ``seed``): the CLI flags, the sweep YAML and the run
+record all use the same paths. ``task.name`` and ``arch.name`` pick which config dataclass the rest of the
+section fills in, so each registered task / architecture documents its own options.
+
+What a field means to the suite is declared on the field (``options.opt``): its range, whether it is part of a
+run's identity (the run id), whether it is part of the question a leaderboard row answers, and whether it was
+added after records existed. This module turns those declarations into the run id, the record's ``defaults``
+and ``outside_question`` (what the leaderboard reads, so it needs no registry), and the checks of ``resolve``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from options import ConfigError, check, coerce, default_of, opt, role
+
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+STRATEGIES = ("auto", "ddp", "ddp_spawn")
+ACCELERATORS = ("auto", "cpu", "cuda", "gpu")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: str = opt("adam", f"optimizer: {', '.join(OPTIMIZERS)}", choices=OPTIMIZERS)
+    lr: float = opt(1e-3, "learning rate", gt=0)
+    weight_decay: float = opt(0.0, "L2 weight decay", ge=0)
+    clip: float = opt(1.0, "clip the global gradient L2 norm to this value (0 disables)", ge=0)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    max_steps: int = opt(1000, "optimizer steps (the budget; the same for every architecture of a task)", ge=1)
+    val_every: int = opt(250, "validate every this many steps", ge=1)
+    # Where a run executes does not change what it computes: neither is part of its identity or question.
+    accelerator: str = opt("auto", "Lightning accelerator: auto, cpu, gpu (CPU runs are bit-reproducible)",
+                           choices=ACCELERATORS, identity=False)
+    # devices > 1 change the effective batch, so they count; added after the reference, shown only when > 1.
+    devices: int = opt(1, "devices for one run (DDP); each gets task.batch_size, so the effective batch grows",
+                       ge=1, omit_default=True)
+    strategy: str = opt("auto", f"Lightning strategy for devices > 1: {', '.join(STRATEGIES)} (ddp_spawn works "
+                                "inside sweep workers; ddp re-launches the command line)",
+                        choices=STRATEGIES, identity=False, omit_default=True)
+    diag: bool = opt(True, "gradient diagnostics (flow profile, spectra, unit health, verdict); see bench/diag")
+    diag_every: int = opt(0, "probe the diagnostics every this many steps (0: max_steps // 10)", ge=0)
+
+    @property
+    def diag_cadence(self) -> int:
+        return self.diag_every or max(1, self.max_steps // 10)
+
+
+def _section(instance: Any, name: str | None = None) -> dict:
+    """A config dataclass as plain data, leaving out ``omit_default`` fields that hold their default."""
+    head = {"name": name} if name is not None else {}
+    return {**head, **{f.name: _plain(getattr(instance, f.name)) for f in fields(instance)
+                       if not (role(f, "omit_default") and getattr(instance, f.name) == default_of(f))}}
+
+
+def _plain(value: Any) -> Any:
+    return asdict(value) if hasattr(value, "__dataclass_fields__") else value
+
+
+def _dotted_with(instance: Any, prefix: str, key: str) -> list[str]:
+    return [f"{prefix}.{f.name}" for f in fields(instance) if not role(f, key)]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    task: Any
+    arch: Any
+    task_name: str
+    arch_name: str
+    optim: OptimConfig = OptimConfig()
+    train: TrainConfig = TrainConfig()
+    seed: int = 0
+
+    def _sections(self) -> dict[str, Any]:
+        return {"task": self.task, "arch": self.arch, "optim": self.optim, "train": self.train}
+
+    def to_dict(self) -> dict:
+        """The resolved config as nested plain data: what records, W&B and run ids see."""
+        return {"task": _section(self.task, self.task_name), "arch": _section(self.arch, self.arch_name),
+                "optim": _section(self.optim), "train": _section(self.train), "seed": self.seed}
+
+    def outside(self, key: str) -> list[str]:
+        """Dotted fields declared outside the run's ``identity`` or ``question``."""
+        return sorted(p for name, section in self._sections().items() for p in _dotted_with(section, name, key))
+
+    @property
+    def run_id(self) -> str:
+        """Deterministic hash of the resolved config, without the fields declared outside its identity."""
+        d = self.to_dict()
+        for dotted in self.outside("identity"):
+            section, _, name = dotted.partition(".")
+            d[section].pop(name, None)
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+
+    def defaults(self) -> dict:
+        """The default config of this task and architecture, shaped like ``to_dict`` (records carry it, so the
+        leaderboard can tell what a row changed without importing any registry)."""
+        return resolve({"task.name": self.task_name, "arch.name": self.arch_name}, check_memory=False).to_dict()
+
+    @property
+    def arch_label(self) -> str:
+        return self.arch_name if self.arch.layers == 1 else f"{self.arch_name}-{self.arch.layers}l"
+
+    @property
+    def name(self) -> str:
+        return f"{self.task_name}__{self.arch_label}__s{self.seed}"
+
+
+def _fill(cls: type, base: Any, values: dict[str, Any], section: str) -> Any:
+    valid = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(values) - set(valid))
+    if unknown:
+        raise ConfigError(f"unknown option {section}.{unknown[0]}; valid: "
+                          + ", ".join(f"{section}.{k}" for k in sorted(valid)))
+    return replace(base, **{k: coerce(v, valid[k].type, f"{section}.{k}") for k, v in values.items()})
+
+
+def _pick(registry_names: list[str], name: Any, kind: str) -> str:
+    if name not in registry_names:
+        raise ConfigError(f"unknown {kind} {name!r}; valid: {', '.join(registry_names)}")
+    return name
+
+
+def flatten(config: dict, prefix: str = "") -> dict:
+    """Nested config (``RunConfig.to_dict()``, a record's ``config``) -> the dotted overrides ``resolve`` takes."""
+    out = {}
+    for key, value in config.items():
+        out.update(flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
+def resolve(overrides: dict[str, Any], check_memory: bool = True) -> RunConfig:
+    """Build and validate a RunConfig from ``{"task.name": ..., "arch.name": ..., "optim.lr": ..., ...}``.
+
+    ``task`` and ``arch`` are accepted as short for ``task.name`` / ``arch.name``.
+    """
+    import architectures
+    import tasks
+
+    sections: dict[str, dict[str, Any]] = {"task": {}, "arch": {}, "optim": {}, "train": {}}
+    seed = 0
+    for key, value in overrides.items():
+        head, _, rest = key.partition(".")
+        if key in ("task", "arch"):
+            sections[key]["name"] = value
+        elif key == "seed":
+            seed = coerce(value, "int", "seed")
+        elif head in sections and rest:
+            sections[head][rest] = value
+        else:
+            raise ConfigError(f"unknown option {key!r}; valid sections: task.*, arch.*, optim.*, train.*, seed")
+    task_name = _pick(tasks.names(), sections["task"].pop("name", None), "task")
+    arch_name = _pick(architectures.names(), sections["arch"].pop("name", None), "architecture")
+    task_cls, entry = tasks.get(task_name), architectures.entry(arch_name)
+    cfg = RunConfig(
+        task=_fill(task_cls.Config, task_cls.Config(), sections["task"], "task"),
+        arch=_fill(entry.config, entry.default_config(), sections["arch"], "arch"),
+        task_name=task_name, arch_name=arch_name,
+        optim=_fill(OptimConfig, OptimConfig(), sections["optim"], "optim"),
+        train=_fill(TrainConfig, TrainConfig(), sections["train"], "train"),
+        seed=seed,
+    )
+    validate(cfg, check_memory=check_memory)
+    return cfg
+
+
+def validate(cfg: RunConfig, check_memory: bool = True) -> None:
+    """The declared range of every field, then what spans fields: the task's own checks, the budget in whole
+    batches, and whether the run fits in memory."""
+    import tasks
+
+    for name, section in cfg._sections().items():
+        check(section, name)
+    if cfg.seed < 0:
+        raise ConfigError(f"seed must be >= 0, got {cfg.seed}")
+    task = tasks.get(cfg.task_name)
+    problem = task.check(cfg.task)
+    if problem:
+        raise ConfigError(problem)
+    size = task.train_size(cfg.task)
+    if size is not None and size < cfg.task.batch_size:
+        raise ConfigError(f"task.batch_size ({cfg.task.batch_size}) is larger than the {size} training examples "
+                          f"of this {cfg.task_name} config: not one batch to train on")
+    per_batch = task.updates_per_batch(cfg.task)
+    for name in ("max_steps", "val_every"):
+        value = getattr(cfg.train, name)
+        if value % per_batch:
+            raise ConfigError(f"train.{name} ({value}) must be a multiple of {per_batch}, the optimizer steps per "
+                              f"batch under truncated BPTT (task.seq_len / task.tbptt); e.g. "
+                              f"{value - value % per_batch or per_batch}")
+    if check_memory:
+        _check_memory(cfg, task(cfg.task))
+
+
+def estimate_bytes(cfg: RunConfig, task) -> int:
+    """A generous estimate of a training step's memory: parameters with their gradient and two Adam moments,
+    and the activations the fused kernel keeps for backward (gates, h and c per step and layer, the input and
+    the head's output), over one backward span (a truncation chunk under truncated BPTT)."""
+    import architectures
+
+    gates = len(architectures.entry(cfg.arch_name).core.gate_names)  # weight blocks per layer: 1, 3 or 4
+    h, layers, b = cfg.arch.hidden_size, cfg.arch.layers, cfg.task.batch_size
+    widths = [task.input_size] + [h] * (layers - 1)
+    params = sum(gates * h * (d + h) + 2 * gates * h for d in widths) + h * task.output_size + task.output_size
+    span = task.truncation or task.seq_len
+    per_step = layers * (gates + 3) * h + task.input_size + 2 * task.output_size
+    return 4 * (4 * params + b * span * per_step)
+
+
+def available_bytes() -> int | None:
+    """Memory this machine has free for a run (MemAvailable), or None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.3g} GiB"
+
+
+def _check_memory(cfg: RunConfig, task) -> None:
+    need, have = estimate_bytes(cfg, task), available_bytes()
+    if have is not None and need > have:
+        raise ConfigError(f"{cfg.name}: needs about {_gib(need)} of memory (arch.hidden_size={cfg.arch.hidden_size}, "
+                          f"arch.layers={cfg.arch.layers}, task.batch_size={cfg.task.batch_size}, "
+                          f"{task.seq_len} steps) but this machine has {_gib(have)} free; make them smaller")
+
+
+def field_docs(cls: type) -> list[tuple[str, Any, str]]:
+    """(name, default, help with the declared range) for each field: the source of ``--help``."""
+    from options import describe_range
+
+    return [(f.name, default_of(f), f.metadata.get("help", "") + describe_range(f)) for f in fields(cls)]

@@ -1,0 +1,269 @@
+"""The results store: the one owner of an output folder's layout, its atomic writes and its lookups.
+
+    store = Store("results-local")
+    store.record_path(name, run_id)        # <out>/runs/<name>__<id>.json
+    store.write_json(path, record)         # temporary file, then rename: never half a file
+    loaded = store.records()               # every readable record; unreadable ones named in loaded.skipped
+
+Layout of ``<out>``:
+
+    runs/<name>__<id>.json             the run record, the truth behind every number
+    runs/<name>__<id>.metrics.csv      its per-step metrics
+    runs/<name>__<id>.samples.jsonl    text sampled from it (char-LM runs)
+    checkpoints/<name>__<id>.pt        its trained weights (git-ignored)
+    units/<name>__<id>.{html,png,json} its interpretable-units page (char-LM runs)
+    sweeps/<spec>.json                 how long a sweep invocation took, on what
+    locks/<id>.lock                    held while a process trains that run (flock: dropped when it dies)
+    ray/                               an interrupted Ray Tune experiment, until it finishes
+    LEADERBOARD.md, leaderboard.csv, flow_<task>.png   generated from the records
+
+Every write goes to ``<file>.tmp<pid>`` and is renamed over the file, so a killed process leaves a complete old
+file or a complete new one, never half of either; only the holder of a run's lock clears its stray temporary
+files. ``RNNBENCH_WRITE_PAUSE`` (seconds; chaos tests only) holds each write between the temporary file and the
+rename, so a kill can be aimed inside one. The module imports no torch: the leaderboard and the sweep planner
+read the store without it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from options import ConfigError
+
+RECORD_SUFFIX = ".json"
+
+
+class RecordError(ConfigError):
+    """A file the suite reads is not what it should be (not text, not JSON, cut short); names the file."""
+
+
+def stem(name: str, run_id: str) -> str:
+    return f"{name}__{run_id}"
+
+
+def read_json(path: Path, what: str = "record") -> dict:
+    """Parse ``path`` or raise one line naming the file and what is wrong with it."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RecordError(f"{what} {path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RecordError(f"{what} {path}: not UTF-8 text") from None
+    if not text.strip():
+        raise RecordError(f"{what} {path}: empty") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        cut = exc.pos >= len(text.rstrip())
+        raise RecordError(f"{what} {path}: {'cut short' if cut else 'not valid JSON'} "
+                          f"(line {exc.lineno}, column {exc.colno})") from None
+    if not isinstance(value, dict):
+        raise RecordError(f"{what} {path}: not a JSON object")
+    return value
+
+
+@dataclass
+class Loaded:
+    """What ``Store.records`` found: readable records, sorted by name and id, and one line per skipped file."""
+
+    records: list[dict] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+REQUIRED = ("id", "name", "task", "status", "config", "metric")
+
+
+class Store:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.root)!r})"
+
+    # ---- layout -------------------------------------------------------------------------------------------
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def ray(self) -> Path:
+        return self.root / "ray"
+
+    def record_path(self, name: str, run_id: str) -> Path:
+        return self.runs / (stem(name, run_id) + RECORD_SUFFIX)
+
+    def metrics_path(self, name: str, run_id: str) -> Path:
+        return self.runs / f"{stem(name, run_id)}.metrics.csv"
+
+    def samples_path(self, name: str, run_id: str) -> Path:
+        return self.runs / f"{stem(name, run_id)}.samples.jsonl"
+
+    def checkpoint_path(self, name: str, run_id: str) -> Path:
+        return self.checkpoints / f"{stem(name, run_id)}.pt"
+
+    def units_path(self, name: str, run_id: str, suffix: str) -> Path:
+        return self.root / "units" / f"{stem(name, run_id)}{suffix}"
+
+    def lock_path(self, key: str) -> Path:
+        return self.root / "locks" / f"{key}.lock"
+
+    def sweep_summary_path(self, spec: str | Path) -> Path:
+        return self.root / "sweeps" / f"{Path(spec).stem}.json"
+
+    def sweep_summaries(self) -> list[Path]:
+        folder = self.root / "sweeps"
+        return sorted(folder.glob("*.json")) if folder.is_dir() else []
+
+    # ---- atomic writes --------------------------------------------------------------------------------------
+    def atomic(self, path: Path):
+        return atomic(path)
+
+    def write_text(self, path: Path, text: str) -> Path:
+        with self.atomic(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+        return Path(path)
+
+    def write_json(self, path: Path, data: dict) -> Path:
+        return self.write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+    def copy_in(self, source: Path, path: Path) -> Path:
+        with self.atomic(path) as tmp:
+            shutil.copyfile(source, tmp)
+        return Path(path)
+
+    def append_lines(self, path: Path, lines: list[str]) -> Path:
+        """Add lines to a text file, rewriting it whole (a reader never sees half a line)."""
+        before = Path(path).read_text(encoding="utf-8") if Path(path).is_file() else ""
+        return self.write_text(path, before + "".join(line + "\n" for line in lines))
+
+    def remove_temp_files(self, name: str, run_id: str) -> None:
+        """A process killed between writing and renaming leaves ``*.tmp*`` files; only the holder of the run's
+        lock may clear them, since only it could be writing them."""
+        for folder in (self.runs, self.checkpoints):
+            for stray in folder.glob(f"{stem(name, run_id)}.*tmp*"):
+                stray.unlink(missing_ok=True)
+
+    def temp_files(self) -> list[Path]:
+        return [p for folder in (self.runs, self.checkpoints) for p in folder.glob("*.tmp*")]
+
+    # ---- records ---------------------------------------------------------------------------------------------
+    def record_files(self) -> list[Path]:
+        return sorted(self.runs.glob("*" + RECORD_SUFFIX)) if self.runs.is_dir() else []
+
+    @staticmethod
+    def id_of(path: Path) -> str:
+        return Path(path).stem.rsplit("__", 1)[-1]
+
+    def read_record(self, path: Path) -> dict:
+        record = read_json(path)
+        missing = [k for k in REQUIRED if k not in record]
+        if missing:
+            raise RecordError(f"record {path}: no {missing[0]!r} field (not a run record, or cut short)")
+        return record
+
+    def records(self) -> Loaded:
+        """Every readable record, sorted by (name, id); an unreadable one is named in ``skipped``, never fatal."""
+        loaded = Loaded()
+        for path in self.record_files():
+            try:
+                loaded.records.append(self.read_record(path))
+            except RecordError as exc:
+                loaded.skipped.append(str(exc))
+        loaded.records.sort(key=lambda r: (r["name"], r["id"]))
+        return loaded
+
+    def statuses(self) -> tuple[dict[str, str], dict[str, str]]:
+        """run id -> recorded status, and run id -> the problem of each unreadable record (which counts as not
+        recorded, so a resume trains that run again and replaces the file)."""
+        found, unreadable = {}, {}
+        for path in self.record_files():
+            try:
+                found[self.id_of(path)] = self.read_record(path)["status"]
+            except RecordError as exc:
+                unreadable[self.id_of(path)] = str(exc)
+        return found, unreadable
+
+    def status_of(self, name: str, run_id: str) -> str | None:
+        path = self.record_path(name, run_id)
+        if not path.exists():
+            return None
+        try:
+            return self.read_record(path)["status"]
+        except RecordError:
+            return None  # unreadable: train it again
+
+    def find(self, run: str) -> tuple[dict, Path]:
+        """``run`` is a record path, or a run name (``charlm__lstm__s0``, optionally ``__<id>``) in this store."""
+        candidate = Path(run)
+        if candidate.suffix == RECORD_SUFFIX and candidate.is_file():
+            return self.read_record(candidate), candidate
+        # Records are <name>__<id>.json; files beside them (<...>.samples.jsonl, ...) have more dots.
+        files = [p for p in self.record_files() if p.name.count(".") == 1]
+        exact = [p for p in files if p.stem == run or p.stem.rsplit("__", 1)[0] == run]
+        if len(exact) == 1:
+            return self.read_record(exact[0]), exact[0]
+        if not exact:
+            known = sorted(p.stem.rsplit("__", 1)[0] for p in files)
+            hint = f"; runs there: {', '.join(known[:8])}{' ...' if len(known) > 8 else ''}" if known else ""
+            raise ConfigError(f"no run record {run!r} under {self.runs}{hint}")
+        raise ConfigError(f"{run!r} matches {len(exact)} records under {self.runs}: add the id, e.g. {exact[0].stem}")
+
+    @staticmethod
+    def of_record(record_path: Path) -> Store:
+        """The store a record file lives in (``<out>/runs/<file>``)."""
+        return Store(Path(record_path).resolve().parent.parent)
+
+    # ---- locks -------------------------------------------------------------------------------------------------
+    def run_lock(self, run_id: str):
+        return file_lock(self.lock_path(run_id))
+
+    def lock(self, key: str, wait: bool = True):
+        return file_lock(self.lock_path(key), wait=wait)
+
+
+@contextmanager
+def atomic(path: Path) -> Iterator[Path]:
+    """Yields a temporary path beside ``path``; renamed over it when the block ends without an error."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    try:
+        yield tmp
+        pause = float(os.environ.get("RNNBENCH_WRITE_PAUSE", "0") or 0)
+        if pause:
+            time.sleep(pause)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def file_lock(path: Path, wait: bool = False) -> Iterator[bool]:
+    """Yields True when this process now holds ``path``'s lock, False when another holds it (``wait=False``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The file stays: unlinking a lock file races with a process that has just opened it.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # releases the lock

@@ -1,0 +1,84 @@
+"""Sweeps: plan every run of a W&B-format sweep file, run what the results folder lacks, resumably.
+
+    rnnbench sweep sweeps/default.yaml --out results-local --workers 2
+    rnnbench sweep sweeps/default.yaml --runs-per-gpu 4          # every GPU, 4 small runs on each
+    rnnbench sweep sweeps/default.yaml --executor ray [--address ray://head:10001]
+
+Every run is planned and validated before the first one starts (plan.py; grid and random specs: spec.py). Run
+ids hash the resolved config, so runs whose record is already in ``--out`` are skipped and an interrupted
+sweep, even one killed by SIGKILL, resumes where it stopped; ``--retry-failed`` also reruns runs recorded as
+``failed``. Every write is atomic and each run is trained under its lock (bench/store.py), so two sweeps on
+one folder never train a run twice.
+
+Executors share everything but the running (executors/base.py): this module plans, reports progress the same
+way for all, and writes ``<out>/sweeps/<spec>.json`` (how long, on what, and which runs the spec planned).
+``local`` (default, offline) is a process pool over device slots; ``ray`` and ``wandb`` are imported only when
+chosen.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from ..store import Store
+from .executors.base import Options, get
+from .plan import pending, plan
+from .progress import Progress
+
+
+def run(path: Path, out: Path | Store, workers: int | None = None, wandb: str = "auto", threads: int = 1, *,
+        executor: str = "local", runs_per_gpu: int = 1, retry_failed: bool = False, address: str | None = None,
+        gpus: int | None = None) -> list[dict]:
+    """Run what ``out`` lacks with ``executor``; returns the records of the runs trained here."""
+    store = out if isinstance(out, Store) else Store(out)
+    options = Options(spec=Path(path), wandb=wandb, workers=workers, threads=threads, runs_per_gpu=runs_per_gpu,
+                      retry_failed=retry_failed, address=address, gpus=gpus)
+    chosen = get(executor)(options)  # a missing package is one line, before planning
+    cfgs = plan(path)
+    statuses, unreadable = store.statuses()
+    todo = pending(cfgs, statuses, retry_failed)
+    chosen.check(todo)
+    for cfg in cfgs:
+        if cfg.run_id in unreadable:
+            print(f"warning: {unreadable[cfg.run_id]}; training {cfg.name} again", file=sys.stderr, flush=True)
+    recorded = sum(c.run_id in statuses for c in cfgs)
+    retried = len(todo) - (len(cfgs) - recorded)
+    workers_now = chosen.workers(todo)
+    print(f"sweep {path}: {len(cfgs)} runs; {recorded} already recorded in {store.root}"
+          + (f" ({retried} failed: retrying them)" if retried else "")
+          + f"; {len(todo)} to run on {chosen.where(todo)}", flush=True)
+    progress = Progress(len(todo), workers_now)
+    started = time.time()
+    results = chosen.run(todo, store, progress)
+    progress.close()
+    results = [r for r in results if r.get("status") != "skipped"]
+    wall = time.time() - started
+    print(f"sweep finished in {wall:.0f}s: {len(results)} trained, {progress.failed} failed"
+          + (f", {progress.skipped} skipped" if progress.skipped else ""), flush=True)
+    if results:
+        write_summary(path, store, planned=[c.run_id for c in cfgs], results=results, workers=workers_now,
+                      threads=threads, wall=wall, executor=executor)
+    return results
+
+
+def write_summary(path: Path, store: Store, *, planned: list[str], results: list[dict], workers: int, threads: int,
+                  wall: float, executor: str = "local") -> None:
+    """``<out>/sweeps/<name>.json``: how long this invocation took, on what; the README quotes it. The planned
+    run ids let the leaderboard sum the spec's CPU time from the records without planning it again."""
+    from ..run.records import provenance
+
+    summary = {
+        "spec": str(path), "planned": len(planned), "planned_ids": sorted(planned), "ran": len(results),
+        "executor": executor,
+        "statuses": {s: sum(r["status"] == s for r in results) for s in ("ok", "diverged", "failed")},
+        "workers": workers, "threads_per_worker": threads, "wall_time_s": round(wall, 1),
+        "provenance": provenance(),
+    }
+    store.write_json(store.sweep_summary_path(path), summary)
+
+
+def exit_code(results: list[dict]) -> int:
+    """Diverged runs are data; only runs that failed make the sweep exit non-zero."""
+    return 1 if any(r["status"] == "failed" for r in results) else 0
