@@ -26,7 +26,6 @@ import math
 VANISHING_BELOW = -2.0
 EXPLODING_ABOVE = 2.0
 SPIKE_FACTOR = 1000.0
-VERDICTS = ("vanishing", "healthy", "exploding")
 
 
 def verdict(ratio: float | None, nonfinite: bool = False, spike: float | None = None) -> str | None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from options import ConfigError, check, coerce, default_of, opt, role
@@ -59,12 +59,8 @@ class TrainConfig:
 def _section(instance: Any, name: str | None = None) -> dict:
     """A config dataclass as plain data, leaving out ``omit_default`` fields that hold their default."""
     head = {"name": name} if name is not None else {}
-    return {**head, **{f.name: _plain(getattr(instance, f.name)) for f in fields(instance)
+    return {**head, **{f.name: getattr(instance, f.name) for f in fields(instance)
                        if not (role(f, "omit_default") and getattr(instance, f.name) == default_of(f))}}
-
-
-def _plain(value: Any) -> Any:
-    return asdict(value) if hasattr(value, "__dataclass_fields__") else value
 
 
 def _dotted_with(instance: Any, prefix: str, key: str) -> list[str]:

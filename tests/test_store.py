@@ -1,0 +1,106 @@
+"""The results store and the declarations behind run identity: atomic writes, unreadable records named and
+skipped (never fatal), and a leaderboard that reads records alone, without torch."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import SMALL_ADDING
+
+from bench import cli
+from bench.reports import leaderboard
+from bench.run.config import TrainConfig, resolve
+from bench.store import RecordError, Store
+from bench.sweeps import sweep
+from options import ConfigError, coerce
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMITTED = ROOT / "results" / "runs"
+
+
+def test_an_interrupted_write_leaves_the_old_file_whole(tmp_path):
+    store = Store(tmp_path)
+    path = store.record_path("x", "1")
+    store.write_json(path, {"v": 1})
+    with pytest.raises(RuntimeError), store.atomic(path) as tmp:
+        tmp.write_text('{"v": ')  # a write that dies half-way
+        raise RuntimeError
+    assert json.loads(path.read_text()) == {"v": 1} and [p.name for p in store.runs.iterdir()] == ["x__1.json"]
+
+
+@pytest.mark.parametrize("content, problem", [
+    ('{"id": "1", "name": "x", "sta', "cut short"),
+    (b"\xff\xfe\x00garbage", "not UTF-8 text"),
+    ("", "empty"),
+    ("[1, 2]", "not a JSON object"),
+    ('{"id": "1"}', "no 'name' field"),
+])
+def test_an_unreadable_record_is_one_line_naming_the_file(tmp_path, content, problem):
+    path = Store(tmp_path).record_path("x", "1")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(RecordError) as err:
+        Store(tmp_path).read_record(path)
+    assert str(err.value).startswith(f"record {path}: {problem}") and "\n" not in str(err.value)
+
+
+def test_a_truncated_record_never_stops_a_leaderboard_or_a_resume(tmp_path, capsys):
+    spec, out = tmp_path / "two.yaml", tmp_path / "out"
+    spec.write_text(SMALL_ADDING + "  arch.name: {values: [vanilla, gru]}\n  seed: {values: [0]}\n")
+    sweep.run(spec, out, workers=1, wandb="disabled")
+    cut = next(Store(out).runs.glob("adding__gru__*.json"))
+    cut.write_text(cut.read_text()[:200])
+    capsys.readouterr()
+    assert cli.main(["leaderboard", "--out", str(out)]) == 1  # written, and the exit status says one was left out
+    err = capsys.readouterr().err
+    assert f"skipped: record {cut}: cut short" in err and "1 record(s) could not be read" in err
+    assert "adding | vanilla" not in (out / "LEADERBOARD.md").read_text()  # the table holds the readable one
+    assert "| vanilla |" in (out / "LEADERBOARD.md").read_text()
+    again = sweep.run(spec, out, workers=1, wandb="disabled")  # the resume trains the unreadable run again
+    assert [r["name"] for r in again] == ["adding__gru__s0"] and "training adding__gru__s0 again" in capsys.readouterr().err
+    assert len(Store(out).records().records) == 2
+
+
+def test_run_identity_and_the_question_come_from_the_field_declarations():
+    base = resolve({"task": "adding", "arch": "gru"})
+    moved = resolve({"task": "adding", "arch": "gru", "train.accelerator": "cpu", "train.strategy": "ddp_spawn"})
+    assert moved.run_id == base.run_id  # where a run executes is not part of its identity
+    assert base.outside("identity") == base.outside("question") == ["train.accelerator", "train.strategy"]
+    assert "devices" not in base.to_dict()["train"]  # added after the reference: shown only when changed
+    assert resolve({"task": "adding", "arch": "gru", "train.devices": 2}).run_id != base.run_id
+    assert TrainConfig.__dataclass_fields__["accelerator"].metadata["identity"] is False
+
+
+@pytest.mark.parametrize("value, annotation, result", [
+    ("3", "int", 3), (3.0, "int", 3), ("1e-3", "float", 1e-3), ("true", "bool", True), ("none", "float | None", None),
+])
+def test_values_are_read_as_their_declared_type(value, annotation, result):
+    assert coerce(value, annotation, "x.y") == result
+
+
+@pytest.mark.parametrize("value, annotation", [
+    (True, "int"), ("true", "int"), (2.5, "int"), (False, "float"), ("nan", "float"), ("inf", "float"),
+    (1, "bool"), (3, "str"),
+])
+def test_bools_are_not_numbers_and_numbers_are_not_bools(value, annotation):
+    with pytest.raises(ConfigError, match=r"^x\.y: cannot read"):
+        coerce(value, annotation, "x.y")
+
+
+@pytest.mark.skipif(not COMMITTED.is_dir(), reason="no committed reference results")
+def test_the_leaderboard_reads_records_alone_without_torch(tmp_path):
+    runs = tmp_path / "out" / "runs"
+    runs.mkdir(parents=True)
+    for path in sorted(COMMITTED.glob("adding__*__s0__*.json")):
+        shutil.copy(path, runs)
+    probe = ("import sys; from bench.cli import main; code = main(['leaderboard', '--out', sys.argv[1]]); "
+             "print(code, sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning', 'tasks', "
+             "'architectures')))")
+    out = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "out")], capture_output=True, text=True,
+                         cwd=ROOT, check=True).stdout.splitlines()[-1]
+    assert out == "0 []"
+    rows = leaderboard.build_rows(Store(tmp_path / "out").records().records)
+    assert {r.label for r in rows} == {"vanilla", "irnn", "lstm", "gru", "gru-2l"}
