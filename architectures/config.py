@@ -15,6 +15,6 @@ class CoreConfig:
     hidden_size: int = opt(128, "hidden units per layer (H)", ge=1)
     layers: int = opt(1, "stacked recurrent layers", ge=1)
     dropout: float = opt(0.0, "dropout between stacked layers (ignored with layers=1)", ge=0, lt=1)
-    recurrent_init: str = opt("default", "W_hh init: default (torch uniform), identity, orthogonal",
+    recurrent_init: str = opt("default", "W_hh init (default: torch's uniform)",
                               choices=RECURRENT_INITS)
     init_scale: float = opt(1.0, "scale of an identity W_hh / gain of an orthogonal one", ge=0)

@@ -22,7 +22,7 @@ from .registry import register
 
 @dataclass(frozen=True)
 class ElmanConfig(CoreConfig):
-    nonlinearity: str = opt("tanh", "tanh or relu", choices=("tanh", "relu"))
+    nonlinearity: str = opt("tanh", "the nonlinearity phi", choices=("tanh", "relu"))
     zero_bias: bool = opt(False, "start both biases at zero (IRNN)")
 
 

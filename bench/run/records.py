@@ -4,14 +4,22 @@ A record holds the resolved config, the task's declaration, status (``ok`` / ``d
 final and best metrics, steps, wall time, parameter count, the gradient diagnostics (probe history, verdict;
 see bench/diag) and provenance (git SHA and dirty flag, library versions, hardware). It also carries what the
 field declarations say about its config (``defaults``, ``outside_question``), so the leaderboard reads records
-alone. Where records live and how they are written (atomically) is the results store's business
-(bench/store.py).
+alone.
+
+Bit-exact reproduction holds only on the same hardware and build: the provenance's ``cpu`` name alone cannot
+tell CPU generations apart ("AMD EPYC" is several), so records also carry ``cpu_fingerprint`` (a hash of the
+CPU's identity and feature flags), ``cpu_id`` (the same, readable), torch's ``cpu_capability`` (the kernels it
+dispatches to) and ``blas``; ``same_hardware`` says whether a record's provenance matches this machine.
+
+Where records live and how they are written (atomically) is the results store's business (bench/store.py).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
+import re
 import subprocess
 from functools import lru_cache
 from pathlib import Path
@@ -37,6 +45,83 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+# /proc/cpuinfo fields that identify a CPU's arithmetic: x86, then ARM. Clock speeds, microcode and core ids
+# are left out (they do not change results).
+_CPU_ID_FIELDS = ("vendor_id", "cpu family", "model", "stepping",
+                  "CPU implementer", "CPU architecture", "CPU variant", "CPU part", "CPU revision")
+_CPU_FLAG_FIELDS = ("flags", "Features")
+
+
+def _cpu_identity() -> tuple[str, str]:
+    """(readable id, feature flags) of the first CPU in /proc/cpuinfo; platform's words where there is none."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if not line.strip():
+                if fields:
+                    break  # the first processor's block is enough
+                continue
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    ident = " ".join(f"{k}={fields[k]}" for k in _CPU_ID_FIELDS if k in fields)
+    flags = next((fields[k] for k in _CPU_FLAG_FIELDS if k in fields), "")
+    if not ident:
+        ident = f"{platform.processor() or '?'} {platform.machine()}"
+    return ident, " ".join(sorted(flags.split()))
+
+
+def _blas() -> str:
+    """The BLAS torch was built with, and its version where torch names it (from torch's cached build info)."""
+    import torch
+
+    config = torch.__config__.show()
+    info = re.search(r"BLAS_INFO=([^,\s]+)", config)
+    version = re.search(r"Math Kernel Library Version ([^\s]+)", config)
+    return (info.group(1) if info else "unknown") + (f" {version.group(1)}" if version else "")
+
+
+@lru_cache(maxsize=1)
+def hardware() -> dict:
+    """What decides bit-exactness of a CPU run besides the code: the CPU (fingerprint), the kernels torch
+    dispatches to on it, and the BLAS."""
+    import torch
+
+    ident, flags = _cpu_identity()
+    return {
+        "cpu_fingerprint": hashlib.sha1(f"{ident}\n{flags}".encode()).hexdigest()[:12],
+        "cpu_id": ident,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "blas": _blas(),
+    }
+
+
+def same_hardware(provenance: dict) -> str | None:
+    """None when a run recorded with ``provenance`` should reproduce bit for bit here (same CPU fingerprint,
+    CPU capability, torch build and BLAS, and torch's thread count now equal to the record's); else why not."""
+    import torch
+
+    here = hardware()
+    if not provenance.get("cpu_fingerprint"):
+        return (f"the record's CPU fingerprint is absent (records written before provenance carried one), and "
+                f"its CPU name {provenance.get('cpu')!r} cannot tell CPU generations apart: bit-exactness is "
+                f"unknowable here")
+    if provenance["cpu_fingerprint"] != here["cpu_fingerprint"]:
+        return (f"CPU differs: record {provenance['cpu_fingerprint']} ({provenance.get('cpu_id')}), "
+                f"here {here['cpu_fingerprint']} ({here['cpu_id']})")
+    if provenance.get("cpu_capability") != here["cpu_capability"]:
+        return (f"CPU capability differs: record {provenance.get('cpu_capability')}, "
+                f"here {here['cpu_capability']}")
+    if provenance.get("torch") != torch.__version__ or provenance.get("blas") != here["blas"]:
+        return (f"torch differs: record {provenance.get('torch')} ({provenance.get('blas')}), "
+                f"here {torch.__version__} ({here['blas']})")
+    if provenance.get("torch_threads") != torch.get_num_threads():
+        return (f"torch threads differ: record {provenance.get('torch_threads')}, "
+                f"here {torch.get_num_threads()}")
+    return None
+
+
 @lru_cache(maxsize=1)
 def provenance() -> dict:
     import lightning
@@ -52,7 +137,7 @@ def provenance() -> dict:
         "lightning": lightning.__version__, "torchmetrics": torchmetrics.__version__,
         "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if gpu else None,
         "cpu": _cpu_name(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "gpu": gpu,
-        "platform": platform.platform(),
+        "platform": platform.platform(), **hardware(),
     }
 
 
