@@ -50,7 +50,7 @@ bench: install ## throughput vs a hand-written loop, TBPTT vs full BPTT memory (
 bench-sweep: install ## the suite's wall time with 1 worker / 2 workers (goal >= 1.7; ~25 min; SUITE=... to change)
 	$(PY) -m bench.dev.perf_sweep --spec $(SUITE)
 
-chaos: install ## SIGKILL a sweep 5 times at random moments, resume, compare with an uninterrupted run
+chaos: install ## SIGKILL a sweep 5 times (spread over its duration, 2 inside writes), resume, compare with an uninterrupted run
 	$(PY) -m bench.dev.chaos
 
 lint: install ## ruff
