@@ -14,7 +14,9 @@ before any work starts.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
 from pathlib import Path
 
 from options import ConfigError
@@ -37,6 +39,17 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
     return value
+
+
+def _check_out(out: str | Path) -> None:
+    """The results folder must be a folder, or be creatable: found after training, it would lose the run."""
+    nearest = Path(out).absolute()
+    while not nearest.exists():
+        nearest = nearest.parent
+    if not nearest.is_dir():
+        raise ConfigError(f"--out {out}: {nearest} is a file, not a folder")
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: cannot write in {nearest}")
 
 
 def _fields_help() -> str:
@@ -167,6 +180,7 @@ def cmd_run(args, rest) -> int:
     from .run.config import resolve
 
     cfg = resolve({"task.name": args.task, "arch.name": args.arch, "seed": args.seed, **_parse_overrides(rest)})
+    _check_out(args.out)
     import torch
 
     from .run.train import train
@@ -197,6 +211,7 @@ def cmd_sweep(args, rest) -> int:
     from .store import Store
     from .sweeps import sweep
 
+    _check_out(args.out)
     results = sweep.run(args.spec, args.out, workers=args.workers, wandb=args.wandb, threads=args.threads,
                         executor=args.executor, address=args.address, runs_per_gpu=args.runs_per_gpu,
                         retry_failed=args.retry_failed)
@@ -226,8 +241,10 @@ def cmd_leaderboard(args, rest) -> int:
             raise ConfigError(f"no run records under {folder}/runs; run a sweep first (make sweep)")
     if args.readme is not None and not args.readme.is_file():
         raise ConfigError(f"--readme {args.readme} not found")  # before anything is written
+    started = time.perf_counter()
     written = leaderboard.write(args.out, reference=args.reference)
-    print(f"wrote {written.md} and {written.md.with_name('leaderboard.csv')}")
+    print(f"wrote {written.md} and {written.md.with_name('leaderboard.csv')} from {written.n_records} records "
+          f"in {time.perf_counter() - started:.2f}s")
     if args.readme is not None:
         changed = leaderboard.update_readme(args.readme, args.out)
         print(f"{args.readme}: leaderboard block {'updated' if changed else 'unchanged'}")
@@ -237,20 +254,25 @@ def cmd_leaderboard(args, rest) -> int:
 
 def cmd_units(args, rest) -> int:
     from .store import Store
+
+    store = Store(args.out)
+    store.find(args.run)  # a mistyped run name is one line before torch loads
     from .text import units
 
     chosen = units.parse_units(args.units)  # before loading anything
-    report = units.run(args.run, Store(args.out), units=chosen, length=args.length, top=args.top,
+    report = units.run(args.run, store, units=chosen, length=args.length, top=args.top,
                        state=args.state, layer=args.layer)
     print(units.summary(report))
     return 0
 
 
 def cmd_sample(args, rest) -> int:
+    from .store import Store
+
+    Store(args.out).find(args.run)  # a mistyped run name is one line before torch loads
     from .run import checkpoint
     from .run.mirror import wandb_mode
     from .run.train import quiet
-    from .store import Store
     from .text import sample
 
     temperatures = args.temperature if args.temperature is not None else ([] if args.greedy else [1.0])

@@ -82,6 +82,20 @@ class Loaded:
 
 
 REQUIRED = ("id", "name", "task", "status", "config", "metric")
+# What readers index into without looking: a record holding something else there is named, not a traceback.
+KINDS = {"id": str, "name": str, "task": str, "status": str, "config": dict, "metric": dict}
+NESTED = {"config": ("task", "arch"), "metric": ("name", "mode", "test", "baseline")}
+
+
+def _shape_problem(record: dict) -> str | None:
+    for key, kind in KINDS.items():
+        if not isinstance(record[key], kind):
+            return f"{key!r} should hold {'text' if kind is str else 'a mapping'}, not {json.dumps(record[key])[:40]}"
+    for key, inner in NESTED.items():
+        missing = [k for k in inner if k not in record[key]]
+        if missing:
+            return f"no '{key}.{missing[0]}' field"
+    return None
 
 
 class Store:
@@ -158,6 +172,14 @@ class Store:
             for stray in folder.glob(f"{stem(name, run_id)}.*tmp*"):
                 stray.unlink(missing_ok=True)
 
+    def remove_orphaned_temp_files(self, path: Path) -> None:
+        """Temporary files of ``path`` whose writer died (a sweep killed while writing the leaderboard): files
+        no lock guards, so they go when their process is gone."""
+        for stray in Path(path).parent.glob(f"{Path(path).name}.tmp*"):
+            pid = stray.name.rpartition(".tmp")[2]
+            if pid.isdigit() and not _alive(int(pid)):
+                stray.unlink(missing_ok=True)
+
     def temp_files(self) -> list[Path]:
         return [p for folder in (self.runs, self.checkpoints) for p in folder.glob("*.tmp*")]
 
@@ -174,6 +196,9 @@ class Store:
         missing = [k for k in REQUIRED if k not in record]
         if missing:
             raise RecordError(f"record {path}: no {missing[0]!r} field (not a run record, or cut short)")
+        problem = _shape_problem(record)
+        if problem:
+            raise RecordError(f"record {path}: {problem} (not a run record, or edited by hand)")
         return record
 
     def records(self) -> Loaded:
@@ -234,6 +259,16 @@ class Store:
 
     def lock(self, key: str, wait: bool = True):
         return file_lock(self.lock_path(key), wait=wait)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @contextmanager

@@ -29,6 +29,7 @@ from dataclasses import MISSING, Field, field, fields
 from typing import Any
 
 RANGE_KEYS = ("ge", "gt", "le", "lt", "choices", "divides")
+SEED_MAX = 2**32 - 1  # numpy's and Lightning's seed range: a larger seed fails only when the run starts
 
 
 class ConfigError(ValueError):
@@ -105,8 +106,19 @@ def coerce(value: Any, annotation: Any, path: str) -> Any:
         except (TypeError, ValueError, OverflowError):
             continue
     what = " or ".join(kinds + (["none"] if optional else []))
-    hint = " (true/false are not numbers)" if isinstance(value, bool) else ""
-    raise ConfigError(f"{path}: cannot read {value!r} as {what}{hint}")
+    numeric = {"int", "float"} & set(kinds)
+    raise ConfigError(f"{path}: cannot read {value!r} as {what}{_hint(value) if numeric else ''}")
+
+
+def _hint(value: Any) -> str:
+    """Why a value that looks like a number is not one here (YAML true, a CLI 'true', nan, inf)."""
+    text = str(value).strip().lower()
+    if isinstance(value, bool) or text in ("true", "false"):
+        return " (true/false are not numbers)"
+    try:
+        return "" if math.isfinite(float(text)) else " (not a finite number)"
+    except ValueError:
+        return ""
 
 
 def _problem(f: Field, value: Any, sibling: dict[str, Any], section: str) -> str | None:

@@ -16,7 +16,7 @@ import torch
 import torchmetrics
 from torch.utils.data import DataLoader, TensorDataset
 
-from options import opt
+from options import SEED_MAX, opt
 
 SHAPES = ("many-to-one", "many-to-many", "seq2seq", "one-to-many")
 
@@ -46,7 +46,8 @@ def get(name: str) -> type[Task]:
 @dataclass(frozen=True)
 class TaskConfig:
     batch_size: int = opt(64, "training batch size", ge=1)
-    data_seed: int = opt(1234, "seed of the generated data; fixed across training seeds so they see the same data", ge=0)
+    data_seed: int = opt(1234, "seed of the generated data; fixed across training seeds so they see the same data",
+                         ge=0, le=SEED_MAX)
 
 
 @dataclass

@@ -90,6 +90,30 @@ class CharLM(Task):
             return f"task.corpus {c.corpus!r} is not a file; valid: pydoc, hf:<dataset>, or a path to a text file"
         if c.val_frac + c.test_frac >= 1:
             return f"task.val_frac + task.test_frac must be < 1, got {c.val_frac} + {c.test_frac}"
+        if c.corpus.startswith("hf:"):
+            return None  # loading it may download: read when the run starts
+        return cls._check_text(c)
+
+    @classmethod
+    def _check_text(cls, c) -> str | None:
+        """The corpus as the run reads it (cached): UTF-8 text with one window per stream in every split.
+        Found here, a bad corpus is one line before any work, not a traceback from inside the Trainer."""
+        try:
+            n = len(load_text(c.corpus, c.hf_field))
+        except UnicodeDecodeError as exc:
+            return f"task.corpus {c.corpus}: not UTF-8 text ({exc.reason}); a corpus is a UTF-8 text file"
+        except OSError as exc:
+            return f"task.corpus {c.corpus}: cannot be read ({exc.strerror or exc})"
+        if n == 0:
+            return f"task.corpus {c.corpus}: empty file"
+        n = min(n, c.max_chars or n)
+        n_test, n_val = int(n * c.test_frac), int(n * c.val_frac)
+        B, T = c.batch_size, c.seq_len
+        # Training reads windows of seq_len per stream; evaluation needs one character per stream at least.
+        if n - n_test - n_val < B * T + 1 or min(n_val, n_test) < B + 1:
+            return (f"task.corpus {c.corpus}: {n} characters{' (task.max_chars)' if n == c.max_chars else ''} are "
+                    f"too few for task.batch_size {B} streams: train / val / test hold {n - n_test - n_val} / "
+                    f"{n_val} / {n_test} and need {B * T + 1} (task.seq_len {T} per stream) / {B + 1} / {B + 1}")
         return None
 
     @classmethod

@@ -16,14 +16,14 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from options import opt
+from options import SEED_MAX, opt
 
 from .base import Classification, Splits, TaskConfig, register
 
 
 @dataclass(frozen=True)
 class MNIST1DConfig(TaskConfig):
-    data_seed: int = opt(42, "mnist1d generator seed (42 reproduces the published data set)", ge=0)
+    data_seed: int = opt(42, "mnist1d generator seed (42 reproduces the published data set)", ge=0, le=SEED_MAX)
     n_val: int = opt(500, "training sequences held out for validation", ge=1, le=3999)
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import TensorDataset
 
-from options import opt
+from options import SEED_MAX, opt
 
 from .base import Classification, Splits, TaskConfig
 
@@ -20,7 +20,7 @@ from .base import Classification, Splits, TaskConfig
 @dataclass(frozen=True)
 class PixelConfig(TaskConfig):
     permute: bool = opt(False, "feed the pixels in one fixed random order (permuted variant)")
-    perm_seed: int = opt(0, "seed of that fixed permutation", ge=0)
+    perm_seed: int = opt(0, "seed of that fixed permutation", ge=0, le=SEED_MAX)
 
 
 class PixelTask(Classification):

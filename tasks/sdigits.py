@@ -43,6 +43,13 @@ class SequentialDigits(PixelTask):
     side = 8
 
     @classmethod
+    def check(cls, config) -> str | None:
+        if config.n_val + config.n_test >= IMAGES:
+            return (f"task.n_val + task.n_test must be < {IMAGES} (the images scikit-learn ships), "
+                    f"got {config.n_val} + {config.n_test}")
+        return None
+
+    @classmethod
     def train_size(cls, config) -> int:
         return IMAGES - config.n_val - config.n_test
 

@@ -26,7 +26,7 @@ def upgrade_record(rec: dict) -> dict | None:
     """The schema-2 record, or None when ``rec`` has nothing to add."""
     if "defaults" in rec and "outside_question" in rec:
         return None
-    cfg = resolve(flatten(rec["config"]), check_memory=False)
+    cfg = resolve(flatten(rec["config"]), check_machine=False)
     if cfg.run_id != rec["id"]:
         raise SystemExit(f"migrate: {rec['name']}: the resolved config hashes to {cfg.run_id}, not {rec['id']}; "
                          "the declarations changed a run's identity")

@@ -9,7 +9,6 @@ sampling from a reference run means retraining it first (``rnnbench run`` with t
 
 from __future__ import annotations
 
-import pickle
 import zipfile
 from pathlib import Path
 
@@ -31,11 +30,15 @@ def save(system: torch.nn.Module, cfg: RunConfig, store: Store) -> Path:
 
 def read(path: Path) -> dict:
     """A checkpoint's contents, or one line naming the file and what is wrong with it."""
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive, whose directory is at the very end
+        raise RecordError(f"checkpoint {path}: cut short, or not a checkpoint (no complete zip archive, which "
+                          f"torch.save writes)")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except (zipfile.BadZipFile, pickle.UnpicklingError, EOFError, RuntimeError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise RecordError(f"checkpoint {path}: not a readable checkpoint, maybe cut short ({reason[:120]})") from None
+    except Exception as exc:  # a damaged file raises anything: OSError, KeyError, EOFError, RuntimeError, ...
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise RecordError(f"checkpoint {path}: damaged, not a readable checkpoint "
+                          f"({type(exc).__name__}{': ' + reason[:100] if reason else ''})") from None
     if not isinstance(data, dict) or "state_dict" not in data:
         raise RecordError(f"checkpoint {path}: no state_dict in it (not an rnnbench checkpoint)")
     return data
@@ -49,11 +52,15 @@ def load(run: str, store: Store):
     if not ckpt.is_file():
         raise ConfigError(f"run {record['name']} has no checkpoint at {ckpt}; checkpoints are not committed, "
                           f"retrain it with `rnnbench run` and its config (see the record)")
-    cfg = resolve(flatten(record["config"]))
+    state = read(ckpt)["state_dict"]  # before building anything
+    try:  # nothing trains here: no memory or GPU check
+        cfg = resolve(flatten(record["config"]), check_machine=False)
+    except ConfigError as exc:
+        raise RecordError(f"record {record_path}: its config no longer resolves: {exc}") from None
     task, system = build(cfg)
     task.setup("test")
     try:
-        system.load_state_dict(read(ckpt)["state_dict"])
+        system.load_state_dict(state)
     except RuntimeError as exc:  # shapes or names that do not match the record's config
         raise RecordError(f"checkpoint {ckpt}: does not fit the record's model ({str(exc).splitlines()[0][:120]})") \
             from None

@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from options import ConfigError, check, coerce, default_of, opt, role
+from options import SEED_MAX, ConfigError, check, coerce, default_of, opt, role
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
@@ -29,7 +29,7 @@ ACCELERATORS = ("auto", "cpu", "cuda", "gpu")
 
 @dataclass(frozen=True)
 class OptimConfig:
-    name: str = opt("adam", f"optimizer: {', '.join(OPTIMIZERS)}", choices=OPTIMIZERS)
+    name: str = opt("adam", "optimizer", choices=OPTIMIZERS)
     lr: float = opt(1e-3, "learning rate", gt=0)
     weight_decay: float = opt(0.0, "L2 weight decay", ge=0)
     clip: float = opt(1.0, "clip the global gradient L2 norm to this value (0 disables)", ge=0)
@@ -40,13 +40,13 @@ class TrainConfig:
     max_steps: int = opt(1000, "optimizer steps (the budget; the same for every architecture of a task)", ge=1)
     val_every: int = opt(250, "validate every this many steps", ge=1)
     # Where a run executes does not change what it computes: neither is part of its identity or question.
-    accelerator: str = opt("auto", "Lightning accelerator: auto, cpu, gpu (CPU runs are bit-reproducible)",
+    accelerator: str = opt("auto", "Lightning accelerator (CPU runs are bit-reproducible)",
                            choices=ACCELERATORS, identity=False)
     # devices > 1 change the effective batch, so they count; added after the reference, shown only when > 1.
     devices: int = opt(1, "devices for one run (DDP); each gets task.batch_size, so the effective batch grows",
                        ge=1, omit_default=True)
-    strategy: str = opt("auto", f"Lightning strategy for devices > 1: {', '.join(STRATEGIES)} (ddp_spawn works "
-                                "inside sweep workers; ddp re-launches the command line)",
+    strategy: str = opt("auto", "Lightning strategy for devices > 1 (ddp_spawn works inside sweep workers; ddp "
+                                "re-launches the command line)",
                         choices=STRATEGIES, identity=False, omit_default=True)
     diag: bool = opt(True, "gradient diagnostics (flow profile, spectra, unit health, verdict); see bench/diag")
     diag_every: int = opt(0, "probe the diagnostics every this many steps (0: max_steps // 10)", ge=0)
@@ -101,7 +101,7 @@ class RunConfig:
     def defaults(self) -> dict:
         """The default config of this task and architecture, shaped like ``to_dict`` (records carry it, so the
         leaderboard can tell what a row changed without importing any registry)."""
-        return resolve({"task.name": self.task_name, "arch.name": self.arch_name}, check_memory=False).to_dict()
+        return resolve({"task.name": self.task_name, "arch.name": self.arch_name}, check_machine=False).to_dict()
 
     @property
     def arch_label(self) -> str:
@@ -135,10 +135,11 @@ def flatten(config: dict, prefix: str = "") -> dict:
     return out
 
 
-def resolve(overrides: dict[str, Any], check_memory: bool = True) -> RunConfig:
+def resolve(overrides: dict[str, Any], check_machine: bool = True) -> RunConfig:
     """Build and validate a RunConfig from ``{"task.name": ..., "arch.name": ..., "optim.lr": ..., ...}``.
 
-    ``task`` and ``arch`` are accepted as short for ``task.name`` / ``arch.name``.
+    ``task`` and ``arch`` are accepted as short for ``task.name`` / ``arch.name``. ``check_machine`` also checks
+    that the run fits this machine (its memory, the GPUs it asks for): off where nothing trains here.
     """
     import architectures
     import tasks
@@ -166,19 +167,19 @@ def resolve(overrides: dict[str, Any], check_memory: bool = True) -> RunConfig:
         train=_fill(TrainConfig, TrainConfig(), sections["train"], "train"),
         seed=seed,
     )
-    validate(cfg, check_memory=check_memory)
+    validate(cfg, check_machine=check_machine)
     return cfg
 
 
-def validate(cfg: RunConfig, check_memory: bool = True) -> None:
+def validate(cfg: RunConfig, check_machine: bool = True) -> None:
     """The declared range of every field, then what spans fields: the task's own checks, the budget in whole
-    batches, and whether the run fits in memory."""
+    batches, and whether the run fits this machine (memory, GPUs)."""
     import tasks
 
     for name, section in cfg._sections().items():
         check(section, name)
-    if cfg.seed < 0:
-        raise ConfigError(f"seed must be >= 0, got {cfg.seed}")
+    if not 0 <= cfg.seed <= SEED_MAX:
+        raise ConfigError(f"seed must be >= 0 and <= {SEED_MAX}, got {cfg.seed}")
     task = tasks.get(cfg.task_name)
     problem = task.check(cfg.task)
     if problem:
@@ -194,7 +195,8 @@ def validate(cfg: RunConfig, check_memory: bool = True) -> None:
             raise ConfigError(f"train.{name} ({value}) must be a multiple of {per_batch}, the optimizer steps per "
                               f"batch under truncated BPTT (task.seq_len / task.tbptt); e.g. "
                               f"{value - value % per_batch or per_batch}")
-    if check_memory:
+    if check_machine:
+        _check_devices(cfg)
         _check_memory(cfg, task(cfg.task))
 
 
@@ -230,6 +232,19 @@ def available_bytes() -> int | None:
 
 def _gib(n: float) -> str:
     return f"{n / 2**30:.3g} GiB"
+
+
+def _check_devices(cfg: RunConfig) -> None:
+    """GPUs asked for must be here: Lightning finds out only when the Trainer starts, with a traceback."""
+    if cfg.train.accelerator not in ("cuda", "gpu"):
+        return
+    import torch
+
+    have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if have < cfg.train.devices:
+        raise ConfigError(f"train.accelerator {cfg.train.accelerator} with train.devices {cfg.train.devices}: "
+                          f"this machine has {have} GPU(s); valid here: auto, cpu"
+                          + (f" or train.devices <= {have}" if have else ""))
 
 
 def _check_memory(cfg: RunConfig, task) -> None:

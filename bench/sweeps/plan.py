@@ -18,12 +18,13 @@ from ..run.config import RunConfig, resolve
 from .spec import expand_file
 
 
-def plan(path: Path) -> list[RunConfig]:
-    """Every run of the sweep, validated, duplicates (same resolved config) removed."""
+def plan(path: Path, check_machine: bool = True) -> list[RunConfig]:
+    """Every run of the sweep, validated, duplicates (same resolved config) removed. ``check_machine``: also
+    refuse runs that cannot fit this machine (memory, GPUs); off when they train elsewhere (a Ray cluster)."""
     seen, runs = set(), []
     for doc, overrides in expand_file(path):
         try:
-            cfg = resolve(overrides)
+            cfg = resolve(overrides, check_machine=check_machine)
         except ConfigError as exc:
             raise ConfigError(f"{path} document {doc}: {exc}") from None
         if cfg.run_id not in seen:

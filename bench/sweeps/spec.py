@@ -43,6 +43,8 @@ PARAM_KEYS = ("distribution", "max", "min", "probabilities", "q", "value", "valu
 
 def load_documents(path: Path) -> list[dict]:
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"sweep file {str(path)!r} is a folder; give a YAML file such as sweeps/default.yaml")
     if not path.is_file():
         raise ConfigError(f"sweep file {str(path)!r} not found")
     try:

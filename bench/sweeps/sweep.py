@@ -36,7 +36,7 @@ def run(path: Path, out: Path | Store, workers: int | None = None, wandb: str = 
     options = Options(spec=Path(path), wandb=wandb, workers=workers, threads=threads, runs_per_gpu=runs_per_gpu,
                       retry_failed=retry_failed, address=address, gpus=gpus)
     chosen = get(executor)(options)  # a missing package is one line, before planning
-    cfgs = plan(path)
+    cfgs = plan(path, check_machine=chosen.trains_here)
     statuses, unreadable = store.statuses()
     todo = pending(cfgs, statuses, retry_failed)
     chosen.check(todo)

@@ -13,6 +13,7 @@ disabled, logged as a table to a W&B run in the run's group (job type ``sample``
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -71,8 +72,9 @@ def check(task, prime: str, temperatures: list[float], length: int) -> None:
                           f"(e.g. charlm)")
     if not prime:
         raise ConfigError("--prime must not be empty: the model needs at least one character to start from")
-    if any(t <= 0 for t in temperatures):
-        raise ConfigError(f"--temperature must be > 0, got {min(temperatures)}; use --greedy for argmax")
+    bad = [t for t in temperatures if not (0 < t < math.inf)]  # nan too: it fails every comparison
+    if bad:
+        raise ConfigError(f"--temperature must be > 0 and finite, got {bad[0]}; use --greedy for argmax")
     if length < 1:
         raise ConfigError(f"--length must be >= 1, got {length}")
     encode(task, prime)

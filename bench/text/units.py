@@ -104,7 +104,7 @@ def check_task(task_cls, name: str) -> None:
     """Units are read against character text: the task must be a text task (``is_text``)."""
     if not task_cls.is_text:
         raise ConfigError(f"units need a character language-model run such as charlm (a task with a character "
-                          f"vocab and text); {name} is a {task_cls.name} run")
+                          f"vocab and text); {name} is a run of task {task_cls.name}")
 
 
 def sample_text(task, length: int) -> tuple[str, int]:
@@ -160,7 +160,9 @@ def run(run_name: str, store: Store, units: list[int] | None = None, length: int
 
     from ..run import checkpoint
 
-    record, _ = store.find(run_name)
+    record, path = store.find(run_name)
+    if record["task"] not in tasks.names():
+        raise ConfigError(f"record {path}: unknown task {record['task']!r}; valid: {', '.join(tasks.names())}")
     check_task(tasks.get(record["task"]), record["name"])  # before loading any weights
     record, _, cfg, task, system = checkpoint.load(run_name, store)
     units = list(units or [])

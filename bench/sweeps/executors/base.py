@@ -61,6 +61,11 @@ class Executor:
         if self.options.address is not None and not self.accepts_address:
             raise ConfigError(f"--address is for --executor ray, not {self.name}")
 
+    @property
+    def trains_here(self) -> bool:
+        """Whether runs train on this machine, so planning checks they fit its memory and GPUs."""
+        return True
+
     def workers(self, todo: list[RunConfig]) -> int:
         """How many runs train at once (the progress line's ETA divides by it)."""
         return 1

@@ -71,6 +71,10 @@ class Ray(Executor):
     help = "Ray Tune trials, on a local Ray runtime or the cluster at --address"
     accepts_address = True
 
+    @property
+    def trains_here(self) -> bool:
+        return self.options.address is None  # a cluster's workers have their own memory and GPUs
+
     def check(self, todo: list[RunConfig]) -> None:
         for cfg in todo:
             if cfg.train.devices > 1 and cfg.train.strategy != "ddp_spawn":

@@ -1,0 +1,155 @@
+"""Bad input of every kind (CLI values, sweep files, files on disk): one line, exit 2, nothing written.
+
+In-process through ``bench.cli.main``, so each case costs milliseconds; ``python -m bench.dev.bad_input`` runs the
+full table as real processes. Cases already in test_cli.py and test_sweep.py are not repeated here.
+"""
+
+import shutil
+import zipfile
+
+import pytest
+from conftest import small
+
+from bench import cli
+from bench.run.config import resolve
+from bench.run.train import train
+
+ADDING = ["run", "--task", "adding", "--arch", "gru", "--wandb", "disabled"]
+CHARLM = ["run", "--task", "charlm", "--arch", "lstm", "--wandb", "disabled"]
+GRID = "method: grid\nparameters:\n  task.name: {value: adding}\n  arch.name: {value: gru}\n"
+
+
+def refused(capsys, argv: list[str]) -> str:
+    """The one stderr line of a refused command (exit 2)."""
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2, err
+    assert err.count("\n") == 1 and err.startswith("rnnbench: error: "), err
+    return err
+
+
+def listing(folder):
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([*ADDING, "--arch.hidden_size", "true"], "arch.hidden_size: cannot read 'true' as int (true/false are not numbers)"),
+    ([*ADDING, "--arch.hidden_size", "8.5"], "arch.hidden_size: cannot read '8.5' as int"),
+    ([*ADDING, "--task.seq_len", "0"], "task.seq_len must be >= 2, got 0"),
+    ([*CHARLM, "--task.seq_len", "-5"], "task.seq_len must be >= 1, got -5"),
+    ([*ADDING, "--optim.lr", "nan"], "optim.lr: cannot read 'nan' as float (not a finite number)"),
+    ([*ADDING, "--optim.clip", "inf"], "optim.clip: cannot read 'inf' as float (not a finite number)"),
+    ([*ADDING, "--arch.dropout", "1.5"], "arch.dropout must be >= 0 and < 1, got 1.5"),
+    ([*ADDING, "--train.diag", "maybe"], "train.diag: cannot read 'maybe' as bool"),
+    ([*ADDING, "--train.accelerator", "tpu"], "unknown train.accelerator 'tpu'; valid: auto, cpu, cuda, gpu"),
+    ([*ADDING, "--train.strategy", "fsdp"], "unknown train.strategy 'fsdp'; valid: auto, ddp, ddp_spawn"),
+    ([*ADDING, "--seed", "4294967296"], "seed must be >= 0 and <= 4294967295, got 4294967296"),
+    ([*ADDING, "--task.data_seed", "100000000000000000000"], "task.data_seed must be >= 0 and <= 4294967295"),
+    ([*ADDING, "--task.n_train", "10"], "task.batch_size (64) is larger than the 10 training examples"),
+    (["run", "--task", "sdigits", "--arch", "gru", "--task.n_val", "1000", "--task.n_test", "1000"],
+     "task.n_val + task.n_test must be < 1797 (the images scikit-learn ships), got 1000 + 1000"),
+    ([*ADDING, "--arch.hidden_size", "2000000"], "needs about"),
+    ([*ADDING, "--train.accelerator", "gpu", "--train.devices", "64"], "train.devices 64: this machine has"),
+    ([*CHARLM, "--task.max_chars", "500"], "task.corpus pydoc: 500 characters (task.max_chars) are too few"),
+    ([*ADDING, "--model.size", "3"], "unknown option 'model.size'; valid sections: task.*, arch.*, optim.*"),
+    ([*ADDING, "--optim.lr"], "option --optim.lr needs a value"),
+    ([*ADDING, "extra"], "unexpected argument 'extra'"),
+    (["sweep", "sweeps/tiny.yaml", "--fast"], "unrecognized arguments: --fast"),
+    (["leaderboard"], "no run records under"),
+])
+def test_bad_values_and_flags(capsys, tmp_path, argv, message):
+    err = refused(capsys, [*argv, "--out", str(tmp_path / "out")])
+    assert message in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    (bytes(range(256)) * 8, "not UTF-8 text"),
+    (b"", "empty file"),
+])
+def test_a_corpus_that_is_not_text_is_refused_before_any_work(capsys, tmp_path, content, message):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes(content)
+    err = refused(capsys, [*CHARLM, "--task.corpus", str(corpus), "--out", str(tmp_path / "out")])
+    assert f"task.corpus {corpus}: {message}" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_out_folder_that_is_a_file_is_refused_before_training(capsys, tmp_path):
+    (tmp_path / "f").write_text("a file")
+    err = refused(capsys, [*ADDING, "--out", str(tmp_path / "f")])
+    assert f"{tmp_path / 'f'} is a file, not a folder" in err
+    err = refused(capsys, ["sweep", "sweeps/tiny.yaml", "--out", str(tmp_path / "f" / "out")])
+    assert "is a file, not a folder" in err
+
+
+@pytest.mark.parametrize("text, message", [
+    (b"method: grid\nparameters:\n  task.name: {value: \xff}\n", "not UTF-8 text (byte 46)"),
+    ("method: grid\nparameters: [unclosed\n", "invalid YAML"),
+    ("", "is empty"),
+    ("- task.name\n- arch.name\n", "document 1: needs a non-empty 'parameters' mapping"),
+    (GRID + "  arch.hidden_size: {value: true}\n",
+     "document 1: arch.hidden_size: cannot read True as int (true/false are not numbers)"),
+    (GRID + "  task.seq_len: {values: [10, 0]}\n", "document 1: task.seq_len must be >= 2, got 0"),
+    (GRID + "---\n" + GRID.replace("adding", "addng"), "document 2: unknown task 'addng'; valid: adding"),
+    (GRID.replace("grid", "random") + "run_cap: many\n", "run_cap must be a whole number >= 1, got 'many'"),
+])
+def test_bad_sweep_files(capsys, tmp_path, text, message):
+    spec = tmp_path / "s.yaml"
+    spec.write_bytes(text if isinstance(text, bytes) else text.encode())
+    err = refused(capsys, ["sweep", str(spec), "--out", str(tmp_path / "out")])
+    assert message in err and str(spec) in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_folder_is_not_a_sweep_file(capsys, tmp_path):
+    assert "is a folder" in refused(capsys, ["sweep", str(tmp_path), "--out", str(tmp_path / "out")])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lm")
+    rec = train(resolve(small("charlm", "lstm", **{"train.max_steps": 4, "train.val_every": 4})), out,
+                wandb="disabled")
+    return rec, out
+
+
+def _cut(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _zip(path):  # a complete zip archive that torch cannot read
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("x/data.pkl", "garbage")
+
+
+def _edit(path, old, new):
+    path.write_text(path.read_text().replace(old, new))
+
+
+@pytest.mark.parametrize("command, extra, damage, message", [
+    ("sample", ["--temperature", "nan"], None, "--temperature must be > 0 and finite, got nan"),
+    ("sample", ["--prime", ""], None, "--prime must not be empty"),
+    ("sample", [], lambda r, c: _cut(c), "cut short, or not a checkpoint"),
+    ("units", [], lambda r, c: c.write_text("hello"), "cut short, or not a checkpoint"),
+    ("units", [], lambda r, c: _zip(c), "damaged, not a readable checkpoint (RuntimeError: "),
+    ("units", [], lambda r, c: _cut(r), "cut short (line"),
+    ("units", [], lambda r, c: _edit(r, '"task": "charlm"', '"task": "charlm2"'), "unknown task 'charlm2'; valid:"),
+    ("units", [], lambda r, c: _edit(r, '"corpus": "pydoc"', '"corpus": "gone.txt"'),
+     "its config no longer resolves: task.corpus 'gone.txt' is not a file"),
+    ("sample", [], lambda r, c: _edit(r, '"metric": {', '"metric": 3, "was": {'),
+     "'metric' should hold a mapping, not 3"),
+])
+def test_damaged_runs_and_bad_text_options(capsys, tmp_path, trained, command, extra, damage, message):
+    rec, source = trained
+    out = tmp_path / "out"
+    shutil.copytree(source, out)
+    record, ckpt = out / "runs" / f"{rec['name']}__{rec['id']}.json", out / rec["checkpoint"]
+    if damage:
+        damage(record, ckpt)
+        named = ckpt if "checkpoint" in message else record
+    before = listing(out)
+    err = refused(capsys, [command, rec["name"], "--out", str(out), *extra])  # W&B: off in conftest
+    assert message in err and (damage is None or str(named) in err)
+    assert listing(out) == before
