@@ -75,3 +75,15 @@ ARCHS = architectures.names()
 @pytest.fixture(params=[(t, a) for t in TASKS for a in ARCHS], ids=lambda p: f"{p[0]}-{p[1]}")
 def task_arch(request):
     return request.param
+
+
+@pytest.fixture(scope="session")
+def lm_run(tmp_path_factory):
+    """A tiny trained char-LM run and its results folder, with its checkpoint: for sample, units, bad input."""
+    from bench.run.config import resolve
+    from bench.run.train import train
+
+    out = tmp_path_factory.mktemp("lm")
+    rec = train(resolve(small("charlm", "lstm", **{"train.max_steps": 4, "train.val_every": 4})), out,
+                wandb="disabled")
+    return rec, out

@@ -8,11 +8,8 @@ import shutil
 import zipfile
 
 import pytest
-from conftest import small
 
 from bench import cli
-from bench.run.config import resolve
-from bench.run.train import train
 
 ADDING = ["run", "--task", "adding", "--arch", "gru", "--wandb", "disabled"]
 CHARLM = ["run", "--task", "charlm", "--arch", "lstm", "--wandb", "disabled"]
@@ -107,14 +104,6 @@ def test_a_folder_is_not_a_sweep_file(capsys, tmp_path):
     assert "is a folder" in refused(capsys, ["sweep", str(tmp_path), "--out", str(tmp_path / "out")])
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    out = tmp_path_factory.mktemp("lm")
-    rec = train(resolve(small("charlm", "lstm", **{"train.max_steps": 4, "train.val_every": 4})), out,
-                wandb="disabled")
-    return rec, out
-
-
 def _cut(path):
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
@@ -141,8 +130,8 @@ def _edit(path, old, new):
     ("sample", [], lambda r, c: _edit(r, '"metric": {', '"metric": 3, "was": {'),
      "'metric' should hold a mapping, not 3"),
 ])
-def test_damaged_runs_and_bad_text_options(capsys, tmp_path, trained, command, extra, damage, message):
-    rec, source = trained
+def test_damaged_runs_and_bad_text_options(capsys, tmp_path, lm_run, command, extra, damage, message):
+    rec, source = lm_run
     out = tmp_path / "out"
     shutil.copytree(source, out)
     record, ckpt = out / "runs" / f"{rec['name']}__{rec['id']}.json", out / rec["checkpoint"]

@@ -14,14 +14,6 @@ from bench.store import Store
 from bench.text import sample
 
 
-@pytest.fixture(scope="module")
-def lm_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("lm")
-    rec = train(resolve(small("charlm", "lstm", **{"train.max_steps": 4, "train.val_every": 4})), out,
-                wandb="disabled")
-    return rec, out
-
-
 def test_the_checkpoint_restores_the_trained_weights(lm_run):
     rec, out = lm_run
     assert rec["checkpoint"] == f"checkpoints/{rec['name']}__{rec['id']}.pt" and (out / rec["checkpoint"]).is_file()
