@@ -14,7 +14,7 @@ The text is split contiguously into train / val / test (``val_frac``, ``test_fra
 pieces, and batch i holds characters [i·seq_len, (i+1)·seq_len) of every piece, so consecutive batches
 continue each other and the system carries the hidden state from one batch to the next (reset each epoch).
 Training is truncated backpropagation through time: every batch is split into chunks of ``tbptt`` steps, one
-optimizer step per chunk, the state carried across chunks and detached between them (bench/system.py).
+optimizer step per chunk, the state carried across chunks and detached between them (bench/run/system.py).
 ``tbptt 0`` backpropagates through the whole window instead (full BPTT; the state is still carried, and
 detached at window boundaries). Evaluation streams the val/test text through the same carried state, so
 every character is scored with all the context before it in its stream.
