@@ -104,3 +104,11 @@ def test_the_leaderboard_reads_records_alone_without_torch(tmp_path):
     assert out == "0 []"
     rows = leaderboard.build_rows(Store(tmp_path / "out").records().records)
     assert {r.label for r in rows} == {"vanilla", "irnn", "lstm", "gru", "gru-2l"}
+
+
+def test_provenance_reads_git_at_the_repository_root():
+    from bench.run import records
+
+    # The dirty flag covers tasks/ and architectures/ too only when git runs at the root, not inside bench/.
+    assert (records.ROOT / "pyproject.toml").is_file() and (records.ROOT / "tasks").is_dir()
+    assert records.provenance()["git_sha"] == records._git("rev-parse", "HEAD") != "unknown"

@@ -26,7 +26,7 @@ import yaml
 
 from ..sweeps.spec import load_documents
 
-SPEC = Path(__file__).resolve().parent.parent / "sweeps" / "default.yaml"
+SPEC = Path(__file__).resolve().parents[2] / "sweeps" / "default.yaml"
 
 
 def subset(spec: Path, documents: str, folder: Path) -> Path:

@@ -25,7 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 
 SCHEMA = 2  # 2: defaults and outside_question (bench.dev.migrate adds them to schema-1 records)
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository: git reads its SHA and dirt there
 
 
 def _git(*args: str) -> str:
@@ -35,25 +35,9 @@ def _git(*args: str) -> str:
         return ""
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-# /proc/cpuinfo fields that identify a CPU's arithmetic: x86, then ARM. Clock speeds, microcode and core ids
-# are left out (they do not change results).
-_CPU_ID_FIELDS = ("vendor_id", "cpu family", "model", "stepping",
-                  "CPU implementer", "CPU architecture", "CPU variant", "CPU part", "CPU revision")
-_CPU_FLAG_FIELDS = ("flags", "Features")
-
-
-def _cpu_identity() -> tuple[str, str]:
-    """(readable id, feature flags) of the first CPU in /proc/cpuinfo; platform's words where there is none."""
+@lru_cache(maxsize=1)
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's block of /proc/cpuinfo (empty where there is none)."""
     fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -65,6 +49,23 @@ def _cpu_identity() -> tuple[str, str]:
             fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
+    return fields
+
+
+def _cpu_name() -> str:
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
+
+
+# /proc/cpuinfo fields that identify a CPU's arithmetic: x86, then ARM. Clock speeds, microcode and core ids
+# are left out (they do not change results).
+_CPU_ID_FIELDS = ("vendor_id", "cpu family", "model", "stepping",
+                  "CPU implementer", "CPU architecture", "CPU variant", "CPU part", "CPU revision")
+_CPU_FLAG_FIELDS = ("flags", "Features")
+
+
+def _cpu_identity() -> tuple[str, str]:
+    """(readable id, feature flags) of the first CPU in /proc/cpuinfo; platform's words where there is none."""
+    fields = _cpuinfo()
     ident = " ".join(f"{k}={fields[k]}" for k in _CPU_ID_FIELDS if k in fields)
     flags = next((fields[k] for k in _CPU_FLAG_FIELDS if k in fields), "")
     if not ident:
