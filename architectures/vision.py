@@ -31,33 +31,38 @@ class ImageEncoder(nn.Module):
     code. Attention weighs cells by content alone, so without the code a flattened grid would not say where a
     cell is; the summary is the mean over cells, taken before the code (which is the same for every image)."""
 
-    def __init__(self, backbone: nn.Module, image_size: int | tuple[int, int], channels: int, out_size: int):
+    def __init__(self, backbone: nn.Module, image_size: int | tuple[int, int], channels: int, out_size: int,
+                 grid: bool = True):
         super().__init__()
         self.backbone = backbone
-        features, cells = _probe(backbone, image_size, channels)
+        features, self.grid_shape = _probe(backbone, image_size, channels)  # (rows, columns) of cells
+        cells = self.grid_shape[0] * self.grid_shape[1]
         self.project = nn.Linear(features, out_size)
-        # 0.02: the scale of learned position embeddings in BERT and GPT-2
-        self.position = nn.Parameter(0.02 * torch.randn(cells, out_size))
+        # 0.02: the scale of learned position embeddings in BERT and GPT-2. A model that reads only the summary
+        # (grid=False: VQA, per-frame tagging) has no use for it, so it has none: no parameter without a gradient.
+        self.position = nn.Parameter(0.02 * torch.randn(cells, out_size)) if grid else None
         self.out_size = out_size
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """images (B, C, H, W) -> summary (B, D), grid (B, N, D)."""
         features = self.project(self.backbone(images).flatten(2).transpose(1, 2))
+        if self.position is None:
+            return features.mean(dim=1), features
         if features.shape[1] != self.position.shape[0]:
             raise ValueError(f"these images give a {features.shape[1]}-cell grid; the encoder was built for "
                              f"{self.position.shape[0]} cells (check image_size)")
         return features.mean(dim=1), features + self.position
 
 
-def _probe(backbone: nn.Module, image_size: int | tuple[int, int], channels: int) -> tuple[int, int]:
-    """(features F, cells h * w) of the backbone's output for one blank image of this size."""
+def _probe(backbone: nn.Module, image_size: int | tuple[int, int], channels: int) -> tuple[int, tuple[int, int]]:
+    """(features F, grid (h, w)) of the backbone's output for one blank image of this size."""
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     was_training = backbone.training
     backbone.eval()  # batch norm in training mode refuses one image with a 1 x 1 map
     with torch.no_grad():
         out = backbone(torch.zeros(1, channels, *size, dtype=next(backbone.parameters()).dtype))
     backbone.train(was_training)
-    return out.shape[1], out.shape[2] * out.shape[3]
+    return out.shape[1], (out.shape[2], out.shape[3])
 
 
 @IMAGE_ENCODERS.register("cnn")
@@ -107,7 +112,8 @@ def cached_weights(url: str) -> dict[str, torch.Tensor]:
 
 
 def build_image_encoder(name: str, image_size: int | tuple[int, int], channels: int = 3, out_size: int = 128,
-                        pretrained: bool = False) -> ImageEncoder:
-    """The image encoder ``name`` for images of ``image_size`` (int: square) with ``channels`` channels."""
+                        pretrained: bool = False, grid: bool = True) -> ImageEncoder:
+    """The image encoder ``name`` for images of ``image_size`` (int: square) with ``channels`` channels; with
+    ``grid=False`` for models that read the summary vector only (no position code)."""
     backbone = IMAGE_ENCODERS.get(name)(channels, pretrained)
-    return ImageEncoder(backbone, image_size, channels, out_size)
+    return ImageEncoder(backbone, image_size, channels, out_size, grid)

@@ -73,6 +73,11 @@ def _fields_help() -> str:
     for name in architectures.names():
         e = architectures.entry(name)
         block(f"arch.* for --arch {name}", e.config, e.default_config())
+    from .run.models import KINDS
+
+    for kind, spec in KINDS.items():
+        users = ", ".join(n for n in tasks.names() if getattr(tasks.get(n), "model", None) == kind)
+        block(f"model.* for the {kind} model (--task {users or 'none yet'})", spec.Options)
     return "\n".join(lines)
 
 
@@ -146,6 +151,15 @@ def build_parser(run_epilog: str | None = None) -> Parser:
     g.add_argument("--length", type=positive_int, default=300, help="characters to generate [default: 300]")
     g.add_argument("--seed", type=int, default=0, help="seed of the sampling generator [default: 0]")
     g.add_argument("--wandb", default="auto", help="auto, online, offline, disabled [default: auto]")
+
+    d = sub.add_parser("decode", help="decode held-out examples with a trained composed run (translate, caption, "
+                                      "vqa, sentiment, frames): source, reference, output, attention map")
+    d.add_argument("run", help="run name (translate__gru__s0, optionally __<id>) or a record path")
+    d.add_argument("--out", type=Path, default=Path(LOCAL_OUT), help=f"results folder [default: {LOCAL_OUT}]")
+    d.add_argument("--n", type=positive_int, default=5, help="examples to decode [default: 5]")
+    d.add_argument("--split", choices=("val", "test"), default="test", help="held-out split [default: test]")
+    d.add_argument("--beam", type=positive_int, default=None,
+                   help="beam width for decoders [default: the run's model.beam; 1 is greedy]")
 
     u = sub.add_parser("units", help="rank a char-LM run's hidden units by the text features they track "
                                      "and colour them over held-out text (Karpathy et al. 2015)")
@@ -292,6 +306,32 @@ def cmd_sample(args, rest) -> int:
     return 0
 
 
+def cmd_decode(args, rest) -> int:
+    from .store import Store
+
+    store = Store(args.out)
+    store.find(args.run)  # a mistyped run name is one line before torch loads
+    from .run import checkpoint
+    from .run.train import quiet
+    from .text import decode
+
+    record, record_path, _, task, system = checkpoint.load(args.run, store)
+    decode.check(task, system, args.n, args.split, args.beam)
+    quiet()
+    rows, attention = decode.decode(system, task, args.n, args.split, args.beam)
+    home = Store.of_record(record_path)
+    print(f"--- {record['name']} [{record['id']}], {args.split} split")
+    for row in rows:
+        mark = "=" if row["output"] == row["reference"] else "≠"
+        print(f"source:    {row['source']}\nreference: {row['reference']}\noutput:    {row['output']}  {mark}\n")
+    if attention is not None:
+        png = decode.draw(attention, home.decoded_path(record["name"], record["id"], ".attention.png"),
+                          f"{record['name']}: {attention['source'][:60]}")
+        print(f"attention map: {png}")
+    print(f"decoded: {decode.save(rows, record, home)}")
+    return 0
+
+
 def cmd_list(args, rest) -> int:
     import architectures
     import tasks
@@ -303,4 +343,4 @@ def cmd_list(args, rest) -> int:
 
 
 COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard, "list": cmd_list,
-            "units": cmd_units, "sample": cmd_sample}
+            "units": cmd_units, "sample": cmd_sample, "decode": cmd_decode}

@@ -133,6 +133,9 @@ class Store:
     def units_path(self, name: str, run_id: str, suffix: str) -> Path:
         return self.root / "units" / f"{stem(name, run_id)}{suffix}"
 
+    def decoded_path(self, name: str, run_id: str, suffix: str) -> Path:
+        return self.root / "decode" / f"{stem(name, run_id)}{suffix}"
+
     def lock_path(self, key: str) -> Path:
         return self.root / "locks" / f"{key}.lock"
 

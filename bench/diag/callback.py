@@ -19,7 +19,7 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import WandbLogger
 
-from . import flow, health, spectra
+from . import health, spectra
 from .verdict import verdict
 
 
@@ -47,6 +47,32 @@ def gradient_events(grad_history: list[float], clip: float, nonfinite: bool) -> 
     }
 
 
+def _to(batch, device):
+    if isinstance(batch, dict):
+        return {k: v.to(device) for k, v in batch.items()}
+    return tuple(t.to(device) for t in batch)
+
+
+def _measured(profile, jac, core, units) -> dict:
+    layers = range(len(profile.norms))
+    return {
+        "flow": profile.norms,
+        "ratio": {f"l{i}": profile.ratio(i) for i in layers},
+        "fall10": {f"l{i}": profile.fall10(i) for i in layers},
+        "jacobian": jac,
+        "spectra": spectra.weight_spectra(core),
+        "health": units,
+    }
+
+
+def _core_summary(history: list[dict], nonfinite: bool, spike, steps: list[int]) -> dict:
+    """One core's verdict, flow ratios, final measures and profiles over the probes."""
+    ratio = history[-1]["ratio"].get("l0")
+    return {"verdict": verdict(ratio, nonfinite, spike), "flow_ratio_init": history[0]["ratio"].get("l0"),
+            "flow_ratio_final": ratio, "final": {k: v for k, v in history[-1].items() if k != "flow"},
+            "profiles": {"steps": steps, "flow": [h["flow"] for h in history]}}
+
+
 class GradientDiagnostics(L.Callback):
     def __init__(self, every: int, probe_size: int = 64, jacobian_samples: int = 4, jacobian_steps: int = 4):
         if every < 1:
@@ -56,12 +82,11 @@ class GradientDiagnostics(L.Callback):
         self.history: list[dict] = []
         self._probe_batch = None
         self._due = 0  # the next step at which a probe is due
+        self.attention: dict | None = None  # a composed model's attention map of one probe example
 
     def setup(self, trainer, pl_module, stage=None):
-        task = pl_module.task
-        task.setup(stage)
-        x, target = task.probe_batch(self.probe_size)
-        self._probe_batch = (task.inputs(x), target)
+        pl_module.task.setup(stage)
+        self._probe_batch = pl_module.probe_batch(self.probe_size)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         # ">=" rather than "% every == 0": under truncated BPTT a batch takes several optimizer steps.
@@ -73,6 +98,7 @@ class GradientDiagnostics(L.Callback):
     def on_train_end(self, trainer, pl_module):
         if not self._probed(trainer.global_step):
             self.probe(pl_module, trainer.global_step)
+        self.attention = pl_module.attention_example(_to(self._probe_batch, pl_module.device))
         events = gradient_events(pl_module.grad_history, pl_module.optim.clip,
                                  pl_module.divergence is not None)
         row = {f"diag/{k}": float(v) for k, v in events.items() if v is not None}
@@ -81,30 +107,34 @@ class GradientDiagnostics(L.Callback):
         self._mirror_pictures(pl_module)
 
     # ---- measuring ------------------------------------------------------------------------------------
-    def measure(self, pl_module) -> dict:
-        core, task = pl_module.core, pl_module.task
-        x, target = (t.to(pl_module.device) for t in self._probe_batch)
-        was_training = core.training
-        core.eval()  # no dropout draws: the probe must not move the RNG
+    def measure(self, pl_module) -> dict | None:
+        """The probes of the system's recurrent cores: the main one's at the top level (the sequence systems'
+        only core; a composed model's encoder), and every core by role under ``cores`` when there are several
+        roles. None for a model without a recurrent core."""
+        batch = _to(self._probe_batch, pl_module.device)
+        module = pl_module.probed
+        was_training = module.training
+        module.eval()  # no dropout draws: the probe must not move the RNG
         try:
             with torch.enable_grad():
-                profile, trace = flow.profile(core, pl_module.head, task, x, target)
-                jac = spectra.jacobian_norms(core, trace, self.jacobian_samples, self.jacobian_steps)
-            units = health.unit_health(core, trace)
+                probed = pl_module.probe(batch)
+                jacs = [spectra.jacobian_norms(core, trace, self.jacobian_samples, self.jacobian_steps)
+                        for _, core, _, trace in probed]
+            units = [health.unit_health(core, trace) for _, core, _, trace in probed]
         finally:
-            core.train(was_training)
-        layers = range(len(profile.norms))
-        return {
-            "flow": profile.norms,
-            "ratio": {f"l{i}": profile.ratio(i) for i in layers},
-            "fall10": {f"l{i}": profile.fall10(i) for i in layers},
-            "jacobian": jac,
-            "spectra": spectra.weight_spectra(core),
-            "health": units,
-        }
+            module.train(was_training)
+        if not probed:
+            return None
+        each = {role: _measured(profile, jac, core, unit)
+                for (role, core, profile, _), jac, unit in zip(probed, jacs, units, strict=True)}
+        main = each[probed[0][0]]
+        return main if list(each) == ["core"] else {**main, "role": probed[0][0], "cores": each}
 
-    def probe(self, pl_module, step: int) -> dict:
-        m = {"step": step, **self.measure(pl_module)}
+    def probe(self, pl_module, step: int) -> dict | None:
+        measured = self.measure(pl_module)
+        if measured is None:
+            return None
+        m = {"step": step, **measured}
         self.history.append(m)
         row = {f"diag/flow_ratio/{k}": v for k, v in m["ratio"].items()}
         row.update({f"diag/fall10/{k}": v for k, v in m["fall10"].items() if v is not None})
@@ -114,6 +144,8 @@ class GradientDiagnostics(L.Callback):
         for kind in ("saturation", "dead_units"):
             row.update({f"diag/{kind}/{k}": v for k, v in m["health"][kind].items()})
         row.update({f"diag/gate/{k}": v for k, v in m["health"]["gates"].items()})
+        for role, c in m.get("cores", {}).items():
+            row.update({f"diag/{role}/flow_ratio/{k}": v for k, v in c["ratio"].items()})
         for logger in pl_module.loggers:
             logger.log_metrics(row, step=step)
         return m
@@ -123,22 +155,34 @@ class GradientDiagnostics(L.Callback):
 
     # ---- reporting ------------------------------------------------------------------------------------
     def summary(self, grad_history: list[float], clip: float, nonfinite: bool) -> dict:
-        """The record's ``diagnostics`` section: probe history, final values, gradient events, verdict."""
+        """The record's ``diagnostics`` section: probe history, final values, gradient events, verdict; for a
+        composed model also the same per core (``cores``) and one attention map (``attention``)."""
         first, last = (self.history[0], self.history[-1]) if self.history else ({}, {})
         ratio = last.get("ratio", {}).get("l0")
         events = gradient_events(grad_history, clip, nonfinite)
+        extra = {}
+        if "cores" in last:
+            extra["role"] = last["role"]
+            extra["cores"] = {role: _core_summary([h["cores"][role] for h in self.history], nonfinite,
+                                                  events["spike"], [h["step"] for h in self.history])
+                              for role in last["cores"]}
+        if self.attention is not None:
+            extra["attention"] = self.attention
         return _rounded({
             "every": self.every, "probe_size": self.probe_size, "loss": "last output step (see diag/flow.py)",
             "verdict": verdict(ratio, nonfinite, events["spike"]),
             "flow_ratio_init": first.get("ratio", {}).get("l0"), "flow_ratio_final": ratio,
-            "final": {k: v for k, v in last.items() if k != "flow"},
+            "final": {k: v for k, v in last.items() if k not in ("flow", "cores", "role")},
             "events": events,
             "profiles": {"steps": [h["step"] for h in self.history], "flow": [h["flow"] for h in self.history]},
+            **extra,
         })
 
     def _mirror_pictures(self, pl_module) -> None:
-        """The flow heatmap and a few line profiles to the W&B mirror, if the run has one."""
+        """The flow heatmap, a few line profiles and the attention map to the W&B mirror, if the run has one."""
         mirrors = [lg for lg in pl_module.loggers if isinstance(lg, WandbLogger)]
+        if mirrors and self.attention is not None:
+            self._mirror_attention(mirrors)
         if not mirrors or not self.history:
             return
         import wandb
@@ -156,4 +200,18 @@ class GradientDiagnostics(L.Callback):
             lg.experiment.log({"diag/flow_heatmap": wandb.Image(fig), "diag/flow_profiles": lines})
         import matplotlib.pyplot as plt
 
+        plt.close(fig)
+
+    def _mirror_attention(self, mirrors) -> None:
+        import matplotlib.pyplot as plt
+        import wandb
+
+        fig, ax = plt.subplots(figsize=(4, 3.2), dpi=100, layout="constrained")
+        ax.imshow(self.attention["weights"], aspect="auto", cmap="Greys", vmin=0.0, vmax=1.0,
+                  interpolation="nearest")
+        ax.set_xlabel("image cell" if self.attention.get("grid") else "source position")
+        ax.set_ylabel("target word")
+        ax.set_title(self.attention.get("reference", "")[:50], fontsize=8)
+        for lg in mirrors:
+            lg.experiment.log({"diag/attention": wandb.Image(fig)})
         plt.close(fig)

@@ -4,7 +4,10 @@ The fused kernels hide h_t inside one op, so the profile runs ``core.forward_ref
 fused core's parameters and keeps every h_t as its own graph node, and takes ``torch.autograd.grad`` of the
 probe loss with respect to all of them at once (nothing accumulates into ``.grad``).
 
-Which loss: the loss of the **last output step only**. For a many-to-one task that is the task loss itself
+Composed models (bench/run/models.py) have several cores, each with its trace: ``profiles`` differentiates one
+loss with respect to every state of all of them at once (``bench/run/models.py`` says which loss).
+
+Which loss (sequence tasks): the loss of the **last output step only**. For a many-to-one task that is the task loss itself
 (it reads only h_T). For a many-to-many task the full loss also reads every h_t directly, and those local
 terms would mask how much of the late-step error reaches early steps through the recurrence: the last step's
 loss isolates exactly the path the lecture notes analyse (dh_T/dh_t = prod of Jacobians), and in the copy
@@ -73,3 +76,22 @@ def profile(core, head, task, x: torch.Tensor, target: torch.Tensor):
         gs = grads[layer * T:(layer + 1) * T]
         norms.append([0.0 if g is None else float(g.norm()) for g in gs])
     return FlowProfile(norms), trace
+
+
+def norms_of(trace, grads) -> list[list[float]]:
+    """Per layer and step, the norm of each state's gradient (None, i.e. unreached, counts as 0)."""
+    T = len(trace.h[0])
+    return [[0.0 if g is None else float(g.norm()) for g in grads[layer * T:(layer + 1) * T]]
+            for layer in range(len(trace.h))]
+
+
+def profiles(loss: torch.Tensor, traces: list) -> list[FlowProfile]:
+    """One FlowProfile per trace: ||dL/dh_t|| of ``loss`` at every state of every trace, from one backward."""
+    flat = [h for trace in traces for layer in trace.h for h in layer]
+    grads = torch.autograd.grad(loss, flat, allow_unused=True) if flat else ()
+    out, at = [], 0
+    for trace in traces:
+        n = sum(len(layer) for layer in trace.h)
+        out.append(FlowProfile(norms_of(trace, grads[at:at + n])))
+        at += n
+    return out

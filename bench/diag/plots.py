@@ -69,7 +69,14 @@ def write_task_pngs(records: list[dict], out: Path, label_of=None) -> list[Path]
             title = f"{label} (s{rec['seed']}): {d['verdict'] or rec['status']}"
             image = _panel(ax, d["profiles"]["steps"], [p[0] for p in d["profiles"]["flow"]], title)
         axes[0][0].set_ylabel("training step")
-        fig.suptitle(f"{task}: gradient reaching each timestep from the last step's loss (layer 0)", fontsize=10)
+        role = panels[labels[0]]["diagnostics"].get("role")  # a composed model's main core (bench/run/models.py)
+        if role:
+            for ax in axes[0]:
+                ax.set_xlabel(f"{role} position s")
+            fig.suptitle(f"{task}: gradient of the task loss reaching each {role} state (layer 0)", fontsize=10)
+        else:
+            fig.suptitle(f"{task}: gradient reaching each timestep from the last step's loss (layer 0)",
+                         fontsize=10)
         fig.colorbar(image, ax=list(axes[0]), label="log10 ||dL/dh_t|| / ||dL/dh_T||")
         path = Path(out) / f"flow_{task}.png"
         fig.savefig(path, metadata={"Software": None})

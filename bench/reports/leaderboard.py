@@ -294,6 +294,10 @@ def write(out: Path, reference: Path | None = None) -> Written:
         return labels[(section_key(rec), row_key(rec))] + (f"\n{variant}" if variant else "")
 
     write_task_pngs(records, store.root, label_of=label_of)
+    from .figures import write_attention_pngs, write_length_pngs
+
+    write_attention_pngs(records, store.root, label_of)
+    write_length_pngs(records, store.root, label_of)
     return Written(md, len(records), skipped)
 
 

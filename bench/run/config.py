@@ -76,14 +76,19 @@ class RunConfig:
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
     seed: int = 0
+    # The composed model's options (bench/run/models.py) for a task that names one; None for a sequence task,
+    # whose run ids and records (all written before model.* existed) therefore stay as they were.
+    model: Any = None
 
     def _sections(self) -> dict[str, Any]:
-        return {"task": self.task, "arch": self.arch, "optim": self.optim, "train": self.train}
+        sections = {"task": self.task, "arch": self.arch, "optim": self.optim, "train": self.train}
+        return sections if self.model is None else {**sections, "model": self.model}
 
     def to_dict(self) -> dict:
         """The resolved config as nested plain data: what records, W&B and run ids see."""
-        return {"task": _section(self.task, self.task_name), "arch": _section(self.arch, self.arch_name),
-                "optim": _section(self.optim), "train": _section(self.train), "seed": self.seed}
+        d = {"task": _section(self.task, self.task_name), "arch": _section(self.arch, self.arch_name),
+             "optim": _section(self.optim), "train": _section(self.train), "seed": self.seed}
+        return d if self.model is None else {**d, "model": _section(self.model)}
 
     def outside(self, key: str) -> list[str]:
         """Dotted fields declared outside the run's ``identity`` or ``question``."""
@@ -144,7 +149,9 @@ def resolve(overrides: dict[str, Any], check_machine: bool = True) -> RunConfig:
     import architectures
     import tasks
 
-    sections: dict[str, dict[str, Any]] = {"task": {}, "arch": {}, "optim": {}, "train": {}}
+    from .models import options_for
+
+    sections: dict[str, dict[str, Any]] = {"task": {}, "arch": {}, "optim": {}, "train": {}, "model": {}}
     seed = 0
     for key, value in overrides.items():
         head, _, rest = key.partition(".")
@@ -155,10 +162,15 @@ def resolve(overrides: dict[str, Any], check_machine: bool = True) -> RunConfig:
         elif head in sections and rest:
             sections[head][rest] = value
         else:
-            raise ConfigError(f"unknown option {key!r}; valid sections: task.*, arch.*, optim.*, train.*, seed")
+            raise ConfigError(f"unknown option {key!r}; valid sections: task.*, arch.*, optim.*, train.*, model.*, "
+                              "seed")
     task_name = _pick(tasks.names(), sections["task"].pop("name", None), "task")
     arch_name = _pick(architectures.names(), sections["arch"].pop("name", None), "architecture")
     task_cls, entry = tasks.get(task_name), architectures.entry(arch_name)
+    model_cls = options_for(task_cls)
+    if model_cls is None and sections["model"]:
+        raise ConfigError(f"unknown option model.{sorted(sections['model'])[0]}: task {task_name} trains a core "
+                          "and a linear head, which take no model.* options")
     cfg = RunConfig(
         task=_fill(task_cls.Config, task_cls.Config(), sections["task"], "task"),
         arch=_fill(entry.config, entry.default_config(), sections["arch"], "arch"),
@@ -166,6 +178,7 @@ def resolve(overrides: dict[str, Any], check_machine: bool = True) -> RunConfig:
         optim=_fill(OptimConfig, OptimConfig(), sections["optim"], "optim"),
         train=_fill(TrainConfig, TrainConfig(), sections["train"], "train"),
         seed=seed,
+        model=None if model_cls is None else _fill(model_cls, model_cls(), sections["model"], "model"),
     )
     validate(cfg, check_machine=check_machine)
     return cfg
@@ -197,7 +210,8 @@ def validate(cfg: RunConfig, check_machine: bool = True) -> None:
                               f"{value - value % per_batch or per_batch}")
     if check_machine:
         _check_devices(cfg)
-        _check_memory(cfg, task(cfg.task))
+        if cfg.model is None:  # composed models' sizes come from their data (vocabularies): not estimated
+            _check_memory(cfg, task(cfg.task))
 
 
 def estimate_bytes(cfg: RunConfig, task) -> int:

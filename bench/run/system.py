@@ -24,18 +24,23 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 
 import lightning as L
 import torch
+import torchmetrics
 from torch import nn
 
 import architectures
 import tasks
-from architectures import RecurrentCore
+from architectures import RecurrentCore, Trace
 from architectures.base import State
 from tasks import Task
+from tasks.composed import ComposedTask
 
+from ..diag import flow
 from .config import OptimConfig, RunConfig
+from .models import KINDS, Kind
 
 _LAYER = re.compile(r"_l(\d+)$")
 
@@ -55,17 +60,17 @@ def layer_of(param_name: str) -> str:
     return f"{top}.l{match.group(1)}" if match else top
 
 
-class SequenceSystem(L.LightningModule):
-    def __init__(self, core: RecurrentCore, task: Task, optim: OptimConfig | None = None):
+class System(L.LightningModule):
+    """What every system shares: one optimizer, pre-clip gradient norms per layer and step, metrics per split
+    with the best validation value, and divergence as a recorded stop. Subclasses own the model and ``_step``."""
+
+    def __init__(self, task: Task, metric: Callable[[], torchmetrics.Metric], extras: Callable[[], dict],
+                 optim: OptimConfig | None = None):
         super().__init__()
-        self.core, self.task = core, task
+        self.task = task
         self.optim = optim if optim is not None else OptimConfig()
-        self.head = nn.Linear(core.output_size, task.output_size)
-        self.metrics = nn.ModuleDict({split: task.make_metric() for split in ("val", "test")})
-        self.extra_metrics = nn.ModuleDict({split: nn.ModuleDict(task.make_extra_metrics()) for split in ("val", "test")})
-        self.truncation = task.truncation
-        self.automatic_optimization = self.truncation is None
-        self._carried: dict[str, State | None] = {"train": None, "val": None, "test": None}
+        self.metrics = nn.ModuleDict({split: metric() for split in ("val", "test")})
+        self.extra_metrics = nn.ModuleDict({split: nn.ModuleDict(extras()) for split in ("val", "test")})
         self.key = task.metric_name
         self.best: float | None = None
         self.last: dict[str, float] = {}  # latest computed metric per split
@@ -76,52 +81,16 @@ class SequenceSystem(L.LightningModule):
         self._layer_index: torch.Tensor | None = None  # parameter -> its layer's index in _layers
         self._preclip_total: torch.Tensor | None = None  # this step's pre-clip total norm, reused for clipping
 
-    def forward(self, x: torch.Tensor, state=None):
-        y, state = self.core(self.task.inputs(x), state)
-        return self.head(self.task.readout(y)), state
-
     def _step(self, batch, split: str) -> torch.Tensor:
-        x, target = batch
-        carried = self.task.carries_state
-        pred, state = self(x, self._carried[split] if carried else None)
-        if carried:
-            self._carried[split] = detach_state(state)
-        loss = self.task.loss(pred, target)
-        if split == "train":
-            self._train_loss = loss.detach().item()
-        else:
-            self.task.metric_update(self.metrics[split], pred, target)
-            for metric in self.extra_metrics[split].values():
-                metric.update(pred, target)
-            self.log(f"{split}/loss", loss, on_step=False, on_epoch=True)
-        return loss
+        raise NotImplementedError
 
     def training_step(self, batch, batch_idx):
-        if not self.automatic_optimization:
-            return self._truncated_step(batch)
         loss = self._step(batch, "train")
         if not math.isfinite(self._train_loss):
             self._write_row({"train/loss": self._train_loss})
             self._diverge(f"non-finite loss {self._train_loss}")
             return None  # skips backward and the optimizer step
         return loss
-
-    def _truncated_step(self, batch) -> None:
-        """One optimizer step per ``truncation``-step chunk of the batch, the state carried and detached."""
-        opt = self.optimizers()
-        for chunk in zip(*(t.split(self.truncation, dim=1) for t in batch), strict=True):
-            loss = self._step(chunk, "train")  # carries and detaches the state for the next chunk
-            if not math.isfinite(self._train_loss):
-                self._write_row({"train/loss": self._train_loss})
-                self._diverge(f"non-finite loss {self._train_loss}")
-                return
-            opt.zero_grad()
-            self.manual_backward(loss)
-            self._measure_gradients()
-            if self.divergence is not None:
-                return
-            self.configure_gradient_clipping(opt, self.optim.clip)
-            opt.step()
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val")
@@ -150,26 +119,20 @@ class SequenceSystem(L.LightningModule):
         self.log("step", float(self.global_step))
         self._compute("test")
 
-    def on_train_epoch_start(self):
-        self._carried["train"] = None
-
-    def on_validation_epoch_start(self):
-        self._carried["val"] = None
-
-    def on_test_epoch_start(self):
-        self._carried["test"] = None
-
     def on_before_optimizer_step(self, optimizer):
         # In automatic optimization this runs before Lightning clips: these are the pre-clip norms. In manual
         # optimization it runs inside opt.step(), after our clipping, so _truncated_step measures instead.
         if self.automatic_optimization:
             self._measure_gradients()
 
+    def _layer_name(self, param_name: str) -> str:
+        return layer_of(param_name)
+
     def _measure_gradients(self) -> None:
         # Lightning's grad_norm utility gives per-parameter norms one op each; we want per-layer norms, so all
         # parameter norms come from one fused kernel and are summed per layer.
         if self._layers is None:
-            names = [layer_of(name) for name, _ in self.named_parameters()]
+            names = [self._layer_name(name) for name, _ in self.named_parameters()]
             self._layers = list(dict.fromkeys(names))
             self._layer_index = torch.tensor([self._layers.index(n) for n in names])
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.parameters()]
@@ -193,6 +156,22 @@ class SequenceSystem(L.LightningModule):
         if gradient_clip_val:
             torch.nn.utils.clip_grads_with_norm_(self.parameters(), gradient_clip_val, self._preclip_total)
 
+    # ---- diagnostics (bench/diag/callback.py) ------------------------------------------------------------
+    @property
+    def probed(self) -> nn.Module:
+        """The module the diagnostics put in eval mode while they probe."""
+        raise NotImplementedError
+
+    def probe_batch(self, n: int):
+        raise NotImplementedError
+
+    def probe(self, batch) -> list[tuple[str, RecurrentCore, flow.FlowProfile, Trace]]:
+        """(role, core, gradient-flow profile, trace) for every recurrent core, the main one first."""
+        raise NotImplementedError
+
+    def attention_example(self, batch) -> dict | None:
+        return None
+
     # ---- helpers -----------------------------------------------------------------------------------------
     def _write_row(self, row: dict) -> None:
         # A logger may thin per-step rows (the W&B mirror does); the CSV beside the record keeps every step.
@@ -207,6 +186,8 @@ class SequenceSystem(L.LightningModule):
         self.last[split] = value
         self.log(f"{split}/{self.key}", value)
         for name, extra in self.extra_metrics[split].items():
+            if not extra.update_called:  # e.g. an attention metric of a model without attention
+                continue
             self.last[f"{split}/{name}"] = float(extra.compute())
             extra.reset()
             self.log(f"{split}/{name}", self.last[f"{split}/{name}"])
@@ -219,8 +200,138 @@ class SequenceSystem(L.LightningModule):
         self.trainer.should_stop = True
 
 
-def build(cfg: RunConfig) -> tuple[Task, SequenceSystem]:
+class SequenceSystem(System):
+    """A recurrent core and a linear head over a task's (B, T, D) inputs."""
+
+    def __init__(self, core: RecurrentCore, task: Task, optim: OptimConfig | None = None):
+        super().__init__(task, task.make_metric, task.make_extra_metrics, optim)
+        self.core = core
+        self.head = nn.Linear(core.output_size, task.output_size)
+        self.truncation = task.truncation
+        self.automatic_optimization = self.truncation is None
+        self._carried: dict[str, State | None] = {"train": None, "val": None, "test": None}
+
+    def forward(self, x: torch.Tensor, state=None):
+        y, state = self.core(self.task.inputs(x), state)
+        return self.head(self.task.readout(y)), state
+
+    def _step(self, batch, split: str) -> torch.Tensor:
+        x, target = batch
+        carried = self.task.carries_state
+        pred, state = self(x, self._carried[split] if carried else None)
+        if carried:
+            self._carried[split] = detach_state(state)
+        loss = self.task.loss(pred, target)
+        if split == "train":
+            self._train_loss = loss.detach().item()
+        else:
+            self.task.metric_update(self.metrics[split], pred, target)
+            for metric in self.extra_metrics[split].values():
+                metric.update(pred, target)
+            self.log(f"{split}/loss", loss, on_step=False, on_epoch=True)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        if not self.automatic_optimization:
+            return self._truncated_step(batch)
+        return super().training_step(batch, batch_idx)
+
+    def _truncated_step(self, batch) -> None:
+        """One optimizer step per ``truncation``-step chunk of the batch, the state carried and detached."""
+        opt = self.optimizers()
+        for chunk in zip(*(t.split(self.truncation, dim=1) for t in batch), strict=True):
+            loss = self._step(chunk, "train")  # carries and detaches the state for the next chunk
+            if not math.isfinite(self._train_loss):
+                self._write_row({"train/loss": self._train_loss})
+                self._diverge(f"non-finite loss {self._train_loss}")
+                return
+            opt.zero_grad()
+            self.manual_backward(loss)
+            self._measure_gradients()
+            if self.divergence is not None:
+                return
+            self.configure_gradient_clipping(opt, self.optim.clip)
+            opt.step()
+
+    def on_train_epoch_start(self):
+        self._carried["train"] = None
+
+    def on_validation_epoch_start(self):
+        self._carried["val"] = None
+
+    def on_test_epoch_start(self):
+        self._carried["test"] = None
+
+    @property
+    def probed(self) -> nn.Module:
+        return self.core
+
+    def probe_batch(self, n: int):
+        x, target = self.task.probe_batch(n)
+        return self.task.inputs(x), target
+
+    def probe(self, batch):
+        x, target = batch
+        profile, trace = flow.profile(self.core, self.head, self.task, x, target)
+        return [("core", self.core, profile, trace)]
+
+
+class ComposedSystem(System):
+    """A composed model (bench/run/models.py: encoder-decoder, captioner, VQA, classifier, frame tagger) on the
+    task that names it. Decoders train with teacher forcing and are scored on what they decode (greedy, or beam
+    search with ``model.beam`` > 1); the teacher-forced loss is logged on every split."""
+
+    def __init__(self, net: nn.Module, kind: Kind, options, task: ComposedTask, optim: OptimConfig | None = None):
+        super().__init__(task, task.make_metric, task.make_extra_metrics, optim)
+        self.model, self.kind, self.options = net, kind, options
+
+    def _step(self, batch, split: str) -> torch.Tensor:
+        loss, scored, _ = self.kind.forward(self.model, batch)
+        if split == "train":
+            self._train_loss = loss.detach().item()
+        else:
+            scored.tokens = self.kind.decode(self.model, batch, self.options, self.task)
+            self.task.score({self.key: self.metrics[split], **self.extra_metrics[split]}, scored, batch)
+            self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, batch_size=_rows(batch))
+        return loss
+
+    def _layer_name(self, param_name: str) -> str:
+        return layer_of(param_name.removeprefix("model."))  # model.encoder.core.rnn.weight_hh_l0 -> encoder.l0
+
+    @property
+    def probed(self) -> nn.Module:
+        return self.model
+
+    def probe_batch(self, n: int):
+        return self.task.probe_batch(n)
+
+    def probe(self, batch):
+        loss, cores = self.kind.probe(self.model, batch)
+        profiles = flow.profiles(loss, [trace for _, trace in cores.values()])
+        return [(role, core, profile, trace)
+                for (role, (core, trace)), profile in zip(cores.items(), profiles, strict=True)]
+
+    def attention_example(self, batch) -> dict | None:
+        """Teacher-forced attention of the probe batch's first example: what results/ draws as its map."""
+        with torch.no_grad():
+            _, scored, _ = self.kind.forward(self.model, {k: v[:1] for k, v in batch.items()})
+        if scored.weights is None:
+            return None
+        return {**self.task.describe_example(batch, 0), "grid": list(scored.grid) if scored.grid else None,
+                "weights": [[round(float(w), 4) for w in row] for row in scored.weights[0]]}
+
+
+def _rows(batch: dict) -> int:
+    return len(next(iter(batch.values())))
+
+
+def build(cfg: RunConfig) -> tuple[Task, System]:
     """The task and the system ``cfg`` describes, freshly initialised (seed first for the same weights)."""
     task = tasks.get(cfg.task_name)(cfg.task)
+    if isinstance(task, ComposedTask):
+        kind = KINDS[task.model]
+        task.setup()  # the model's sizes (vocabularies) come from the data
+        net = kind.build(task, cfg.arch_name, cfg.arch, cfg.model)
+        return task, ComposedSystem(net, kind, cfg.model, task, cfg.optim)
     core = architectures.build(cfg.arch_name, task.input_size, cfg.arch)
     return task, SequenceSystem(core, task, cfg.optim)
