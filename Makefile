@@ -7,8 +7,8 @@ STAMP := $(VENV)/.install-stamp
 WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 SUITE ?= sweeps/default.yaml
 SCATTERTEXT := 0.2.2
-# What results/ holds: the default suite, and the char-LM + pixel-digits suite.
-REFERENCE_SUITES := sweeps/default.yaml sweeps/lm_digits.yaml
+# What results/ holds: the default suite, the char-LM + pixel-digits suite, and the encoder-decoder suite.
+REFERENCE_SUITES := sweeps/default.yaml sweeps/lm_digits.yaml sweeps/encdec.yaml
 # cuBLAS needs this before CUDA initialises for deterministic GPU runs (harmless on CPU).
 export CUBLAS_WORKSPACE_CONFIG := :4096:8
 

@@ -13,6 +13,8 @@ from bench import cli
 
 ADDING = ["run", "--task", "adding", "--arch", "gru", "--wandb", "disabled"]
 CHARLM = ["run", "--task", "charlm", "--arch", "lstm", "--wandb", "disabled"]
+TRANSLATE = ["run", "--task", "translate", "--arch", "gru", "--wandb", "disabled"]
+CAPTION = ["run", "--task", "caption", "--arch", "gru", "--wandb", "disabled"]
 GRID = "method: grid\nparameters:\n  task.name: {value: adding}\n  arch.name: {value: gru}\n"
 
 
@@ -49,7 +51,21 @@ def listing(folder):
     ([*ADDING, "--arch.hidden_size", "2000000"], "needs about"),
     ([*ADDING, "--train.accelerator", "gpu", "--train.devices", "64"], "train.devices 64: this machine has"),
     ([*CHARLM, "--task.max_chars", "500"], "task.corpus pydoc: 500 characters (task.max_chars) are too few"),
-    ([*ADDING, "--model.size", "3"], "unknown option 'model.size'; valid sections: task.*, arch.*, optim.*"),
+    ([*ADDING, "--model.size", "3"], "unknown option model.size: task adding trains a core and a linear head"),
+    (["run", "--task", "bogus", "--arch", "gru"], "unknown task 'bogus'; valid: adding, caption, charlm, copy"),
+    ([*TRANSLATE, "--model.attention", "dot"], "unknown model.attention 'dot'; valid: additive, multiplicative, none"),
+    ([*TRANSLATE, "--model.beam", "0"], "model.beam must be >= 1 and <= 64, got 0"),
+    ([*CAPTION, "--model.image_encoder", "resnet7"],
+     "unknown model.image_encoder 'resnet7'; valid: cnn, cnn-small, resnet18, resnet34, resnet50"),
+    ([*CAPTION, "--model.image_encoder", "cnn", "--model.pretrained", "true"],
+     "model.pretrained: image encoder 'cnn' is trained from scratch; pretrained weights exist for: resnet18"),
+    ([*CAPTION, "--task.source", "coco"], "task.coco_root is empty; task.source coco needs the COCO"),
+    ([*CAPTION, "--task.source", "coco", "--task.coco_root", "/nowhere", "--task.coco_annotations", "/nowhere.json"],
+     "task.coco_root '/nowhere' is not a"),
+    ([*CAPTION, "--task.source", "flickr8k", "--task.hf_path", "/nowhere/flickr8k"],
+     "task.hf_path '/nowhere/flickr8k' does not exist"),
+    (["run", "--task", "sentiment", "--arch", "gru", "--task.source", "hf", "--task.hf_path", "./missing"],
+     "task.hf_path './missing' does not exist"),
     ([*ADDING, "--optim.lr"], "option --optim.lr needs a value"),
     ([*ADDING, "extra"], "unexpected argument 'extra'"),
     (["sweep", "sweeps/tiny.yaml", "--fast"], "unrecognized arguments: --fast"),
@@ -142,3 +158,11 @@ def test_damaged_runs_and_bad_text_options(capsys, tmp_path, lm_run, command, ex
     err = refused(capsys, [command, rec["name"], "--out", str(out), *extra])  # W&B: off in conftest
     assert message in err and (damage is None or str(named) in err)
     assert listing(out) == before
+
+
+def test_pretrained_weights_missing_from_the_torch_cache_are_one_line(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    err = refused(capsys, [*CAPTION, "--model.image_encoder", "resnet18", "--model.pretrained", "true",
+                           "--out", str(tmp_path / "out")])
+    assert "model.pretrained: pretrained resnet18 weights are not in the torch cache: " in err
+    assert str(tmp_path / "torch") in err and not (tmp_path / "out").exists()

@@ -58,8 +58,9 @@ def test_profiles_split_one_backward_into_each_core_exactly():
     L.seed_everything(0, verbose=False)
     task, system = build(resolve(small("translate", "gru")))
     batch = system.probe_batch(8)
-    loss, cores = system.kind.probe(system.model, batch)
-    traces = [trace for _, trace in cores.values()]
+    cores = system.kind.probe(system.model, batch).cores
+    loss = cores["encoder"][2]  # the whole loss (the decoder's profile reads its last step's)
+    traces = [trace for _, trace, _ in cores.values()]
     alone = [[[float(g.norm()) for g in torch.autograd.grad(loss, layer, retain_graph=True)] for layer in trace.h]
              for trace in traces]
     together = flow.profiles(loss, traces)
@@ -92,7 +93,7 @@ def test_old_run_ids_do_not_change_and_model_options_are_refused_where_there_is_
         resolve(small("adding", "gru", **{"model.attention": "none"}))
     for task, bad, match in (("translate", ("model.attention", "dot"), "valid: additive, multiplicative, none"),
                              ("translate", ("model.beam", 0), "model.beam must be >= 1"),
-                             ("caption", ("model.image_encoder", "resnet7"), "valid: cnn, resnet18"),
+                             ("caption", ("model.image_encoder", "resnet7"), "valid: cnn, cnn-small, resnet18"),
                              ("translate", ("model.image_encoder", "cnn"), "valid: model.attention, model.beam"),
                              ("translate", ("model.bogus", 1), "unknown option model.bogus")):
         with pytest.raises(ConfigError, match=match):
@@ -132,3 +133,37 @@ def test_frame_tagger_without_recurrence_sees_each_frame_alone():
     shuffled, _ = net(frames[:, [4, 3, 2, 1, 0]])
     torch.testing.assert_close(shuffled, out[:, [4, 3, 2, 1, 0]])
     assert trace is None and net.core is None
+
+
+def test_a_decoder_profile_reads_the_loss_of_each_sequence_last_step():
+    from bench.run.models import _last_step_loss
+
+    logits = torch.randn(2, 4, 6)
+    target = torch.tensor([[3, 4, 2, 0], [5, 3, 4, 2]])  # END (2) at positions 2 and 3, then padding
+    expected = torch.nn.functional.cross_entropy(torch.stack([logits[0, 2], logits[1, 3]]), torch.tensor([2, 2]))
+    torch.testing.assert_close(_last_step_loss(logits, target), expected)
+
+
+def test_decode_prints_source_reference_output_and_saves_the_attention_map(tmp_path, capsys):
+    from bench import cli
+
+    rec = train(resolve(small("translate", "gru", **{"train.max_steps": 4, "train.val_every": 4})), tmp_path,
+                wandb="disabled")
+    assert cli.main(["decode", f"{rec['name']}__{rec['id']}", "--out", str(tmp_path), "--n", "2",
+                     "--beam", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("source:") == 2 and out.count("reference:") == 2 and out.count("output:") == 2
+    png = tmp_path / "decode" / f"{rec['name']}__{rec['id']}.attention.png"
+    assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
+    lines = (tmp_path / "decode" / f"{rec['name']}__{rec['id']}.decoded.jsonl").read_text().splitlines()
+    assert [set(json.loads(line)) >= {"source", "reference", "output"} for line in lines] == [True, True]
+
+
+def test_decode_refuses_a_sequence_task_in_one_line(lm_run, capsys):
+    from bench import cli
+
+    rec, out = lm_run
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["decode", rec["name"], "--out", str(out)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and "rnnbench decode reads composed tasks" in err

@@ -85,10 +85,11 @@ def norms_of(trace, grads) -> list[list[float]]:
             for layer in range(len(trace.h))]
 
 
-def profiles(loss: torch.Tensor, traces: list) -> list[FlowProfile]:
-    """One FlowProfile per trace: ||dL/dh_t|| of ``loss`` at every state of every trace, from one backward."""
+def profiles(loss: torch.Tensor, traces: list, retain: bool = False) -> list[FlowProfile]:
+    """One FlowProfile per trace: ||dL/dh_t|| of ``loss`` at every state of every trace, from one backward
+    (``retain`` keeps the graph for another loss over the same pass)."""
     flat = [h for trace in traces for layer in trace.h for h in layer]
-    grads = torch.autograd.grad(loss, flat, allow_unused=True) if flat else ()
+    grads = torch.autograd.grad(loss, flat, allow_unused=True, retain_graph=retain) if flat else ()
     out, at = [], 0
     for trace in traces:
         n = sum(len(layer) for layer in trace.h)

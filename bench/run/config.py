@@ -197,6 +197,12 @@ def validate(cfg: RunConfig, check_machine: bool = True) -> None:
     problem = task.check(cfg.task)
     if problem:
         raise ConfigError(problem)
+    if cfg.model is not None:
+        from .models import check as check_model
+
+        problem = check_model(cfg.model)
+        if problem:
+            raise ConfigError(problem)
     size = task.train_size(cfg.task)
     if size is not None and size < cfg.task.batch_size:
         raise ConfigError(f"task.batch_size ({cfg.task.batch_size}) is larger than the {size} training examples "

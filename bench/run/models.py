@@ -10,10 +10,13 @@ The recurrent family (``arch.*``) serves every recurrent part of a model: encode
 of the leaderboard is one family. Options that only some kinds have live in that kind's dataclass, so a run
 id carries only what its model reads. Nothing here branches on a task or architecture name.
 
-Which loss the diagnostics differentiate (``probe``): the batch's whole task loss, so the encoder profile is
-||dL/dh^enc_s|| of the decoder's loss at every source position s: the lecture's argument for attention is
-that it shortens every one of those paths. Per-frame tagging is the exception: like a many-to-many sequence
-task (bench/diag/flow.py) it takes the last frame's loss, which must be remembered across the whole occlusion.
+Which loss the diagnostics differentiate (``probe``), per core. An encoder (or a question reader) gets the
+batch's whole task loss, so its profile is ||dL/dh^enc_s|| of the decoder's loss at every source position s:
+the lecture's argument for attention is that it shortens every one of those paths. A core that writes one
+output per step (a decoder, the frame tagger's core) gets the loss of its last output step only, the rule of
+the many-to-many sequence tasks (bench/diag/flow.py): the whole loss would also reach every step directly and
+hide how much of the late error travels back through the recurrence; for a decoder that step is END, and for
+the frame tagger the last hidden frame, which must be remembered across the whole occlusion.
 """
 
 from __future__ import annotations
@@ -30,9 +33,9 @@ from architectures.base import RecurrentCore, Trace
 from architectures.captioning import Captioner
 from architectures.composed import FUSIONS, FrameTagger, QuestionAnswerer, SequenceClassifier
 from architectures.seq2seq import Seq2Seq
-from architectures.vision import IMAGE_ENCODERS
+from architectures.vision import IMAGE_ENCODERS, weights_problem
 from options import opt
-from tasks.composed import PAD, START, Scored
+from tasks.composed import END, PAD, START, Scored
 
 MAX_BEAM = 64
 
@@ -63,7 +66,7 @@ class VQAOptions:
     embed_size: int = opt(32, "word embedding width", ge=1)
     image: bool = opt(True, "read the image (false: the question-only model, which shows what the image adds)")
     fuse: str = opt("product", "how question and image vectors combine", choices=FUSIONS)
-    image_encoder: str = opt("cnn", "image encoder", choices=tuple(IMAGE_ENCODERS.names()))
+    image_encoder: str = opt("cnn-small", "image encoder", choices=tuple(IMAGE_ENCODERS.names()))
     pretrained: bool = opt(False, "ImageNet weights for a resnet, read from the torch cache (never downloaded)")
     feature_size: int = opt(64, "width of the fused question and image vectors", ge=1)
 
@@ -77,15 +80,15 @@ class ClassifyOptions:
 class FramesOptions:
     recurrent: bool = opt(True, "a recurrent core over the frames (false: each frame classified alone, the "
                                 "memoryless control)")
-    image_encoder: str = opt("cnn", "per-frame image encoder", choices=tuple(IMAGE_ENCODERS.names()))
+    image_encoder: str = opt("cnn-small", "per-frame image encoder", choices=tuple(IMAGE_ENCODERS.names()))
     feature_size: int = opt(64, "width of each frame's summary vector", ge=1)
 
 
 class Probe(NamedTuple):
-    """The probe loss and the traces of every recurrent core of the model, by role, in the record's order."""
+    """Every recurrent core of the model by role, in the record's order, with its trace and the loss its
+    profile differentiates (see the module docstring)."""
 
-    loss: torch.Tensor
-    cores: dict[str, tuple[RecurrentCore, Trace]]
+    cores: dict[str, tuple[RecurrentCore, Trace, torch.Tensor]]
 
 
 def _ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -109,10 +112,14 @@ class Kind:
 
     def probe(self, net: nn.Module, batch: dict) -> Probe:
         loss, _, cores = self.forward(net, batch, reference=True)
-        return Probe(loss, cores)
+        return Probe({role: (core, trace, loss) for role, (core, trace) in cores.items()})
 
-    def attention_cores(self, net: nn.Module) -> dict:
-        return {}
+
+def _last_step_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each sequence's last real target (logits (B, T, V), target (B, T) padded with PAD)."""
+    last = (target != PAD).sum(dim=1) - 1
+    rows = torch.arange(len(target), device=target.device)
+    return F.cross_entropy(logits[rows, last], target[rows, last])
 
 
 class _Decoding(Kind):
@@ -121,8 +128,14 @@ class _Decoding(Kind):
     def decode(self, net, batch, options, task):
         limit = task.sizes()["max_len"]
         if options.beam == 1:
-            return net.greedy(*self._source(batch), max_len=limit, start=START, end=2).tokens
-        return net.beam(*self._source(batch), max_len=limit, start=START, end=2, width=options.beam).tokens
+            return net.greedy(*self._source(batch), max_len=limit, start=START, end=END).tokens
+        return net.beam(*self._source(batch), max_len=limit, start=START, end=END, width=options.beam).tokens
+
+    def probe(self, net, batch):
+        loss, scored, cores = self.forward(net, batch, reference=True)
+        last = _last_step_loss(scored.logits, batch["tgt"][:, 1:])
+        return Probe({role: (core, trace, last if role == "decoder" else loss)
+                      for role, (core, trace) in cores.items()})
 
     def _source(self, batch) -> tuple:
         raise NotImplementedError
@@ -207,7 +220,15 @@ class FramesKind(Kind):
     def probe(self, net, batch):
         logits, trace = net(batch["frames"], reference=True)
         loss = F.cross_entropy(logits[:, -1], batch["label"][:, -1])  # the last frame: see the module docstring
-        return Probe(loss, {"core": (net.core, trace)} if net.core is not None else {})
+        return Probe({"core": (net.core, trace, loss)} if net.core is not None else {})
+
+
+def check(options) -> str | None:
+    """A problem with a model's options that only shows when it is built (pretrained weights not cached)."""
+    if getattr(options, "pretrained", False):
+        problem = weights_problem(options.image_encoder, True)
+        return problem and f"model.pretrained: {problem}"
+    return None
 
 
 KINDS: dict[str, Kind] = {"seq2seq": Seq2SeqKind(), "caption": CaptionKind(), "vqa": VQAKind(),

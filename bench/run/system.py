@@ -306,15 +306,19 @@ class ComposedSystem(System):
         return self.task.probe_batch(n)
 
     def probe(self, batch):
-        loss, cores = self.kind.probe(self.model, batch)
-        profiles = flow.profiles(loss, [trace for _, trace in cores.values()])
-        return [(role, core, profile, trace)
-                for (role, (core, trace)), profile in zip(cores.items(), profiles, strict=True)]
+        cores = self.kind.probe(self.model, batch).cores
+        return [(role, core, flow.profiles(loss, [trace], retain=True)[0], trace)
+                for role, (core, trace, loss) in cores.items()]
 
     def attention_example(self, batch) -> dict | None:
         """Teacher-forced attention of the probe batch's first example: what results/ draws as its map."""
-        with torch.no_grad():
-            _, scored, _ = self.kind.forward(self.model, {k: v[:1] for k, v in batch.items()})
+        was_training = self.model.training
+        self.model.eval()  # one example: no batch statistics, no dropout draws
+        try:
+            with torch.no_grad():
+                _, scored, _ = self.kind.forward(self.model, {k: v[:1] for k, v in batch.items()})
+        finally:
+            self.model.train(was_training)
         if scored.weights is None:
             return None
         return {**self.task.describe_example(batch, 0), "grid": list(scored.grid) if scored.grid else None,
