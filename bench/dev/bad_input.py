@@ -113,10 +113,26 @@ CASES = [
     Case("hidden size that cannot fit in memory", [*ADDING, "--arch.hidden_size", "2000000"]),
     Case("more GPUs than this machine has", [*ADDING, "--train.accelerator", "gpu", "--train.devices", "64"]),
     Case("--out is a file (run)", [*ADDING[:4], "{dir}/f", *ADDING[5:]], {"f": "a file"}),
+    Case("model.* options on a sequence task", [*ADDING, "--model.attention", "none"]),
+    Case("unknown attention type", [*RUN, "--task", "translate", "--arch", "gru", "--model.attention", "dot"]),
+    Case("beam of width 0", [*RUN, "--task", "translate", "--arch", "gru", "--model.beam", "0"]),
+    Case("image backbone torchvision lacks", [*RUN, "--task", "caption", "--arch", "gru",
+                                              "--model.image_encoder", "resnet7"]),
+    Case("pretrained weights not in the torch cache", [*RUN, "--task", "caption", "--arch", "gru",
+                                                       "--model.image_encoder", "resnet18", "--model.pretrained",
+                                                       "true"]),
     # ---- files a run reads -----------------------------------------------------------------------------------
     Case("corpus missing", [*CHARLM, "--task.corpus", "{dir}/no_such.txt"]),
     Case("corpus not UTF-8 (binary)", [*CHARLM, "--task.corpus", "{dir}/c.bin"], {"c.bin": bytes(range(256)) * 64}),
     Case("corpus empty", [*CHARLM, "--task.corpus", "{dir}/c.txt"], {"c.txt": ""}),
+    Case("COCO captions: no folder given", [*RUN, "--task", "caption", "--arch", "gru", "--task.source", "coco"]),
+    Case("COCO captions: files missing", [*RUN, "--task", "caption", "--arch", "gru", "--task.source", "coco",
+                                          "--task.coco_root", "{dir}/coco", "--task.coco_annotations",
+                                          "{dir}/coco/captions.json"]),
+    Case("Flickr8k local folder missing", [*RUN, "--task", "caption", "--arch", "gru", "--task.source",
+                                           "flickr8k", "--task.hf_path", "{dir}/flickr8k"]),
+    Case("sentiment dataset folder missing", [*RUN, "--task", "sentiment", "--arch", "gru", "--task.source", "hf",
+                                              "--task.hf_path", "{dir}/rt"]),
     Case("MNIST missing, task.download false", [*RUN, "--task", "smnist", "--arch", "gru", "--task.root",
                                                 "{dir}/mnist", "--task.download", "false"]),
     # ---- sweep files -----------------------------------------------------------------------------------------
@@ -201,7 +217,9 @@ def _edit_record(case_dir: Path, old: str, new: str) -> None:
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "WANDB_MODE": "disabled"}
+    # an empty torch cache, so "pretrained weights not in the torch cache" holds on any machine
+    empty = os.path.join(tempfile.gettempdir(), "rnnbench-bad-input-torch-home")
+    return {**os.environ, "WANDB_MODE": "disabled", "TORCH_HOME": empty}
 
 
 def listing(folder: Path) -> dict[str, tuple[int, int]]:

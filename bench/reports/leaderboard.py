@@ -325,31 +325,42 @@ def _cpu_minutes(summary: dict, by_id: dict[str, dict]) -> str:
     return f" ({sum(times) / 60:.1f} CPU-min)"
 
 
+def _family(label: str) -> tuple[str, str]:
+    """A row label -> (its architecture label, the settings it changed): ``gru (model.attention=none)`` ->
+    (``gru``, ``model.attention=none``)."""
+    arch, _, rest = label.partition(" (")
+    return arch, rest.removesuffix(")")
+
+
 def readme_block(out: Path) -> str:
     """A compact task x architecture table (mean ± std · most common verdict) and the sweep's timing."""
     store = Store(out)
     records = load(store)[0]
     rows = build_rows(records)
-    labels = sorted({r.label for r in rows})
+    labels = sorted({_family(r.label)[0] for r in rows})
     lines = [README_START, "",
              "| task | metric | baseline | " + " | ".join(labels) + " |",
              "|---|---|---|" + "---|" * len(labels)]
     titles = section_titles(list(dict.fromkeys(r.section for r in rows)))
     for section in titles:
-        cells = {r.label: r for r in rows if r.section == section}
-        first = next(iter(cells.values()))
-        ok = [r for r in cells.values() if r.mean is not None]
-        best = (min if first.mode == "min" else max)(ok, key=lambda r: r.mean) if ok else None
-        row = []
-        for label in labels:
-            r = cells.get(label)
-            text = "" if r is None else r.cell().replace(f" (n={r.n_ok})", "")
-            text = f"**{text}**" if r is best and r is not None else text
-            if r is not None and r.verdict != "—":
-                text += " · " + " / ".join(v.split(" ")[0] for v in r.verdict.split(" / "))
-            row.append(text)
-        lines.append(f"| {titles[section]} | test {first.metric} {ARROW[first.mode]} | {first.baseline:.4g} | "
-                     + " | ".join(row) + " |")
+        # one line per setting a row changed (e.g. model.attention=none), one column per family
+        variants = dict.fromkeys(_family(r.label)[1] for r in rows if r.section == section)
+        for variant in variants:
+            cells = {_family(r.label)[0]: r for r in rows if r.section == section and _family(r.label)[1] == variant}
+            first = next(iter(cells.values()))
+            ok = [r for r in cells.values() if r.mean is not None]
+            best = (min if first.mode == "min" else max)(ok, key=lambda r: r.mean) if ok else None
+            row = []
+            for label in labels:
+                r = cells.get(label)
+                text = "" if r is None else r.cell().replace(f" (n={r.n_ok})", "")
+                text = f"**{text}**" if r is best and r is not None else text
+                if r is not None and r.verdict != "—":
+                    text += " · " + " / ".join(v.split(" ")[0] for v in r.verdict.split(" / "))
+                row.append(text)
+            title = titles[section] + (f" · {variant}" if variant else "")
+            lines.append(f"| {title} | test {first.metric} {ARROW[first.mode]} | {first.baseline:.4g} | "
+                         + " | ".join(row) + " |")
     by_id = {r["id"]: r for r in records}
     for summary in store.sweep_summaries():
         s = read_json(summary, "sweep summary")
