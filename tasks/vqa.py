@@ -35,14 +35,14 @@ import io
 import os
 import re
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 
 from options import opt
 
 from .base import Splits, TaskConfig, register
-from .composed import ComposedTask, DictDataset, Scored, Vocab, accuracy, local_path_problem, pad
+from .composed import ChoiceTask, DictDataset, Vocab, local_path_problem, pad
 
 WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
@@ -197,14 +197,13 @@ def build(config: VQAConfig) -> tuple[Splits, Vocab, list[str]]:
 
 
 @register
-class VQA(ComposedTask):
+class VQA(ChoiceTask):
     name = "vqa"
     version = "1"
     variant = "easy-vqa shapes and colours, 13 answers"
     shape = "many-to-one"
     model = "vqa"
-    metric_name = "acc"
-    metric_mode = "max"
+    label_key = "answer"
     Config = VQAConfig
 
     @classmethod
@@ -233,44 +232,13 @@ class VQA(ComposedTask):
         ids = easy_vqa.get_train_questions()[2][: config.max_questions or None]
         return hold_out(ids, (config.n_val_images,), config.data_seed).count(0)
 
-    def _built(self) -> tuple[Splits, Vocab, list[str]]:
-        return build(replace(self.config, batch_size=TaskConfig.batch_size))
-
-    def make_splits(self) -> Splits:
-        return self._built()[0]
-
-    @property
-    def vocab(self) -> Vocab:
-        return self._built()[1]
-
-    @property
-    def answer_names(self) -> list[str]:
-        return self._built()[2]
+    build_data = staticmethod(build)
 
     def sizes(self) -> dict:
         s = self.config.image_size
-        return {"vocab": len(self.vocab), "classes": len(self.answer_names), "image_shape": (3, s, s)}
-
-    @property
-    def majority(self) -> float:
-        """Share of test questions whose answer is the most frequent training answer."""
-        common = torch.bincount(self.splits.train.tensors["answer"]).argmax()
-        return (self.splits.test.tensors["answer"] == common).float().mean().item()
-
-    @property
-    def baseline(self) -> float:
-        return self.majority
-
-    def make_metric(self):
-        return accuracy(len(self.answer_names))
-
-    def score(self, metrics, scored: Scored, batch: dict) -> None:
-        metrics[self.metric_name].update(scored.logits, batch["answer"])
-
-    def label_text(self, index: int) -> str:
-        return self.answer_names[int(index)]
+        return {"vocab": len(self.vocab), "classes": len(self.class_names), "image_shape": (3, s, s)}
 
     def describe_example(self, batch: dict, i: int) -> dict:
         n = int(batch["question_len"][i])
         question = " ".join(self.vocab.tokens(batch["question"][i, :n].tolist()))
-        return {"source": question + "?", "reference": self.answer_names[int(batch["answer"][i])]}
+        return {"source": question + "?", "reference": self.class_names[int(batch["answer"][i])]}

@@ -167,3 +167,18 @@ def test_decode_refuses_a_sequence_task_in_one_line(lm_run, capsys):
         cli.main(["decode", rec["name"], "--out", str(out)])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err.count("\n") == 1 and "rnnbench decode reads composed tasks" in err
+
+
+def test_the_leaderboard_names_every_core_verdict_and_the_wandb_mirror_gets_the_attention_map(tmp_path,
+                                                                                              monkeypatch):
+    import bench.run.mirror
+    from bench.reports import leaderboard
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setattr(bench.run.mirror, "WANDB_DIR", tmp_path / "wandb")
+    rec = train(resolve(small("translate", "gru", **{"train.max_steps": 4, "train.val_every": 4})),
+                tmp_path / "out", wandb="offline")
+    runs = list((tmp_path / "wandb" / "wandb").glob(f"offline-run-*-{rec['id']}-*"))
+    assert any("media/images/diag/attention" in str(p) for p in runs[0].rglob("*") if p.is_file())
+    (row,) = leaderboard.build_rows([rec])
+    assert row.verdict.startswith(rec["diagnostics"]["verdict"]) and " · decoder " in row.verdict

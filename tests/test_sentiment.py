@@ -37,7 +37,7 @@ def test_a_training_batch_has_the_classify_keys_and_shapes():
     n = batch["src_len"]
     assert batch["src"].shape == (64, int(n.max())) and ((batch["src"] != 0).sum(1) == n).all()
     assert n.min() >= 1 and n.max() <= 50 and set(batch["label"].tolist()) <= {0, 1}
-    assert task.sizes() == {"vocab": len(task.vocab), "classes": 2} and task.label_names == ["rotten", "fresh"]
+    assert task.sizes() == {"vocab": len(task.vocab), "classes": 2} and task.class_names == ["rotten", "fresh"]
     assert 9000 < len(task.vocab) < 10500
 
 
@@ -131,7 +131,7 @@ def test_hf_loader_reads_a_local_folder(tmp_path, monkeypatch, write, sizes, nam
     assert SENTIMENT.check(config) is None
     task = SENTIMENT(config)
     s = task.splits
-    assert (len(s.train), len(s.val), len(s.test)) == sizes and task.label_names == names
+    assert (len(s.train), len(s.val), len(s.test)) == sizes and task.class_names == names
     assert task.sizes()["classes"] == 2 and (s.test.tensors["label"] >= 0).all()
     if write is write_csv:
         assert task.vocab.itos[4:] == ["a", "acting", "dull", "film", "fine", "fun"]  # "and", "bad", "so": once

@@ -29,7 +29,7 @@ def test_a_training_batch_has_the_vqa_keys_shapes_and_ranges():
     assert batch["question"].shape == (64, int(n.max()))  # cut to the longest question of the batch
     assert ((batch["question"] != 0).sum(1) == n).all() and (batch["answer"] < 13).all()
     assert task.sizes() == {"vocab": 30, "classes": 13, "image_shape": (3, 64, 64)}
-    assert task.answer_names == ["circle", "green", "red", "gray", "yes", "teal", "black", "rectangle", "yellow",
+    assert task.class_names == ["circle", "green", "red", "gray", "yes", "teal", "black", "rectangle", "yellow",
                                  "triangle", "brown", "blue", "no"]
 
 
@@ -58,7 +58,7 @@ def test_same_config_gives_identical_tensors_and_data_seed_moves_the_held_out_im
 
 def test_baseline_is_the_test_share_of_the_most_frequent_training_answer():
     task = make()
-    assert task.answer_names[torch.bincount(task.splits.train.tensors["answer"]).argmax()] == "no"
+    assert task.class_names[torch.bincount(task.splits.train.tensors["answer"]).argmax()] == "no"
     assert task.baseline == task.majority == pytest.approx(3525 / 9673)  # "no" on 3,525 of 9,673 questions
 
 
@@ -109,7 +109,7 @@ def test_vqav2_loader_reads_a_local_parquet_folder(tmp_path, monkeypatch):
     task = VQA(config)
     s = task.splits
     # 4 training images x 2 questions; the 3 most frequent training answers, ties broken by name
-    assert len(s.train) == 8 - 2 and task.answer_names == ["1", "no", "yes"]
+    assert len(s.train) == 8 - 2 and task.class_names == ["1", "no", "yes"]
     assert len(set(s.train.tensors["image_index"].tolist()) | {int(s.val.tensors["image_index"][0]),
                                                                   int(s.test.tensors["image_index"][0])}) == 6
     batch = s.train[torch.arange(len(s.train))]

@@ -97,20 +97,21 @@ def write_length_pngs(records: list[dict], out: Path, label_of: Callable[[dict],
     written = []
     for task, rows in sorted(length_curves(records, label_of).items()):
         bins = sorted({b for row in rows.values() for b in row})
-        fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100, layout="constrained")
+        fig, ax = plt.subplots(figsize=(6.4, 5.2), dpi=100, layout="constrained")
+        families = sorted({label.partition(" (")[0] for label in rows})  # one colour per family
         for label, row in sorted(rows.items()):
             xs = [i for i, b in enumerate(bins) if b in row]
             means = [statistics.fmean(row[bins[i]]) for i in xs]
             stds = [statistics.stdev(row[bins[i]]) if len(row[bins[i]]) > 1 else 0.0 for i in xs]
             dashed = "attention=none" in label
             ax.errorbar(xs, means, yerr=stds, marker="o", capsize=2, linestyle="--" if dashed else "-",
-                        label=label.replace("\n", " "))
+                        color=f"C{families.index(label.partition(' (')[0]) % 10}", label=label.replace("\n", " "))
         ax.set_xticks(range(len(bins)), [_bin_label(b) for b in bins])
         ax.set_xlabel("source length (tokens)")
         ax.set_ylabel("test exact match")
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(f"{task}: exact match against source length (dashed: no attention)", fontsize=9)
-        ax.legend(fontsize=7, ncols=2)
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=7)
         path = Path(out) / f"exact_by_length_{task}.png"
         fig.savefig(path, metadata={"Software": None})
         plt.close(fig)

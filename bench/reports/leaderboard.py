@@ -160,7 +160,7 @@ def _row(recs: list[dict], label: str, skey: str, key: str) -> Row:
         n_ok=len(ok), n_runs=len(recs), n_diverged=sum(r["status"] == "diverged" for r in recs),
         n_failed=sum(r["status"] == "failed" for r in recs), baseline=first["metric"]["baseline"],
         solved=None if first["task_info"]["solved_threshold"] is None else sum(bool(s) for s in solved),
-        grad_norm_median=statistics.median(norms) if norms else None, verdict=_verdict(diags, len(recs)),
+        grad_norm_median=statistics.median(norms) if norms else None, verdict=_verdicts(diags, len(recs)),
         flow_ratio_init=_median([d["flow_ratio_init"] for d in diags]),
         flow_ratio_final=_median([d["flow_ratio_final"] for d in diags]),
         params=first["params"],
@@ -174,6 +174,16 @@ def _median(values: list) -> float | None:
     return statistics.median(finite) if finite else None
 
 
+def _verdicts(diags: list[dict], n: int) -> str:
+    """The run's verdict over seeds; a composed model's is its first core's (the encoder), followed by each other
+    core's: ``healthy 3/3 · decoder exploding 2/3``."""
+    main = _verdict(diags, n)
+    roles = dict.fromkeys(role for d in diags for role in d.get("cores", {}) if role != d.get("role"))
+    others = [f"{role} {_verdict([d['cores'][role] for d in diags if role in d.get('cores', {})], n)}"
+              for role in roles]
+    return " · ".join([main, *others])
+
+
 def _verdict(diags: list[dict], n: int) -> str:
     """The most common verdict over seeds with its count, e.g. ``vanishing 3/3``; ties list both."""
     counts = Counter(d["verdict"] for d in diags if d.get("verdict"))
@@ -181,6 +191,14 @@ def _verdict(diags: list[dict], n: int) -> str:
         return "—"
     top = max(counts.values())
     return " / ".join(f"{v} {c}/{n}" for v, c in sorted(counts.items()) if c == top)
+
+
+def _shape_of(info: dict) -> str:
+    """A sequence task's length, or a composed task's model and sizes (vocabularies, image shape, classes)."""
+    if "seq_len" in info:
+        return f"Sequence length {info['seq_len']}"
+    sizes = ", ".join(f"{k} {'x'.join(map(str, v)) if isinstance(v, list) else v}" for k, v in info["sizes"].items())
+    return f"Model: {info['model']} ({sizes})"
 
 
 def _header(recs: list[dict]) -> list[str]:
@@ -195,7 +213,7 @@ def _header(recs: list[dict]) -> list[str]:
     lines = [
         f"## {info['name']} — {info['shape']}, v{info['version']}",
         "",
-        f"Variant: {info['variant']}. Sequence length {info['seq_len']}. "
+        f"Variant: {info['variant']}. {_shape_of(info)}. "
         + ", ".join(f"{k}={v}" for k, v in task_cfg.items()) + ".",
         f"Metric: test {info['metric']} {ARROW[info['mode']]}; chance-level baseline {info['baseline']:.4g}"
         + (f"; solved when {'<' if info['mode'] == 'min' else '>'} {solved:.4g}." if solved is not None else "."),
@@ -218,7 +236,9 @@ def render(records: list[dict], reference: list[dict] | None = None) -> str:
            "pre-clip total gradient L2 norm. Verdict: vanishing / healthy / exploding from the gradient-flow "
            "ratio at the end of training (rule in bench/diag/verdict.py), most common over seeds. Flow: "
            "log10 ‖∂L/∂h_first‖ / ‖∂L/∂h_last‖ of layer 0, median over seeds, at initialisation → end. "
-           "Wall: mean seconds per run. Pictures: flow_<task>.png.", ""]
+           "Wall: mean seconds per run. Pictures: flow_<task>.png. Composed models (sweeps/encdec.yaml): verdict and "
+           "flow of the first core (an encoder: the whole loss's gradient reaching each source position), then "
+           "each other core's verdict; pictures also attention_<task>.png and exact_by_length_<task>.png.", ""]
     current = None
     for i, row in enumerate(rows):
         if row.section != current:
