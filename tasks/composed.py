@@ -34,6 +34,7 @@ from .base import Splits, Task, TaskConfig
 PAD, START, END = 0, 1, 2
 SPECIALS = ("<pad>", "<s>", "</s>")
 MODELS = ("seq2seq", "caption", "vqa", "classify", "frames")
+LENGTH_KEYS = ("src_len", "question_len")  # batch keys holding each source's length
 
 
 class Vocab:
@@ -155,9 +156,19 @@ class ComposedTask(Task):
         raise TypeError(f"{self.name} is a composed task: its batches are dicts, read by bench/run/models.py")
 
     def probe_batch(self, n: int) -> dict[str, torch.Tensor]:
-        """A fixed batch of ``n`` validation examples for the diagnostics. Decoder tasks whose sources vary in
-        length override it to pick examples of one length, so position s means the same in every row."""
-        return self.splits.val[torch.arange(min(n, len(self.splits.val)))]
+        """A fixed batch of ``n`` validation examples for the diagnostics. Where sources vary in length (a
+        ``src_len`` or ``question_len`` key) they share one: the longest length that ``n`` examples have (else
+        the most common), so source position s means the same in every row and the last position hears from
+        every row, not from the longest sources alone."""
+        val = self.splits.val
+        key = next((k for k in LENGTH_KEYS if k in val.tensors), None)
+        if key is None:
+            return val[torch.arange(min(n, len(val)))]
+        lengths = val.tensors[key]
+        counts = torch.bincount(lengths)
+        enough = (counts >= n).nonzero().flatten()
+        length = int(enough.max()) if len(enough) else int(counts.argmax())
+        return val[(lengths == length).nonzero().flatten()[:n]]
 
     def describe_example(self, batch: dict, i: int) -> dict:
         """Row ``i`` of a batch as readable text (source, reference) for samples and attention maps."""

@@ -58,11 +58,10 @@ def test_profiles_split_one_backward_into_each_core_exactly():
     L.seed_everything(0, verbose=False)
     task, system = build(resolve(small("translate", "gru")))
     batch = system.probe_batch(8)
-    cores = system.kind.probe(system.model, batch).cores
-    loss = cores["encoder"][2]  # the whole loss (the decoder's profile reads its last step's)
-    traces = [trace for _, trace, _ in cores.values()]
-    alone = [[[float(g.norm()) for g in torch.autograd.grad(loss, layer, retain_graph=True)] for layer in trace.h]
-             for trace in traces]
+    loss, _, cores = system.kind.forward(system.model, batch, reference=True)  # both cores in one graph
+    traces = [trace for _, trace in cores.values()]
+    alone = [[[float(g.norm()) for g in torch.autograd.grad(loss, layer, retain_graph=True)] for layer in t.h]
+             for t in traces]
     together = flow.profiles(loss, traces)
     for profile, norms in zip(together, alone, strict=True):
         torch.testing.assert_close(torch.tensor(profile.norms), torch.tensor(norms), rtol=1e-6, atol=0)
@@ -135,13 +134,21 @@ def test_frame_tagger_without_recurrence_sees_each_frame_alone():
     assert trace is None and net.core is None
 
 
-def test_a_decoder_profile_reads_the_loss_of_each_sequence_last_step():
-    from bench.run.models import _last_step_loss
-
-    logits = torch.randn(2, 4, 6)
-    target = torch.tensor([[3, 4, 2, 0], [5, 3, 4, 2]])  # END (2) at positions 2 and 3, then padding
-    expected = torch.nn.functional.cross_entropy(torch.stack([logits[0, 2], logits[1, 3]]), torch.tensor([2, 2]))
-    torch.testing.assert_close(_last_step_loss(logits, target), expected)
+@pytest.mark.parametrize("name", ["translate", "caption", "sentiment", "vqa"])
+def test_probes_align_positions_so_the_last_one_hears_from_every_row(name):
+    L.seed_everything(0, verbose=False)
+    task, system = build(resolve(small(name, "gru")))
+    batch = system.probe_batch(8)
+    for key in ("src_len", "question_len"):
+        if key in batch:
+            assert batch[key].unique().numel() == 1 and 1 <= len(batch[key]) <= 8
+    for role, _, profile, _ in system.probe(batch):
+        # every row reaches the last position: its gradient is not the longest rows' alone, and not zero
+        assert all(norm > 0 for norm in profile.norms[-1]), role
+    decoder = {role: trace for role, _, _, trace in system.probe(batch)}.get("decoder")
+    if decoder is not None:  # the decoder's rows share their target length, so its last step is END for all
+        tgt = batch["tgt"]
+        assert len(decoder.h[0]) + 1 == int(torch.mode((tgt != 0).sum(1)).values)
 
 
 def test_decode_prints_source_reference_output_and_saves_the_attention_map(tmp_path, capsys):

@@ -115,13 +115,6 @@ class Kind:
         return Probe({role: (core, trace, loss) for role, (core, trace) in cores.items()})
 
 
-def _last_step_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of each sequence's last real target (logits (B, T, V), target (B, T) padded with PAD)."""
-    last = (target != PAD).sum(dim=1) - 1
-    rows = torch.arange(len(target), device=target.device)
-    return F.cross_entropy(logits[rows, last], target[rows, last])
-
-
 class _Decoding(Kind):
     """Shared by the two decoder kinds: teacher forcing on tgt[:, :-1] against tgt[:, 1:]."""
 
@@ -132,10 +125,18 @@ class _Decoding(Kind):
         return net.beam(*self._source(batch), max_len=limit, start=START, end=END, width=options.beam).tokens
 
     def probe(self, net, batch):
-        loss, scored, cores = self.forward(net, batch, reference=True)
-        last = _last_step_loss(scored.logits, batch["tgt"][:, 1:])
-        return Probe({role: (core, trace, last if role == "decoder" else loss)
-                      for role, (core, trace) in cores.items()})
+        """The encoder's profile from the whole batch; the decoder's from the probe rows whose targets share the
+        most common length, so every row's last step (END) is the same step t and position t means the same in
+        every row (with mixed lengths the last positions would hear from the longest targets alone)."""
+        loss, _, cores = self.forward(net, batch, reference=True)
+        lengths = (batch["tgt"] != PAD).sum(dim=1)
+        rows = (lengths == torch.mode(lengths).values).nonzero().flatten()
+        same = {key: value[rows] for key, value in batch.items()}
+        same["tgt"] = same["tgt"][:, : int(lengths[rows[0]])]
+        _, scored, decoding = self.forward(net, same, reference=True)
+        last = F.cross_entropy(scored.logits[:, -1], same["tgt"][:, -1])
+        probed = {role: (core, trace, loss) for role, (core, trace) in cores.items() if role != "decoder"}
+        return Probe({**probed, "decoder": (*decoding["decoder"], last)})
 
     def _source(self, batch) -> tuple:
         raise NotImplementedError
