@@ -65,7 +65,10 @@ def read_json(path: Path, what: str = "record") -> dict:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        cut = not text.rstrip().endswith(("}", "]"))  # the suite's JSON files end with their closing bracket
+        # The suite's JSON files end with their closing bracket, and a file cut short runs out before the parser
+        # is done: its error is at the very end (a cut can land just after an inner bracket).
+        body = text.rstrip()
+        cut = not body.endswith(("}", "]")) or exc.pos >= len(body)
         raise RecordError(f"{what} {path}: {'cut short' if cut else 'not valid JSON'} "
                           f"(line {exc.lineno}, column {exc.colno})") from None
     if not isinstance(value, dict):

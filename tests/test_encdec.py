@@ -292,7 +292,7 @@ def test_resnet_backbone_is_random_by_default_and_reads_pretrained_weights_from_
 # ---- one-line errors, registries, pinned size ----------------------------------------------------------
 @pytest.mark.parametrize(("make", "error", "message"), [
     (lambda: build_image_encoder("resnet19", 32), ValueError,
-     "unknown image encoder 'resnet19'; valid: cnn, resnet18, resnet34, resnet50"),
+     "unknown image encoder 'resnet19'; valid: cnn, cnn-small, resnet18, resnet34, resnet50"),
     (lambda: build_image_encoder("cnn", 32, pretrained=True), ValueError, "image encoder 'cnn' is trained from"),
     (lambda: Seq2Seq(5, 5, attention="bahdanau"), ValueError,
      "unknown attention 'bahdanau'; valid: additive, multiplicative, none"),
