@@ -1,4 +1,6 @@
-"""The one LightningModule of the suite: any recurrent core + a linear head, trained on any task.
+"""The suite's LightningModules: a recurrent core + a linear head (``SequenceSystem``), or a composed model
+(``ComposedSystem``: encoder-decoder, captioner, VQA, classifier, frame tagger; bench/run/models.py), over one
+``System`` base that owns the optimizer, the pre-clip gradient norms, the metrics and divergence.
 
 It never looks at task or architecture names: the task says which outputs to read, the loss and the metric;
 the core says how its parameters group into layers. Metric keys are ``split/name``: ``train/loss``,
