@@ -189,3 +189,9 @@ def test_the_leaderboard_names_every_core_verdict_and_the_wandb_mirror_gets_the_
     assert any("media/images/diag/attention" in str(p) for p in runs[0].rglob("*") if p.is_file())
     (row,) = leaderboard.build_rows([rec])
     assert row.verdict.startswith(rec["diagnostics"]["verdict"]) and " · decoder " in row.verdict
+
+
+def test_input_feeding_trains_and_probes_the_encoder_it_can_trace(tmp_path):
+    rec = train(resolve(small("translate", "lstm", **{"model.input_feed": True, "train.max_steps": 2,
+                                                      "train.val_every": 2})), tmp_path, wandb="disabled")
+    assert rec["status"] == "ok" and set(rec["diagnostics"]["cores"]) == {"encoder"}

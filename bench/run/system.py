@@ -309,8 +309,9 @@ class ComposedSystem(System):
 
     def probe(self, batch):
         cores = self.kind.probe(self.model, batch).cores
+        # a decoder with input feeding runs step by step through step(), which keeps no trace: it is not probed
         return [(role, core, flow.profiles(loss, [trace], retain=True)[0], trace)
-                for role, (core, trace, loss) in cores.items()]
+                for role, (core, trace, loss) in cores.items() if trace is not None]
 
     def attention_example(self, batch) -> dict | None:
         """Teacher-forced attention of the probe batch's first example: what results/ draws as its map."""
