@@ -206,12 +206,12 @@ class GradientDiagnostics(L.Callback):
         import matplotlib.pyplot as plt
         import wandb
 
+        from .plots import attention_panel
+
+        a = self.attention
         fig, ax = plt.subplots(figsize=(4, 3.2), dpi=100, layout="constrained")
-        ax.imshow(self.attention["weights"], aspect="auto", cmap="Greys", vmin=0.0, vmax=1.0,
-                  interpolation="nearest")
-        ax.set_xlabel("image cell" if self.attention.get("grid") else "source position")
-        ax.set_ylabel("target word")
-        ax.set_title(self.attention.get("reference", "")[:50], fontsize=8)
+        attention_panel(ax, a["weights"], a.get("source", ""), a.get("reference", ""), a.get("grid"),
+                        a.get("reference", "")[:50])
         for lg in mirrors:
             lg.experiment.log({"diag/attention": wandb.Image(fig)})
         plt.close(fig)

@@ -48,6 +48,28 @@ def heatmap_figure(steps: list[int], profiles: list[list[float]], title: str):
     return fig
 
 
+def axis_labels(text: str, n: int) -> list[str]:
+    """Tick labels for ``n`` positions: the words of ``text``, or its characters (character-level tasks)."""
+    for tokens in (text.split(), list(text)):
+        if len(tokens) == n:
+            return tokens
+    return []
+
+
+def attention_panel(ax, weights: list[list[float]], source: str, written: str, grid, title: str) -> None:
+    """One attention map: rows are the words the decoder wrote (``written``, then END), columns the source
+    positions (``source``'s words or characters) or, with ``grid``, the image cells in row-major order."""
+    ax.imshow(weights, aspect="auto", cmap="Greys", vmin=0.0, vmax=1.0, interpolation="nearest")
+    rows = axis_labels(written, len(weights) - 1)
+    if rows:
+        ax.set_yticks(range(len(rows) + 1), rows + ["</s>"], fontsize=7)
+    cols = [] if grid else axis_labels(source, len(weights[0]))
+    if cols:
+        ax.set_xticks(range(len(cols)), cols, fontsize=7, rotation=60)
+    ax.set_xlabel("image cell (row-major)" if grid else "source position")
+    ax.set_title(title, fontsize=8)
+
+
 def write_task_pngs(records: list[dict], out: Path, label_of=None) -> list[Path]:
     """One PNG per task; ``label_of(record)`` names a panel (default: the record's arch label)."""
     label_of = label_of or (lambda r: r["arch_label"])

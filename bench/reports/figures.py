@@ -20,6 +20,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ..diag.plots import attention_panel  # noqa: E402
+
 BIN = re.compile(r"^test/exact_len(\d+)_(\d+|up)$")
 
 
@@ -35,14 +37,6 @@ def _attention(rec: dict) -> dict | None:
     return (rec.get("diagnostics") or {}).get("attention")
 
 
-def axis_labels(text: str, n: int) -> list[str]:
-    """Tick labels for ``n`` positions: the words of ``text``, or its characters (character-level tasks)."""
-    for tokens in (text.split(), list(text)):
-        if len(tokens) == n:
-            return tokens
-    return []
-
-
 def write_attention_pngs(records: list[dict], out: Path, label_of: Callable[[dict], str]) -> list[Path]:
     written = []
     for task, panels in sorted(_lowest_seed(records, label_of, _attention).items()):
@@ -50,17 +44,7 @@ def write_attention_pngs(records: list[dict], out: Path, label_of: Callable[[dic
                                  layout="constrained")
         for ax, (label, rec) in zip(axes[0], sorted(panels.items()), strict=True):
             a = _attention(rec)
-            weights = a["weights"]
-            ax.imshow(weights, aspect="auto", cmap="Greys", vmin=0.0, vmax=1.0, interpolation="nearest")
-            rows = axis_labels(a.get("reference", ""), len(weights) - 1)
-            if rows:
-                rows = rows + ["</s>"]
-                ax.set_yticks(range(len(rows)), rows, fontsize=7)
-            cols = [] if a.get("grid") else axis_labels(a.get("source", ""), len(weights[0]))
-            if cols:
-                ax.set_xticks(range(len(cols)), cols, fontsize=7, rotation=60)
-            ax.set_xlabel("image cell (row-major)" if a.get("grid") else "source position")
-            ax.set_title(label, fontsize=8)
+            attention_panel(ax, a["weights"], a.get("source", ""), a.get("reference", ""), a.get("grid"), label)
         fig.suptitle(f"{task}: attention of the decoder (teacher-forced, one held-out example)", fontsize=9)
         path = Path(out) / f"attention_{task}.png"
         fig.savefig(path, metadata={"Software": None})

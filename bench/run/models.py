@@ -4,7 +4,7 @@ the architecture registry, and what one batch costs (loss), scores (``Scored``) 
     kind = KINDS[task.model]                       # "seq2seq", "caption", "vqa", "classify" or "frames"
     net = kind.build(task, cfg.arch_name, cfg.arch, cfg.model)
     loss, scored = kind.forward(net, batch)        # teacher forcing for decoders
-    tokens = kind.decode(net, batch, cfg.model, task)   # greedy (model.beam = 1) or beam search; None if no decoder
+    tokens = kind.decode(net, batch, cfg.model, max_len)   # greedy (model.beam = 1) or beam; None if no decoder
 
 The recurrent family (``arch.*``) serves every recurrent part of a model: encoder and decoder alike, so a row
 of the leaderboard is one family. Options that only some kinds have live in that kind's dataclass, so a run
@@ -107,7 +107,7 @@ class Kind:
         """(loss, what the task scores, {role: (core, trace)} when ``reference``)."""
         raise NotImplementedError
 
-    def decode(self, net: nn.Module, batch: dict, options, task) -> torch.Tensor | None:
+    def decode(self, net: nn.Module, batch: dict, options, max_len: int) -> torch.Tensor | None:
         return None
 
     def probe(self, net: nn.Module, batch: dict) -> Probe:
@@ -118,11 +118,10 @@ class Kind:
 class _Decoding(Kind):
     """Shared by the two decoder kinds: teacher forcing on tgt[:, :-1] against tgt[:, 1:]."""
 
-    def decode(self, net, batch, options, task):
-        limit = task.sizes()["max_len"]
+    def decode(self, net, batch, options, max_len):
         if options.beam == 1:
-            return net.greedy(*self._source(batch), max_len=limit, start=START, end=END).tokens
-        return net.beam(*self._source(batch), max_len=limit, start=START, end=END, width=options.beam).tokens
+            return net.greedy(*self._source(batch), max_len=max_len, start=START, end=END).tokens
+        return net.beam(*self._source(batch), max_len=max_len, start=START, end=END, width=options.beam).tokens
 
     def probe(self, net, batch):
         """The encoder's profile from the whole batch; the decoder's from the probe rows whose targets share the

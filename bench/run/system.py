@@ -286,13 +286,14 @@ class ComposedSystem(System):
     def __init__(self, net: nn.Module, kind: Kind, options, task: ComposedTask, optim: OptimConfig | None = None):
         super().__init__(task, task.make_metric, task.make_extra_metrics, optim)
         self.model, self.kind, self.options = net, kind, options
+        self.max_len = task.sizes().get("max_len", 0)  # decoding's step limit, read once (sizes scan the data)
 
     def _step(self, batch, split: str) -> torch.Tensor:
         loss, scored, _ = self.kind.forward(self.model, batch)
         if split == "train":
             self._train_loss = loss.detach().item()
         else:
-            scored.tokens = self.kind.decode(self.model, batch, self.options, self.task)
+            scored.tokens = self.kind.decode(self.model, batch, self.options, self.max_len)
             self.task.score({self.key: self.metrics[split], **self.extra_metrics[split]}, scored, batch)
             self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, batch_size=_rows(batch))
         return loss

@@ -21,7 +21,6 @@ import torch
 from options import ConfigError
 from tasks.composed import END, START, ComposedTask
 
-from ..reports.figures import axis_labels
 from ..run.system import ComposedSystem
 from ..store import Store
 
@@ -54,7 +53,7 @@ def decode(system: ComposedSystem, task: ComposedTask, n: int, split: str = "tes
     """(examples as {source, reference, output}, the first example's attention while decoding or None)."""
     batch = getattr(task.splits, split)[torch.arange(n)]
     options = system.options if beam is None else replace(system.options, beam=beam)
-    tokens = system.kind.decode(system.model, batch, options, task)
+    tokens = system.kind.decode(system.model, batch, options, system.max_len)
     _, scored, _ = system.kind.forward(system.model, batch)
     rows = []
     for i in range(n):
@@ -74,22 +73,12 @@ def decode(system: ComposedSystem, task: ComposedTask, n: int, split: str = "tes
 
 
 def draw(attention: dict, path: Path, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    weights = attention["weights"]
+    from ..diag.plots import attention_panel  # sets the Agg backend
+
     fig, ax = plt.subplots(figsize=(5, 4), dpi=100, layout="constrained")
-    ax.imshow(weights, aspect="auto", cmap="Greys", vmin=0.0, vmax=1.0, interpolation="nearest")
-    rows = axis_labels(attention["output"], len(weights) - 1)
-    if rows:
-        ax.set_yticks(range(len(rows) + 1), rows + ["</s>"], fontsize=8)
-    cols = [] if attention["grid"] else axis_labels(attention["source"], len(weights[0]))
-    if cols:
-        ax.set_xticks(range(len(cols)), cols, fontsize=8, rotation=60)
-    ax.set_xlabel("image cell (row-major)" if attention["grid"] else "source position")
-    ax.set_title(title, fontsize=8)
+    attention_panel(ax, attention["weights"], attention["source"], attention["output"], attention["grid"], title)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)
