@@ -13,7 +13,7 @@ REFERENCE_SUITES := sweeps/default.yaml sweeps/lm_digits.yaml sweeps/encdec.yaml
 export CUBLAS_WORKSPACE_CONFIG := :4096:8
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-full sweep reference leaderboard bench bench-sweep chaos lint clean distclean
+.PHONY: help install test test-full sweep reference leaderboard report bench bench-sweep chaos lint clean distclean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ reference: install ## deliberately regenerate the committed reference results/ f
 leaderboard: install ## regenerate results/LEADERBOARD.md, leaderboard.csv and README's table from the records
 	$(PY) -m bench leaderboard --out results --readme README.md
 	@if [ -d results-local/runs ]; then $(PY) -m bench leaderboard --out results-local --reference results; fi
+
+report: install ## results/report/index.html from the records: tables, learning curves, pictures, record links
+	$(PY) -m bench report --out results
 
 bench: install ## throughput vs a hand-written loop, TBPTT vs full BPTT memory (ratios; bench-sweep: workers)
 	$(PY) -m bench.dev.perf

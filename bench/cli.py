@@ -3,6 +3,7 @@
     rnnbench run --task adding --arch lstm --seed 0 [--task.seq_len 50 --optim.lr 3e-3 ...]
     rnnbench sweep sweeps/default.yaml [--workers 2] [--out results-local] [--executor local|ray|wandb]
     rnnbench leaderboard [--out results] [--reference results]
+    rnnbench report [--out results] [--wandb [--entity E] [--project P]]
     rnnbench list
     rnnbench units charlm__lstm__s0 [--out results-local] [--units 3,17] [--length 2000] [--top 3] [--state c]
 
@@ -139,6 +140,15 @@ def build_parser(run_epilog: str | None = None) -> Parser:
     b.add_argument("--reference", type=Path, default=None, help="another results folder to show beside it")
     b.add_argument("--readme", type=Path, default=None, help="also regenerate this README's leaderboard block")
 
+    h = sub.add_parser("report", help="write a static HTML report (<out>/report/index.html) from records, "
+                                      "or with --wandb a W&B report over their mirrored runs")
+    h.add_argument("--out", type=Path, default=Path(REFERENCE), help=f"results folder [default: {REFERENCE}]")
+    h.add_argument("--wandb", dest="to_wandb", action="store_true",
+                   help="build and save a W&B report instead (wandb-workspaces; needs `wandb login` and the server)")
+    h.add_argument("--entity", default=None, help="W&B entity for --wandb [default: your default entity]")
+    h.add_argument("--project", default=None,
+                   help="W&B project for --wandb [default: the one runs mirror to, rnnbench]")
+
     sub.add_parser("list", help="list registered tasks and architectures")
 
     g = sub.add_parser("sample", help="generate text from a trained char-LM run (greedy and/or sampled)")
@@ -209,7 +219,9 @@ def cmd_run(args, rest) -> int:
     best = "—" if m["val_best"] is None else f"{m['val_best']:.4g}"
     diag = rec["diagnostics"] or {}
     flow = "" if diag.get("flow_ratio_final") is None else f" (flow ratio {diag['flow_ratio_final']:.2f})"
-    verdict = f"; gradients {diag['verdict']}{flow}" if diag.get("verdict") else ""
+    spikes = (diag.get("events") or {}).get("spikes")
+    verdict = (f"; gradient flow {diag['verdict']}{flow}" if diag.get("verdict") else "") + (
+        f"; {spikes} gradient spike(s) over 1000x the median" if spikes else "")
     print(f"{rec['name']} [{rec['id']}]: {rec['status']} after {rec['steps']} steps in {rec['wall_time_s']:.1f}s; "
           f"test/{m['name']}={value} (baseline {m['baseline']:.4g}{solved}), val/{m['name']}_best={best}, "
           f"{rec['params']:,} params{verdict}")
@@ -248,7 +260,8 @@ def _report_skipped(skipped: list[str]) -> None:
 
 
 def cmd_leaderboard(args, rest) -> int:
-    from .reports import leaderboard
+    from .reports import leaderboard, reproduction
+    from .sweeps.spec import anchored
 
     for folder in (args.out, args.reference):
         if folder is not None and not (folder / "runs").is_dir():
@@ -259,11 +272,47 @@ def cmd_leaderboard(args, rest) -> int:
     written = leaderboard.write(args.out, reference=args.reference)
     print(f"wrote {written.md} and {written.md.with_name('leaderboard.csv')} from {written.n_records} records "
           f"in {time.perf_counter() - started:.2f}s")
+    path, lines = reproduction.write(args.out, anchored(Path(__file__).resolve().parents[1]))
+    print(f"wrote {path}: {reproduction.counts(lines)}")
     if args.readme is not None:
         changed = leaderboard.update_readme(args.readme, args.out)
-        print(f"{args.readme}: leaderboard block {'updated' if changed else 'unchanged'}")
+        changed = reproduction.update_readme(args.readme, lines) or changed
+        print(f"{args.readme}: leaderboard and reproduction blocks {'updated' if changed else 'unchanged'}")
     _report_skipped(written.skipped)
     return 1 if written.skipped else 0
+
+
+def cmd_report(args, rest) -> int:
+    if not (args.out / "runs").is_dir():
+        raise ConfigError(f"no run records under {args.out}/runs; run a sweep first (make sweep)")
+    if not args.to_wandb and (args.entity or args.project):
+        raise ConfigError("--entity and --project go with --wandb")
+    if args.to_wandb:
+        return _wandb_report(args)
+    _check_out(args.out / "report")
+    started = time.perf_counter()
+    from .reports import html
+
+    written = html.write(args.out)
+    print(f"wrote {written.index} and {len(written.pngs)} learning-curve PNG(s) from {written.n_records} records "
+          f"in {time.perf_counter() - started:.2f}s")
+    _report_skipped(written.skipped)
+    return 1 if written.skipped else 0
+
+
+def _wandb_report(args) -> int:
+    from .reports import wandb_report
+
+    if not wandb_report.logged_in():
+        raise ConfigError("the W&B report needs `wandb login` and the W&B server (no API key found); nothing written")
+    from .run.mirror import PROJECT
+
+    try:
+        url = wandb_report.write(args.out, args.entity, args.project or PROJECT)
+    except Exception as exc:  # the server refused or could not be reached: one line, not a traceback
+        raise ConfigError(f"the W&B report was not saved: {(str(exc) or repr(exc)).splitlines()[0]}") from None
+    print(f"W&B report: {url}")
+    return 0
 
 
 def cmd_units(args, rest) -> int:
@@ -343,4 +392,4 @@ def cmd_list(args, rest) -> int:
 
 
 COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard, "list": cmd_list,
-            "units": cmd_units, "sample": cmd_sample, "decode": cmd_decode}
+            "units": cmd_units, "sample": cmd_sample, "decode": cmd_decode, "report": cmd_report}

@@ -10,7 +10,7 @@ from conftest import small
 import tasks
 from architectures.elman import ElmanRNN
 from bench.diag import flow, health, spectra
-from bench.diag.verdict import verdict
+from bench.diag.verdict import spikes, verdict
 from bench.run.config import resolve
 from bench.run.train import train
 
@@ -68,8 +68,14 @@ def test_verdict_flips_as_a_crosses_one(a, expected):
 def test_verdict_rule_edges():
     assert verdict(-2.01) == "vanishing" and verdict(-1.99) == "healthy"
     assert verdict(2.01) == "exploding" and verdict(1.99) == "healthy"
-    assert verdict(float("nan")) is None and verdict(0.0, nonfinite=True) == "exploding"
-    assert verdict(0.0, spike=1001.0) == "exploding" and verdict(0.0, spike=999.0) == "healthy"
+    assert verdict(float("nan")) is None and verdict(None) is None
+
+
+def test_spikes_count_steps_over_1000x_the_median_and_stay_out_of_the_flow_verdict():
+    norms = [1.0] * 99 + [1001.0]
+    assert spikes(norms) == 1 and spikes([1.0] * 99 + [999.0]) == 0
+    assert spikes([1.0, 1.0, 1.0, 2000.0, 5000.0, float("inf")]) == 2  # the non-finite step is divergence
+    assert spikes([]) == 0 and spikes([0.0, 0.0, 5.0]) == 0
 
 
 def test_jacobian_of_a_linear_rnn_is_a():
@@ -170,7 +176,8 @@ def test_probing_leaves_the_training_trajectory_unchanged(arch, tmp_path):
     assert {"diag/flow_ratio/l0", "diag/jacobian/l1", "diag/saturation/l0", "diag/clipped_fraction"} <= set(header)
 
 
-def test_diverged_run_reads_exploding(tmp_path):
+def test_a_diverged_run_is_its_own_status_not_a_flow_verdict(tmp_path):
     cfg = resolve(small("adding", "vanilla", **{"optim.name": "sgd", "optim.lr": 1e6, "optim.clip": 0}))
     rec = train(cfg, tmp_path, wandb="disabled")
-    assert rec["status"] == "diverged" and rec["diagnostics"]["verdict"] == "exploding"
+    assert rec["status"] == "diverged" and rec["diagnostics"]["events"]["nonfinite_gradients"] == 1
+    assert rec["diagnostics"]["verdict"] in (None, "vanishing", "healthy", "exploding")

@@ -81,8 +81,8 @@ def test_leaderboard_rows_and_byte_stable_regeneration(swept):
     assert labels["gru"].n_ok == 2 and labels["gru"].std is not None
     diverged = labels["vanilla (optim.clip=0, optim.lr=1e+06, optim.name=sgd)"]
     assert diverged.n_diverged == 1 and diverged.mean is None
-    assert "| diverged | verdict | flow init → end |" in first and "test mse ↓" in first and "0/1" in first
-    assert "exploding 1/1" in first  # the diverged row's verdict
+    assert "| diverged | verdict | spikes | flow init → end |" in first and "test mse ↓" in first and "0/1" in first
+    assert "| 1/1 | — | 1 (1/1 runs) |" in first  # diverged: no flow verdict at the end; its spike counted
     assert (out / "flow_adding.png").stat().st_size > 10_000
     csv_text = (out / "leaderboard.csv").read_text()
     assert csv_text.splitlines()[0].startswith("task,label,metric")

@@ -7,14 +7,21 @@ Schema 2 records carry ``defaults`` (the default config of their task and archit
 summaries carry ``planned_ids`` (the run ids their spec plans). This adds them to older files, from the same
 code that writes new ones, and changes nothing else: every other key and value stays as the suite wrote it, and
 each record's run id is checked against its resolved config first. ``--check`` only reports what it would do.
+
+Records written before the verdict split (bench/diag/verdict.py) lack ``diagnostics.events.spikes``, the count
+of steps over 1000x the median pre-clip norm: it is counted from the run's own metrics file (``grad/total``, one
+row per optimizer step), after checking that file's step count and largest norm match the record's.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import math
 import sys
 from pathlib import Path
 
+from ..diag.verdict import spikes
 from ..run.config import flatten, resolve
 from ..store import Store, read_json
 from ..sweeps.plan import plan
@@ -33,6 +40,26 @@ def upgrade_record(rec: dict) -> dict | None:
     return {**rec, "schema": 2, "defaults": cfg.defaults(), "outside_question": cfg.outside("question")}
 
 
+def logged_norms(store: Store, rec: dict) -> list[float]:
+    """The per-step pre-clip total norms a run logged, checked against its record's summary of them."""
+    with open(store.runs / rec["metrics_file"], newline="") as f:
+        norms = [float(row["grad/total"]) for row in csv.DictReader(f) if row.get("grad/total")]
+    g = rec["grad_norm_preclip"]
+    if len(norms) != g["steps"] or (norms and not math.isclose(max(norms), g["max"], rel_tol=1e-6)):
+        raise SystemExit(f"migrate: {rec['name']}: its metrics file logs {len(norms)} norms (max {max(norms, default=0)}),"
+                         f" its record {g['steps']} (max {g['max']}); not counting spikes from it")
+    return norms
+
+
+def add_spikes(store: Store, rec: dict) -> dict | None:
+    """The record with ``diagnostics.events.spikes`` counted from its metrics file, or None when it has them."""
+    events = (rec.get("diagnostics") or {}).get("events")
+    if events is None or "spikes" in events:
+        return None
+    diagnostics = {**rec["diagnostics"], "events": {**events, "spikes": spikes(logged_norms(store, rec))}}
+    return {**rec, "diagnostics": diagnostics}
+
+
 def upgrade_summary(summary: dict) -> dict | None:
     if "planned_ids" in summary:
         return None
@@ -48,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     store = Store(args.out)
     changed = 0
     for path in store.record_files():
-        new = upgrade_record(store.read_record(path))
+        rec = store.read_record(path)
+        new = upgrade_record(rec)
+        new = add_spikes(store, new or rec) or new
         if new is not None:
             changed += 1
             if not args.check:

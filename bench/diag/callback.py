@@ -20,7 +20,7 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 
 from . import health, spectra
-from .verdict import verdict
+from .verdict import spikes, verdict
 
 
 def _round(x: float, digits: int = 4) -> float:
@@ -43,6 +43,7 @@ def gradient_events(grad_history: list[float], clip: float, nonfinite: bool) -> 
         if grad_history and clip > 0 else 0.0,
         "max_preclip_norm": max(grad_history) if grad_history else None,
         "spike": max(grad_history) / median if median else None,
+        "spikes": spikes(grad_history),
         "nonfinite_gradients": int(nonfinite),
     }
 
@@ -65,10 +66,10 @@ def _measured(profile, jac, core, units) -> dict:
     }
 
 
-def _core_summary(history: list[dict], nonfinite: bool, spike, steps: list[int]) -> dict:
+def _core_summary(history: list[dict], steps: list[int]) -> dict:
     """One core's verdict, flow ratios, final measures and profiles over the probes."""
     ratio = history[-1]["ratio"].get("l0")
-    return {"verdict": verdict(ratio, nonfinite, spike), "flow_ratio_init": history[0]["ratio"].get("l0"),
+    return {"verdict": verdict(ratio), "flow_ratio_init": history[0]["ratio"].get("l0"),
             "flow_ratio_final": ratio, "final": {k: v for k, v in history[-1].items() if k != "flow"},
             "profiles": {"steps": steps, "flow": [h["flow"] for h in history]}}
 
@@ -163,14 +164,14 @@ class GradientDiagnostics(L.Callback):
         extra = {}
         if "cores" in last:
             extra["role"] = last["role"]
-            extra["cores"] = {role: _core_summary([h["cores"][role] for h in self.history], nonfinite,
-                                                  events["spike"], [h["step"] for h in self.history])
+            extra["cores"] = {role: _core_summary([h["cores"][role] for h in self.history],
+                                                  [h["step"] for h in self.history])
                               for role in last["cores"]}
         if self.attention is not None:
             extra["attention"] = self.attention
         return _rounded({
             "every": self.every, "probe_size": self.probe_size, "loss": "last output step (see diag/flow.py)",
-            "verdict": verdict(ratio, nonfinite, events["spike"]),
+            "verdict": verdict(ratio),
             "flow_ratio_init": first.get("ratio", {}).get("l0"), "flow_ratio_final": ratio,
             "final": {k: v for k, v in last.items() if k not in ("flow", "cores", "role")},
             "events": events,

@@ -21,6 +21,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..diag.verdict import verdict
 from ..run.config import flatten
 from ..store import Store, atomic, read_json
 
@@ -78,6 +79,7 @@ class Row:
     solved: int | None
     grad_norm_median: float | None
     verdict: str
+    spikes: str
     flow_ratio_init: float | None
     flow_ratio_final: float | None
     params: int
@@ -161,6 +163,7 @@ def _row(recs: list[dict], label: str, skey: str, key: str) -> Row:
         n_failed=sum(r["status"] == "failed" for r in recs), baseline=first["metric"]["baseline"],
         solved=None if first["task_info"]["solved_threshold"] is None else sum(bool(s) for s in solved),
         grad_norm_median=statistics.median(norms) if norms else None, verdict=_verdicts(diags, len(recs)),
+        spikes=_spikes(diags),
         flow_ratio_init=_median([d["flow_ratio_init"] for d in diags]),
         flow_ratio_final=_median([d["flow_ratio_final"] for d in diags]),
         params=first["params"],
@@ -185,12 +188,23 @@ def _verdicts(diags: list[dict], n: int) -> str:
 
 
 def _verdict(diags: list[dict], n: int) -> str:
-    """The most common verdict over seeds with its count, e.g. ``vanishing 3/3``; ties list both."""
-    counts = Counter(d["verdict"] for d in diags if d.get("verdict"))
+    """The most common flow verdict over seeds with its count, e.g. ``vanishing 3/3``; ties list both. Each
+    record is judged from its final flow ratio by today's rule (bench/diag/verdict.py), whatever rule the
+    record was written under."""
+    counts = Counter(v for v in (verdict(d.get("flow_ratio_final")) for d in diags) if v)
     if not counts:
         return "—"
     top = max(counts.values())
     return " / ".join(f"{v} {c}/{n}" for v, c in sorted(counts.items()) if c == top)
+
+
+def _spikes(diags: list[dict]) -> str:
+    """Steps over 1000x the median pre-clip norm, summed over seeds, and in how many runs: ``3 (2/3 runs)``."""
+    counts = [d["events"].get("spikes") for d in diags if d.get("events")]
+    if not counts or any(c is None for c in counts):
+        return "—"
+    total, runs = sum(counts), sum(c > 0 for c in counts)
+    return "0" if total == 0 else f"{total} ({runs}/{len(counts)} runs)"
 
 
 def _shape_of(info: dict) -> str:
@@ -234,7 +248,9 @@ def render(records: list[dict], reference: list[dict] | None = None) -> str:
            "Rows: mean ± sample std of the final test metric over seeds that finished `ok` "
            "(diverged and failed runs are counted, not averaged). ‖g‖: median over runs of each run's median "
            "pre-clip total gradient L2 norm. Verdict: vanishing / healthy / exploding from the gradient-flow "
-           "ratio at the end of training (rule in bench/diag/verdict.py), most common over seeds. Flow: "
+           "ratio alone, at the end of training (rule in bench/diag/verdict.py), most common over seeds. Spikes: "
+           "optimizer steps whose pre-clip norm exceeded 1000× the run's median, summed over seeds (clipping "
+           "contained them; a separate column, never folded into the verdict). Flow: "
            "log10 ‖∂L/∂h_first‖ / ‖∂L/∂h_last‖ of layer 0, median over seeds, at initialisation → end. "
            "Wall: mean seconds per run. Pictures: flow_<task>.png. Composed models (sweeps/encdec.yaml): verdict and "
            "flow of the first core (an encoder: the whole loss's gradient reaching each source position), then "
@@ -246,8 +262,8 @@ def render(records: list[dict], reference: list[dict] | None = None) -> str:
             out += _header(by_section[row.section])
             ref_col = " reference |" if reference is not None else ""
             out.append(f"| arch | test {row.metric} {ARROW[row.mode]} |{ref_col} baseline | solved | diverged | "
-                       "verdict | flow init → end | ‖g‖ pre-clip | params | wall s | commit |")
-            out.append("|---|---|" + ("---|" if reference is not None else "") + "---|" * 9)
+                       "verdict | spikes | flow init → end | ‖g‖ pre-clip | params | wall s | commit |")
+            out.append("|---|---|" + ("---|" if reference is not None else "") + "---|" * 10)
         ref = ""
         if reference is not None:
             match = ref_rows.get((row.section, row.key))
@@ -256,7 +272,7 @@ def render(records: list[dict], reference: list[dict] | None = None) -> str:
         norm = "—" if row.grad_norm_median is None else f"{row.grad_norm_median:.3g}"
         flow = f"{_num(row.flow_ratio_init)} → {_num(row.flow_ratio_final)}"
         out.append(f"| {row.label} | {row.cell()} |{ref} {row.baseline:.4g} | {solved} | "
-                   f"{row.n_diverged}/{row.n_runs} | {row.verdict} | {flow} | {norm} | {row.params:,} | "
+                   f"{row.n_diverged}/{row.n_runs} | {row.verdict} | {row.spikes} | {flow} | {norm} | {row.params:,} | "
                    f"{row.wall_time_s:.0f} | {row.commits} |")
         if i + 1 == len(rows) or rows[i + 1].section != current:
             out.append("")
@@ -377,6 +393,8 @@ def readme_block(out: Path) -> str:
                 text = f"**{text}**" if r is best and r is not None else text
                 if r is not None and r.verdict != "—":
                     text += " · " + " / ".join(v.split(" ")[0] for v in r.verdict.split(" / "))
+                if r is not None and r.spikes not in ("0", "—"):
+                    text += f" · {r.spikes.split(' ')[0]} spikes"
                 row.append(text)
             title = titles[section] + (f" · {variant}" if variant else "")
             lines.append(f"| {title} | test {first.metric} {ARROW[first.mode]} | {first.baseline:.4g} | "
@@ -392,14 +410,21 @@ def readme_block(out: Path) -> str:
     return "\n".join(lines)
 
 
+def replace_block(text: str, start: str, end: str, block: str) -> str:
+    """``text`` with the part from ``start`` to ``end`` (markers included) replaced by ``block``; unchanged when
+    a marker is missing."""
+    if start not in text or end not in text:
+        return text
+    head, rest = text.split(start, 1)
+    return head + block + rest.split(end, 1)[1]
+
+
 def update_readme(readme: Path, out: Path) -> bool:
     """Replace the generated block of ``readme``; returns whether the file changed."""
     text = Path(readme).read_text()
     if README_START not in text or README_END not in text:
         return False
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    new = head + readme_block(out) + tail
+    new = replace_block(text, README_START, README_END, readme_block(out))
     if new != text:
         with atomic(Path(readme)) as tmp:
             tmp.write_text(new, encoding="utf-8")

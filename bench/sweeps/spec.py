@@ -4,6 +4,8 @@
 
 A sweep file holds one or more YAML documents, each a W&B sweep config with only W&B keys, so any one of them
 also works with ``wandb sweep`` for users with a server. Parameters are keyed by dotted path (``optim.lr``).
+The one exception is ``anchor``: the published result a document reproduces (bench/sweeps/anchor.py), which
+the W&B executor drops before handing the document to W&B.
 
 - ``method: grid``: every combination of each parameter's ``value`` / ``values``, in file order.
 - ``method: random``: ``run_cap`` runs drawn as W&B draws them: ``values`` (uniform, or weighted by
@@ -33,11 +35,14 @@ import yaml
 
 from options import ConfigError
 
+from . import anchor as anchors
+
 METHODS = ("grid", "random")
 DISTRIBUTIONS = ("categorical", "constant", "int_uniform", "log_uniform_values", "q_uniform", "uniform")
 # Every top-level key a W&B sweep config may hold: anything else would make `wandb sweep` reject the file.
 WANDB_KEYS = ("command", "description", "early_terminate", "entity", "method", "metric", "name", "parameters",
               "program", "project", "run_cap")
+RNNBENCH_KEYS = ("anchor",)  # ours, dropped before a document goes to W&B
 PARAM_KEYS = ("distribution", "max", "min", "probabilities", "q", "value", "values")
 
 
@@ -66,10 +71,12 @@ def expand(doc: dict, where: str) -> list[dict]:
     """One W&B sweep document -> the list of its override dicts, in a stable order."""
     if not isinstance(doc, dict) or not isinstance(doc.get("parameters"), dict) or not doc["parameters"]:
         raise ConfigError(f"{where}: needs a non-empty 'parameters' mapping")
-    unknown = sorted(set(doc) - set(WANDB_KEYS))
+    unknown = sorted(set(doc) - set(WANDB_KEYS) - set(RNNBENCH_KEYS))
     if unknown:
         raise ConfigError(f"{where}: unknown key {unknown[0]!r} (not a W&B sweep key); "
-                          f"valid: {', '.join(WANDB_KEYS)}")
+                          f"valid: {', '.join(WANDB_KEYS + RNNBENCH_KEYS)}")
+    if "anchor" in doc:
+        anchors.parse(doc["anchor"], where)
     method = doc.get("method", "grid")
     if method not in METHODS:
         raise ConfigError(f"{where}: method {method!r} is not supported yet; valid: {', '.join(METHODS)}")
@@ -199,6 +206,29 @@ def _draw(spec: dict, rng: random.Random):
         value = round(value / q) * q
         return int(value) if isinstance(q, int) and float(value).is_integer() else value
     return value
+
+
+def anchored_documents(path: Path) -> list[tuple[int, anchors.Anchor, list[dict]]]:
+    """(document number, its anchor, its override dicts) for every document of ``path`` that declares one."""
+    out = []
+    for i, doc in enumerate(load_documents(path)):
+        if isinstance(doc, dict) and "anchor" in doc:
+            where = f"{path} document {i + 1}"
+            out.append((i + 1, anchors.parse(doc["anchor"], where), expand(doc, where)))
+    return out
+
+
+def anchored(root: Path) -> list[tuple[str, anchors.Anchor, list[dict]]]:
+    """(``sweeps/<file> #<document>``, anchor, override sets) of every anchored document under ``root/sweeps``,
+    in file-name order: what results/REPRODUCTION.md sets beside the records."""
+    return [(f"sweeps/{path.name} #{doc}", anchor, overrides)
+            for path in sorted((Path(root) / "sweeps").glob("*.yaml"))
+            for doc, anchor, overrides in anchored_documents(path)]
+
+
+def wandb_document(doc: dict) -> dict:
+    """The document as W&B accepts it: without rnnbench's own keys."""
+    return {k: v for k, v in doc.items() if k not in RNNBENCH_KEYS}
 
 
 def expand_file(path: Path) -> list[tuple[int, dict]]:

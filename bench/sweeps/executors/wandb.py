@@ -2,7 +2,8 @@
 
     rnnbench sweep sweeps/default.yaml --executor wandb        # needs `wandb login` (or WANDB_API_KEY)
 
-Each YAML document of the sweep file is a W&B sweep config, so it goes to ``wandb.sweep`` as it is; one
+Each YAML document of the sweep file is a W&B sweep config, so it goes to ``wandb.sweep`` as it is (less
+rnnbench's ``anchor``); one
 ``wandb.agent`` per document then calls ``agent_run`` for each run the server picks. That function starts the
 agent's W&B run, reads its dotted parameters back into a RunConfig and trains it through ``run_locked``
 (base.py), which mirrors into that same run (``make_loggers`` adopts an active sweep run) and writes the usual record, so
@@ -26,6 +27,7 @@ from ...run.config import RunConfig, resolve
 from ...run.mirror import PROJECT, WANDB_DIR, wandb_mode
 from ...store import Store
 from ..progress import Progress
+from ..spec import wandb_document
 from .base import Executor, register, run_locked
 
 NO_SERVER = "the wandb executor needs a W&B server; use --executor local or ray"
@@ -91,6 +93,6 @@ class Wandb(Executor):
         store = Store(store.root.resolve())
         text = self.options.spec.read_text(encoding="utf-8")  # validated by the planner
         for doc in (d for d in yaml.safe_load_all(text) if d):
-            sweep_id = wb.sweep(doc, project=PROJECT)
+            sweep_id = wb.sweep(wandb_document(doc), project=PROJECT)
             wb.agent(sweep_id, function=partial(agent_run, store, seen, results, progress.result), project=PROJECT)
         return results

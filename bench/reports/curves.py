@@ -1,0 +1,108 @@
+"""Learning curves from the runs' metrics CSVs: the validation metric against step, one line per leaderboard
+row (mean over its ``ok`` seeds, as the leaderboard averages), a band of one sample std.
+
+    curves = learning_curves(records, store, label_of)   # task -> row label -> Curve
+    draw(curves["adding"], "adding", "mse", "min", path)  # a small PNG (the static report's)
+
+Every number is read from ``<out>/runs/<record["metrics_file"]>`` (columns ``step`` and ``val/<metric>``); a
+run without the file, or a diverged or failed one, adds no line. Byte-stable: no clock or version in the PNG.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from ..store import Store, atomic  # noqa: E402
+from .leaderboard import ARROW  # noqa: E402
+
+STYLES = ("-", "--", ":", "-.")  # one per setting a row changed, within one family's colour
+
+
+@dataclass
+class Curve:
+    steps: list[int]
+    mean: list[float]
+    std: list[float]  # 0 where one seed logged the step
+    n: int  # seeds behind the line
+
+
+def series(path: Path, key: str) -> dict[int, float]:
+    """step -> the finite values of column ``key`` in a metrics CSV (a run logs a row per logging call)."""
+    out = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            text, step = row.get(key) or "", row.get("step") or ""
+            if text and step and math.isfinite(value := float(text)):
+                out[int(float(step))] = value
+    return out
+
+
+def _curve(runs: list[dict[int, float]]) -> Curve:
+    steps = sorted({s for run in runs for s in run})
+    values = [[run[s] for run in runs if s in run] for s in steps]
+    return Curve(steps, [statistics.fmean(v) for v in values],
+                 [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values], len(runs))
+
+
+def learning_curves(records: list[dict], store: Store, label_of: Callable[[dict], str]) -> dict[str, dict]:
+    """task -> row label -> Curve of ``val/<metric>`` over the row's ok runs that kept a metrics CSV."""
+    runs: dict[str, dict[str, list]] = {}
+    for rec in records:
+        file = rec.get("metrics_file")
+        if rec["status"] != "ok" or not file or not (store.runs / file).is_file():
+            continue
+        points = series(store.runs / file, f"val/{rec['metric']['name']}")
+        if points:
+            runs.setdefault(rec["task"], {}).setdefault(label_of(rec), []).append(points)
+    return {task: {label: _curve(r) for label, r in sorted(rows.items())}
+            for task, rows in sorted(runs.items())}
+
+
+def family(label: str) -> str:
+    """A row label's architecture: ``gru (model.attention=none)`` and ``gru · permute=True`` are ``gru``."""
+    return re.split(r" \(| · ", label)[0]
+
+
+def draw(curves: dict[str, Curve], task: str, metric: str, mode: str, path: Path) -> Path:
+    ncols = 2 if len(curves) > 4 else 1
+    fig, ax = plt.subplots(figsize=(6.4, 3.4 + 0.16 * -(-len(curves) // ncols)), dpi=90, layout="constrained")
+    families = sorted({family(label) for label in curves})
+    # Losses fall by orders of magnitude: a log axis, where a band reaching zero or below stops at its floor.
+    means = [m for c in curves.values() for m in c.mean]
+    log = mode == "min" and min(means) > 0 and max(means) > 10 * min(means)
+    lows = [m - s for c in curves.values() for m, s in zip(c.mean, c.std, strict=True)]
+    floor = 0.5 * min([*means, *(x for x in lows if x > 0)]) if log else None
+    seen: dict[str, int] = {}
+    for label, c in curves.items():
+        family_ = family(label)
+        style = STYLES[seen.setdefault(family_, 0) % len(STYLES)]
+        seen[family_] += 1
+        color = f"C{families.index(family_) % 10}"
+        ax.plot(c.steps, c.mean, color=color, linestyle=style, linewidth=1.2, marker="o", markersize=2.5,
+                label=f"{label} (n={c.n})")
+        low = [max(m - s, floor) if log else m - s for m, s in zip(c.mean, c.std, strict=True)]
+        ax.fill_between(c.steps, low, [m + s for m, s in zip(c.mean, c.std, strict=True)], color=color,
+                        alpha=0.15, linewidth=0)
+    if log:
+        ax.set_yscale("log")
+        if min(lows) <= floor:
+            ax.set_ylim(bottom=floor)
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"val/{metric} {ARROW[mode]}")
+    ax.set_title(f"{task}: validation {metric}, mean ± std over seeds", fontsize=9)
+    fig.legend(loc="outside lower center", fontsize=7, ncols=ncols, frameon=False)
+    with atomic(path) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,105 @@
+"""Anchors: what a sweep document reproduces, declared beside its runs (``results/REPRODUCTION.md`` reads them).
+
+A document of a sweep file may carry one ``anchor`` mapping, the only key of a document that is not W&B's (the
+W&B executor drops it before handing the document to ``wandb.sweep``):
+
+    anchor:
+      name: MNIST-1D, the paper's GRU                      # the row's title
+      source: Greydanus & Kobak 2020 (arXiv 2011.14439 v4), Table 1
+      setting: bidirectional GRU, hidden 6, ... Adam 1e-2, batch 100, 6000 steps   # the published setting
+      ours: the same model, optimiser, batch and steps                             # what we ran, if different
+      needs: gpu                                           # optional: gpu or network; pending until run
+      rows:                                                # one published number per row of the document
+        - match: {arch.name: gru}                          # dotted settings a row's runs share ({} = all)
+          published: 0.91                                  # in the task metric's units
+          spread: 0.02                                     # the published +- (optional)
+          source: TCN, Table 1                             # optional, overrides the anchor's
+        - match: {arch.name: vanilla}
+          expect: baseline                                 # or `solved`: a published claim, not a number
+
+``published`` compares a number: within the published spread (or, with none, 2 points on a 0..1 accuracy and
+2 % of the value otherwise) is *reproduced*, better is *beaten*, worse is *short*. ``expect: solved`` is
+reproduced when most seeds pass the task's solved threshold; ``expect: baseline`` (the source reports the
+family stuck at the memoryless baseline) is reproduced when our mean is within 5 % of the task's baseline and
+*beaten* when it is below that. The rule lives in ``bench/reports/reproduction.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from options import ConfigError
+
+ANCHOR_KEYS = ("name", "needs", "ours", "rows", "setting", "source")
+ROW_KEYS = ("expect", "match", "published", "source", "spread")
+EXPECTS = ("baseline", "solved")
+NEEDS = ("gpu", "network")
+
+
+@dataclass(frozen=True)
+class AnchorRow:
+    match: dict
+    published: float | None = None
+    spread: float | None = None
+    expect: str | None = None
+    source: str | None = None
+
+    def matches(self, dotted: dict) -> bool:
+        return all(dotted.get(k) == v for k, v in self.match.items())
+
+
+@dataclass(frozen=True)
+class Anchor:
+    name: str
+    source: str
+    setting: str
+    ours: str = ""
+    needs: str | None = None
+    rows: tuple[AnchorRow, ...] = field(default_factory=tuple)
+
+
+def _number(value, what: str) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise ConfigError(f"{what} must be a number, got {value!r}")
+    return float(value)
+
+
+def _row(spec, where: str) -> AnchorRow:
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where} must be a mapping with 'published' or 'expect'")
+    unknown = sorted(set(spec) - set(ROW_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; valid: {', '.join(ROW_KEYS)}")
+    if ("published" in spec) == ("expect" in spec):
+        raise ConfigError(f"{where} needs exactly one of 'published' (a number) or 'expect' "
+                          f"({' or '.join(EXPECTS)})")
+    if "expect" in spec and spec["expect"] not in EXPECTS:
+        raise ConfigError(f"{where}: expect {spec['expect']!r}; valid: {', '.join(EXPECTS)}")
+    match = spec.get("match", {})
+    if not isinstance(match, dict):
+        raise ConfigError(f"{where}: 'match' must map dotted settings to values, e.g. {{arch.name: gru}}")
+    spread = spec.get("spread")
+    return AnchorRow(
+        match=match, expect=spec.get("expect"), source=spec.get("source"),
+        published=None if "published" not in spec else _number(spec["published"], f"{where}: published"),
+        spread=None if spread is None else _number(spread, f"{where}: spread"))
+
+
+def parse(spec, where: str) -> Anchor:
+    """A document's ``anchor`` mapping -> Anchor; every problem is one line naming what is valid."""
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where}: 'anchor' must be a mapping with {', '.join(ANCHOR_KEYS)}")
+    unknown = sorted(set(spec) - set(ANCHOR_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown anchor key {unknown[0]!r}; valid: {', '.join(ANCHOR_KEYS)}")
+    for key in ("name", "source", "setting"):
+        if not isinstance(spec.get(key), str) or not spec[key].strip():
+            raise ConfigError(f"{where}: anchor needs a '{key}' (text)")
+    if spec.get("needs") is not None and spec["needs"] not in NEEDS:
+        raise ConfigError(f"{where}: anchor needs {spec['needs']!r}; valid: {', '.join(NEEDS)}")
+    rows = spec.get("rows")
+    if not isinstance(rows, list) or not rows:
+        raise ConfigError(f"{where}: anchor needs a non-empty 'rows' list (one published number or claim each)")
+    return Anchor(name=spec["name"].strip(), source=spec["source"].strip(), setting=spec["setting"].strip(),
+                  ours=str(spec.get("ours", "")).strip(), needs=spec.get("needs"),
+                  rows=tuple(_row(r, f"{where}: anchor row {i + 1}") for i, r in enumerate(rows)))
