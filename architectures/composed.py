@@ -26,17 +26,19 @@ from .vision import build_image_encoder
 FUSIONS = ("product", "concat")
 
 
-def _top(state) -> torch.Tensor:
-    """The top layer's final hidden state (B, H) of a core's state (L, B, H) or the LSTM's (h, c)."""
-    return (state[0] if isinstance(state, tuple) else state)[-1]
+def _top(state, directions: int) -> torch.Tensor:
+    """The top layer's final hidden state (B, H * directions) of a core's state (L * directions, B, H) or the
+    LSTM's (h, c): both directions' for a bidirectional core, forward first."""
+    h = state[0] if isinstance(state, tuple) else state
+    return torch.cat(list(h[-directions:]), dim=-1)
 
 
 def _encode(encoder: Encoder, src: torch.Tensor, lengths: torch.Tensor, reference: bool):
     if reference:
         _, _, state, trace = encoder.forward_reference(src, lengths)
-        return _top(state), trace
+        return _top(state, encoder.core.directions), trace
     _, _, state = encoder(src, lengths)
-    return _top(state), None
+    return _top(state, encoder.core.directions), None
 
 
 class SequenceClassifier(nn.Module):

@@ -18,3 +18,6 @@ class CoreConfig:
     recurrent_init: str = opt("default", "W_hh init (default: torch's uniform)",
                               choices=RECURRENT_INITS)
     init_scale: float = opt(1.0, "scale of an identity W_hh / gain of an orthogonal one", ge=0)
+    # Added after records existed: shown only when true, so older run ids stay as they were.
+    bidirectional: bool = opt(False, "a second set of weights per layer reads each sequence backwards (in an "
+                                     "encoder-decoder: the encoder); outputs 2H wide", omit_default=True)

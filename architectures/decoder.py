@@ -11,7 +11,8 @@ Luong, Pham & Manning 2015 (global attention, sec. 3.1-3.3), at target step t:
     logits_t   = W_o h~_t                                                    # eq. 6
 The first state comes from the encoder's summary through a learned bridge, s_0 = tanh(W_b summary) (Bahdanau et
 al. 2015, app. A.2.2), laid out as the decoder core's state. The bridge is why any encoder family (or an image
-encoder) feeds any decoder family whatever their widths, depths, or the LSTM's (h, c) pair.
+encoder) feeds any decoder family whatever their widths, depths, directions, or the LSTM's (h, c) pair. The
+decoder itself reads left to right: a bidirectional decoder core is refused.
 
 Teacher forcing has the cores' two paths. Without input feeding the core runs fused over the whole target and
 attention is one batched product (fast); ``reference=True`` runs the core's step-by-step path instead, whose
@@ -40,12 +41,14 @@ def flatten_state(state: State) -> torch.Tensor:
 
 def unflatten_state(flat: torch.Tensor, core: RecurrentCore) -> State:
     """Inverse of ``flatten_state`` for ``core``'s layout: (B, parts * L * H) -> (L, B, H) or (h, c)."""
-    parts = flat.view(flat.shape[0], -1, core.layers, core.hidden_size).permute(1, 2, 0, 3).contiguous()
+    entries = core.layers * core.directions
+    parts = flat.view(flat.shape[0], -1, entries, core.hidden_size).permute(1, 2, 0, 3).contiguous()
     return tuple(parts.unbind(0)) if core.has_cell_state else parts[0]
 
 
 def state_width(core: RecurrentCore) -> int:
-    return (2 if core.has_cell_state else 1) * core.layers * core.hidden_size
+    """Width of ``flatten_state``: every layer's (and direction's) h, and c for the LSTM."""
+    return (2 if core.has_cell_state else 1) * core.layers * core.directions * core.hidden_size
 
 
 def select_state(state: State, rows: torch.Tensor) -> State:
@@ -101,6 +104,9 @@ class Decoder(nn.Module):
                  attention_size: int | None = None, input_feed: bool = False, pad: int = 0):
         super().__init__()
         config = core_config if core_config is not None else entry(core).default_config()
+        if config.bidirectional:
+            raise ValueError("a decoder generates left to right and cannot read ahead: bidirectional must be "
+                             "False")
         hidden = config.hidden_size
         self.input_feed, self.pad = input_feed, pad
         self.attention = build_attention(attention, hidden, memory_size, attention_size or hidden)

@@ -40,12 +40,12 @@ class ElmanRNN(RecurrentCore):
         super().reset_parameters()
         if self.zero_bias:
             with torch.no_grad():
-                for layer in range(self.layers):
-                    for b in self.layer_params(layer)[2:]:
+                for layer, direction in self.layers_and_directions():
+                    for b in self.layer_params(layer, direction)[2:]:
                         b.zero_()
 
-    def cell(self, layer: int, x_proj: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        _, w_hh, _, b_hh = self.layer_params(layer)
+    def cell(self, layer: int, x_proj: torch.Tensor, h: torch.Tensor, direction: int = 0) -> torch.Tensor:
+        _, w_hh, _, b_hh = self.layer_params(layer, direction)
         return self.phi(x_proj + h @ w_hh.T + b_hh)
 
 

@@ -26,19 +26,20 @@ class GRU(RecurrentCore):
     fused_cls = nn.GRU
     gate_names = ("r", "z", "n")
 
-    def _activations(self, layer: int, x_proj: torch.Tensor, h: torch.Tensor):
-        _, w_hh, _, b_hh = self.layer_params(layer)
+    def _activations(self, layer: int, x_proj: torch.Tensor, h: torch.Tensor, direction: int):
+        _, w_hh, _, b_hh = self.layer_params(layer, direction)
         x_r, x_z, x_n = x_proj.chunk(3, dim=-1)
         h_r, h_z, h_n = (h @ w_hh.T + b_hh).chunk(3, dim=-1)
         r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
         return r, z, torch.tanh(x_n + r * h_n)
 
-    def cell(self, layer: int, x_proj: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        _, z, n = self._activations(layer, x_proj, h)
+    def cell(self, layer: int, x_proj: torch.Tensor, h: torch.Tensor, direction: int = 0) -> torch.Tensor:
+        _, z, n = self._activations(layer, x_proj, h, direction)
         return (1 - z) * n + z * h
 
-    def gates(self, layer: int, x_proj: torch.Tensor, h: torch.Tensor) -> dict[str, torch.Tensor]:
-        r, z, _ = self._activations(layer, x_proj, h)
+    def gates(self, layer: int, x_proj: torch.Tensor, h: torch.Tensor,
+              direction: int = 0) -> dict[str, torch.Tensor]:
+        r, z, _ = self._activations(layer, x_proj, h, direction)
         return {"r": r, "z": z}
 
 

@@ -42,23 +42,24 @@ class LSTM(RecurrentCore):
             return
         h = self.hidden_size
         with torch.no_grad():
-            for layer in range(self.layers):
-                _, _, b_ih, b_hh = self.layer_params(layer)
+            for layer, direction in self.layers_and_directions():
+                _, _, b_ih, b_hh = self.layer_params(layer, direction)
                 b_ih[h:2 * h].fill_(self.forget_bias)
                 b_hh[h:2 * h].zero_()
 
-    def _activations(self, layer: int, x_proj: torch.Tensor, h: torch.Tensor):
-        _, w_hh, _, b_hh = self.layer_params(layer)
+    def _activations(self, layer: int, x_proj: torch.Tensor, h: torch.Tensor, direction: int):
+        _, w_hh, _, b_hh = self.layer_params(layer, direction)
         i, f, g, o = (x_proj + h @ w_hh.T + b_hh).chunk(4, dim=-1)
         return torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
 
-    def cell(self, layer: int, x_proj: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]):
-        i, f, g, o = self._activations(layer, x_proj, state[0])
+    def cell(self, layer: int, x_proj: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor],
+             direction: int = 0):
+        i, f, g, o = self._activations(layer, x_proj, state[0], direction)
         c = f * state[1] + i * g
         return o * torch.tanh(c), c
 
-    def gates(self, layer: int, x_proj: torch.Tensor, state) -> dict[str, torch.Tensor]:
-        i, f, _, o = self._activations(layer, x_proj, state[0])
+    def gates(self, layer: int, x_proj: torch.Tensor, state, direction: int = 0) -> dict[str, torch.Tensor]:
+        i, f, _, o = self._activations(layer, x_proj, state[0], direction)
         return {"i": i, "f": f, "o": o}
 
 

@@ -10,6 +10,9 @@ Encoder and decoder are cores of the registry, chosen by name, so every family (
 stacks) serves as either with no name switch. The fast path packs the padded source (``pack_padded_sequence``)
 through the core's fused kernel, so every sequence ends at its own length; ``reference=True`` runs the cores'
 step-by-step paths instead and returns their traces, in which every encoder state h^enc_s is a graph node.
+
+A bidirectional encoder (Bahdanau et al. 2015) gives memory vectors of both directions (2H wide) and a summary
+of both directions' final states; the decoder always reads left to right (a bidirectional one is refused).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from .registry import build, entry
 
 
 class Encoded(NamedTuple):
-    memory: Memory           # top-layer states (B, S, H), zero at padding, with the mask and attention keys
+    memory: Memory           # top-layer states (B, S, H * directions), zero at padding, with mask and keys
     summary: torch.Tensor    # (B, F): every layer's final state, flattened; what ``Decoder.initial`` reads
     trace: Trace | None      # the core's trace on the reference path
 
@@ -47,7 +50,7 @@ class Encoder(nn.Module):
         config = core_config if core_config is not None else entry(core).default_config()
         self.embed = nn.Embedding(vocab_size, embed_size, padding_idx=pad)
         self.core = build(core, embed_size, config)
-        self.output_size, self.summary_size = self.core.hidden_size, state_width(self.core)
+        self.output_size, self.summary_size = self.core.output_size, state_width(self.core)
 
     def forward(self, src: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, State]:
         """Fused path -> states (B, S, H), zero at padding; mask (B, S); final state at each sequence's length."""
@@ -60,12 +63,10 @@ class Encoder(nn.Module):
 
     def forward_reference(self, src: torch.Tensor, lengths: torch.Tensor):
         """Step-by-step path -> as ``forward``, plus the trace. States past a sequence's length are computed but
-        never read: the memory masks them and the final state is taken at the length, so they get no gradient."""
+        never read: the memory masks them and the final state is taken at the length, so they get no gradient;
+        a reverse direction starts at each sequence's length, as packing makes the fused path do."""
         mask = padding_mask(lengths.to(src.device), src.shape[1])
-        y, _, trace = self.core.forward_reference(self.embed(src))
-        rows, last = torch.arange(src.shape[0], device=src.device), lengths.to(src.device) - 1
-        h = torch.stack([torch.stack(hs, dim=1)[rows, last] for hs in trace.h])
-        state = (h, torch.stack([torch.stack(cs, dim=1)[rows, last] for cs in trace.c])) if trace.c else h
+        y, state, trace = self.core.forward_reference(self.embed(src), lengths=lengths.to(src.device))
         return y.masked_fill(~mask[..., None], 0), mask, state, trace
 
 

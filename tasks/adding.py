@@ -17,11 +17,11 @@ from torch.utils.data import TensorDataset
 
 from options import opt
 
-from .base import Splits, Task, TaskConfig, generator, register
+from .base import ManyToOneConfig, Splits, Task, generator, register
 
 
 @dataclass(frozen=True)
-class AddingConfig(TaskConfig):
+class AddingConfig(ManyToOneConfig):
     seq_len: int = opt(100, "sequence length T", ge=2)
     n_train: int = opt(20000, "training sequences", ge=1)
     n_val: int = opt(1000, "validation sequences", ge=1)

@@ -50,6 +50,17 @@ class TaskConfig:
                          ge=0, le=SEED_MAX)
 
 
+READOUTS = ("last", "flatten")
+
+
+@dataclass(frozen=True)
+class ManyToOneConfig(TaskConfig):
+    # Added after records existed: shown only when not "last", so older run ids stay as they were.
+    readout: str = opt("last", "what the linear head reads: each direction's final state (last), or every "
+                               "step's outputs flattened into one vector (flatten; the MNIST-1D paper's GRU)",
+                       choices=READOUTS, omit_default=True)
+
+
 @dataclass
 class Splits:
     train: TensorDataset
@@ -144,9 +155,20 @@ class Task(L.LightningDataModule):
         one-hot for tasks that store token indices."""
         return x
 
-    def readout(self, y: torch.Tensor) -> torch.Tensor:
-        """Which recurrent outputs the head reads: (B, T, H) -> (B, H) for many-to-one, else unchanged."""
-        return y[:, -1] if self.shape == "many-to-one" else y
+    def readout(self, y: torch.Tensor, directions: int = 1) -> torch.Tensor:
+        """Which recurrent outputs the head reads. Many-to-one: (B, T, H) -> (B, H), each direction's final
+        state (a reverse direction's is at t = 0), or with the ``flatten`` readout (B, T * H); else as is."""
+        if self.shape != "many-to-one":
+            return y
+        if self.config.readout == "flatten":
+            return y.flatten(1)
+        forward, *reverse = y.chunk(directions, dim=-1)
+        return torch.cat([forward[:, -1], *(r[:, 0] for r in reverse)], dim=-1)
+
+    def readout_size(self, width: int) -> int:
+        """Width of what ``readout`` hands the head, for recurrent outputs ``width`` wide."""
+        flat = self.shape == "many-to-one" and self.config.readout == "flatten"
+        return width * self.seq_len if flat else width
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -193,6 +215,7 @@ class Classification(Task):
     """Many-to-one classification into ``classes`` classes: cross-entropy, accuracy, chance = 1 / classes."""
 
     shape = "many-to-one"
+    Config = ManyToOneConfig
     metric_name = "acc"
     metric_mode = "max"
     classes: ClassVar[int] = 10

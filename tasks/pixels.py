@@ -14,11 +14,11 @@ from torch.utils.data import TensorDataset
 
 from options import SEED_MAX, opt
 
-from .base import Classification, Splits, TaskConfig
+from .base import Classification, ManyToOneConfig, Splits
 
 
 @dataclass(frozen=True)
-class PixelConfig(TaskConfig):
+class PixelConfig(ManyToOneConfig):
     permute: bool = opt(False, "feed the pixels in one fixed random order (permuted variant)")
     perm_seed: int = opt(0, "seed of that fixed permutation", ge=0, le=SEED_MAX)
 

@@ -21,11 +21,11 @@ def _state_list(state):
     return list(state) if isinstance(state, tuple) else [state]
 
 
-@pytest.mark.parametrize("layers", [1, 3])
+@pytest.mark.parametrize(("layers", "bidirectional"), [(1, False), (3, False), (1, True), (2, True)])
 @pytest.mark.parametrize("name", ARCHS)
-def test_fused_equals_reference(name, layers):
+def test_fused_equals_reference(name, layers, bidirectional):
     torch.manual_seed(0)
-    core = make(name, layers)
+    core = make(name, layers, bidirectional=bidirectional)
     x = torch.randn(4, 9, 3, dtype=torch.double, requires_grad=True)
     init = core.initial_state(4, x)
     init = tuple(s.normal_() for s in init) if isinstance(init, tuple) else init.normal_()
@@ -41,8 +41,26 @@ def test_fused_equals_reference(name, layers):
     grads_ref = torch.autograd.grad((y_ref * weights).sum(), [x, *core.parameters()])
     for g, g_ref in zip(grads, grads_ref, strict=True):
         torch.testing.assert_close(g, g_ref)
-    assert len(trace.h) == layers and len(trace.h[0]) == 9
+    directions = 2 if bidirectional else 1
+    assert y.shape == (4, 9, 6 * directions) and core.output_size == 6 * directions
+    assert len(trace.h) == layers * directions and len(trace.h[0]) == 9
     assert all(h.shape == (4, 6) for h in trace.h[-1])
+
+
+@pytest.mark.parametrize("name", ARCHS)
+def test_a_reverse_trace_entry_runs_in_its_own_processing_order(name):
+    """Entry k = layer * 2 + direction; a reverse entry read its layer's input flipped in time, and its state
+    after t steps is the reverse half of the output at position T - 1 - t."""
+    torch.manual_seed(0)
+    core = make(name, 2, bidirectional=True)
+    x = torch.randn(2, 5, 3, dtype=torch.double)
+    y, _, trace = core.forward_reference(x)
+    assert [trace.name(k) for k in range(4)] == ["l0", "l0r", "l1", "l1r"] and trace.where(3) == (1, 1)
+    torch.testing.assert_close(trace.inputs[1], x.flip(1))
+    torch.testing.assert_close(trace.inputs[3], trace.inputs[2].flip(1))
+    for t in range(5):
+        torch.testing.assert_close(trace.h[2][t], y[:, t, :6])
+        torch.testing.assert_close(trace.h[3][t], y[:, 4 - t, 6:])
 
 
 @pytest.mark.parametrize("name", ARCHS)
@@ -68,25 +86,33 @@ def test_recurrent_weights_are_views_of_the_parameters(name):
     assert (core.rnn.weight_hh_l0[:6] == 0.5).all()
 
 
-def test_irnn_is_identity_with_zero_bias():
-    core = make("irnn", 2, init_scale=0.9)
-    for layer in range(2):
-        w_ih, w_hh, b_ih, b_hh = core.layer_params(layer)
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_irnn_is_identity_with_zero_bias(bidirectional):
+    core = make("irnn", 2, init_scale=0.9, bidirectional=bidirectional)
+    for layer, direction in core.layers_and_directions():
+        w_ih, w_hh, b_ih, b_hh = core.layer_params(layer, direction)
         torch.testing.assert_close(w_hh, 0.9 * torch.eye(6, dtype=torch.double))
         assert not b_ih.any() and not b_hh.any()
-    assert core.phi is torch.relu
+    assert core.phi is torch.relu and len(core.layers_and_directions()) == (4 if bidirectional else 2)
 
 
-def test_lstm_forget_bias_sums_to_the_option():
-    core = make("lstm", 1, forget_bias=2.5)
-    _, _, b_ih, b_hh = core.layer_params(0)
-    torch.testing.assert_close(b_ih[6:12] + b_hh[6:12], torch.full((6,), 2.5, dtype=torch.double))
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_lstm_forget_bias_sums_to_the_option(bidirectional):
+    core = make("lstm", 1, forget_bias=2.5, bidirectional=bidirectional)
+    for direction in range(core.directions):
+        _, _, b_ih, b_hh = core.layer_params(0, direction)
+        torch.testing.assert_close(b_ih[6:12] + b_hh[6:12], torch.full((6,), 2.5, dtype=torch.double))
 
 
+@pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("init", ["orthogonal", "identity"])
-def test_recurrent_init_options(init):
-    core = make("gru", 1, recurrent_init=init)
-    for block in core.recurrent_weights().values():
+def test_recurrent_init_options(init, bidirectional):
+    core = make("gru", 1, recurrent_init=init, bidirectional=bidirectional)
+    blocks = core.recurrent_weights()
+    assert len(blocks) == 3 * core.directions and ("l0r.z" in blocks) == bidirectional
+    if bidirectional:  # views of the reverse direction's own W_hh, so the init reaches it
+        assert blocks["l0r.z"].data_ptr() == core.rnn.weight_hh_l0_reverse[6:12].data_ptr()
+    for block in blocks.values():
         torch.testing.assert_close(block @ block.T, torch.eye(6, dtype=torch.double), atol=1e-6, rtol=0)
 
 

@@ -55,11 +55,10 @@ def _to(batch, device):
 
 
 def _measured(profile, jac, core, units) -> dict:
-    layers = range(len(profile.norms))
     return {
         "flow": profile.norms,
-        "ratio": {f"l{i}": profile.ratio(i) for i in layers},
-        "fall10": {f"l{i}": profile.fall10(i) for i in layers},
+        "ratio": {name: profile.ratio(i) for i, name in enumerate(profile.names)},
+        "fall10": {name: profile.fall10(i) for i, name in enumerate(profile.names)},
         "jacobian": jac,
         "spectra": spectra.weight_spectra(core),
         "health": units,

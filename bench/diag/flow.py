@@ -1,5 +1,9 @@
 """Per-timestep gradient flow: ||dL/dh_t|| for every step t and layer, through the reference path.
 
+A bidirectional core's trace has an entry per layer and direction, each in its processing order (see
+architectures/base.py): entry 0 is still layer 0 forward, and a reverse entry's profile runs from the last
+position back to the first, so "first" and "last" mean the first and last step that direction took.
+
 The fused kernels hide h_t inside one op, so the profile runs ``core.forward_reference``, which shares the
 fused core's parameters and keeps every h_t as its own graph node, and takes ``torch.autograd.grad`` of the
 probe loss with respect to all of them at once (nothing accumulates into ``.grad``).
@@ -11,20 +15,23 @@ Which loss (sequence tasks): the loss of the **last output step only**. For a ma
 (it reads only h_T). For a many-to-many task the full loss also reads every h_t directly, and those local
 terms would mask how much of the late-step error reaches early steps through the recurrence: the last step's
 loss isolates exactly the path the lecture notes analyse (dh_T/dh_t = prod of Jacobians), and in the copy
-task it is also a step whose target must be remembered from the start.
+task it is also a step whose target must be remembered from the start. A many-to-one task with the
+``flatten`` readout (tasks/base.py) reads every h_t directly, so its profile is the gradient reaching each
+state by any path, not through the recurrence alone: flatter by construction.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 
 @dataclass
 class FlowProfile:
-    norms: list[list[float]]  # [layer][t] = ||dL/dh_t|| averaged over the probe batch's loss
+    norms: list[list[float]]  # [k][t] = ||dL/dh_t|| of trace entry k (a layer, or one direction of it)
+    names: list[str] = field(default_factory=list)  # each entry's key (``Trace.name``): l0, l0r, l1, ...
 
     def ratio(self, layer: int = 0) -> float:
         """log10(||g_first|| / ||g_last||): 0 is flat, -2 means the earliest step gets 1 % of the latest's."""
@@ -56,33 +63,32 @@ def steps_to_fall_10x(norms: list[float]) -> float | None:
     return -1.0 / slope if slope < -1e-9 else None
 
 
-def last_step(task, y: torch.Tensor, target: torch.Tensor):
+def last_step(task, y: torch.Tensor, target: torch.Tensor, directions: int = 1):
     """The recurrent outputs and targets of the profile's loss (see the module docstring)."""
     if task.shape == "many-to-one":
-        return task.readout(y), target
+        return task.readout(y, directions), target
     return y[:, -1:], target[:, -1:]
 
 
 def profile(core, head, task, x: torch.Tensor, target: torch.Tensor):
     """Returns (FlowProfile, trace) for the probe batch; the trace is reused by the other diagnostics."""
     y, _, trace = core.forward_reference(x)
-    out, tgt = last_step(task, y, target)
+    out, tgt = last_step(task, y, target, core.directions)
     loss = task.loss(head(out), tgt)
-    flat = [h for layer in trace.h for h in layer]
+    flat = [h for entry in trace.h for h in entry]
     grads = torch.autograd.grad(loss, flat, allow_unused=True)
-    T = len(trace.h[0])
-    norms = []
-    for layer in range(len(trace.h)):
-        gs = grads[layer * T:(layer + 1) * T]
-        norms.append([0.0 if g is None else float(g.norm()) for g in gs])
-    return FlowProfile(norms), trace
+    return FlowProfile(norms_of(trace, grads), names(trace)), trace
+
+
+def names(trace) -> list[str]:
+    return [trace.name(k) for k in range(len(trace.h))]
 
 
 def norms_of(trace, grads) -> list[list[float]]:
-    """Per layer and step, the norm of each state's gradient (None, i.e. unreached, counts as 0)."""
+    """Per trace entry and step, the norm of each state's gradient (None, i.e. unreached, counts as 0)."""
     T = len(trace.h[0])
-    return [[0.0 if g is None else float(g.norm()) for g in grads[layer * T:(layer + 1) * T]]
-            for layer in range(len(trace.h))]
+    return [[0.0 if g is None else float(g.norm()) for g in grads[k * T:(k + 1) * T]]
+            for k in range(len(trace.h))]
 
 
 def profiles(loss: torch.Tensor, traces: list, retain: bool = False) -> list[FlowProfile]:
@@ -93,6 +99,6 @@ def profiles(loss: torch.Tensor, traces: list, retain: bool = False) -> list[Flo
     out, at = [], 0
     for trace in traces:
         n = sum(len(layer) for layer in trace.h)
-        out.append(FlowProfile(norms_of(trace, grads[at:at + n])))
+        out.append(FlowProfile(norms_of(trace, grads[at:at + n]), names(trace)))
         at += n
     return out

@@ -13,16 +13,17 @@ import torch
 def unit_health(core, trace) -> dict:
     out: dict = {"saturation": {}, "dead_units": {}, "gates": {}}
     with torch.no_grad():
-        for layer, hs in enumerate(trace.h):
+        for k, hs in enumerate(trace.h):  # one entry per layer and direction (keys l0, l0r, l1, ...)
+            name, (layer, direction) = trace.name(k), trace.where(k)
             h = torch.stack(hs, dim=1)  # (B, T, H)
-            out["saturation"][f"l{layer}"] = float((h.abs() > 0.99).float().mean())
-            out["dead_units"][f"l{layer}"] = float((h == 0).all(dim=0).all(dim=0).float().mean())
-            w_ih, _, b_ih, _ = core.layer_params(layer)
-            x_proj = trace.inputs[layer] @ w_ih.T + b_ih  # (B, T, G)
+            out["saturation"][name] = float((h.abs() > 0.99).float().mean())
+            out["dead_units"][name] = float((h == 0).all(dim=0).all(dim=0).float().mean())
+            w_ih, _, b_ih, _ = core.layer_params(layer, direction)
+            x_proj = trace.inputs[k] @ w_ih.T + b_ih  # (B, T, G)
             # Every step's previous state, stacked (B, T, H): all gates of the layer in one batched call.
-            prev = [trace.state_before(layer, t) for t in range(len(hs))]
+            prev = [trace.state_before(k, t) for t in range(len(hs))]
             prev = (tuple(torch.stack([p[i] for p in prev], dim=1) for i in range(2))
                     if isinstance(prev[0], tuple) else torch.stack(prev, dim=1))
-            gates = core.gates(layer, x_proj, prev)
-            out["gates"].update({f"l{layer}.{g}": float(v.mean()) for g, v in gates.items()})
+            gates = core.gates(layer, x_proj, prev, direction)
+            out["gates"].update({f"{name}.{g}": float(v.mean()) for g, v in gates.items()})
     return out

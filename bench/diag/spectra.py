@@ -31,7 +31,8 @@ def _unflat(vec: torch.Tensor, like):
 
 
 def jacobian_norms(core, trace, samples: int = 4, steps: int = 4) -> dict[str, float]:
-    """Mean ||d s_t / d s_{t-1}||_2 per layer over ``samples`` sequences x ``steps`` evenly spaced steps.
+    """Mean ||d s_t / d s_{t-1}||_2 per layer (and direction: ``l0r``) over ``samples`` sequences x ``steps``
+    evenly spaced steps.
 
     Each Jacobian row is one backward pass; all rows of all (sequence, step) pairs go through the cell as one
     batch of copies (row k of a copy selects output k), so a layer costs one forward and one backward.
@@ -39,19 +40,20 @@ def jacobian_norms(core, trace, samples: int = 4, steps: int = 4) -> dict[str, f
     out = {}
     T = len(trace.h[0])
     ts = sorted({round(i * (T - 1) / max(1, steps - 1)) for i in range(min(steps, T))})
-    for layer in range(len(trace.h)):
-        w_ih, _, b_ih, _ = core.layer_params(layer)
-        like = trace.state_before(layer, 0)
+    for k in range(len(trace.h)):  # one entry per layer and direction, each in its processing order
+        layer, direction = trace.where(k)
+        w_ih, _, b_ih, _ = core.layer_params(layer, direction)
+        like = trace.state_before(k, 0)
         with torch.no_grad():
-            x_proj = (trace.inputs[layer][:samples] @ w_ih.T + b_ih)[:, ts].reshape(-1, w_ih.shape[0])
-            prev = torch.stack([_flat(trace.state_before(layer, t))[:samples] for t in ts], dim=1)
+            x_proj = (trace.inputs[k][:samples] @ w_ih.T + b_ih)[:, ts].reshape(-1, w_ih.shape[0])
+            prev = torch.stack([_flat(trace.state_before(k, t))[:samples] for t in ts], dim=1)
             prev = prev.reshape(-1, prev.shape[-1])  # (N, n): N (sequence, step) pairs, state size n
         n_pairs, n = prev.shape
         copies = prev.repeat_interleave(n, dim=0).requires_grad_(True)
-        new = _flat(core.cell(layer, x_proj.repeat_interleave(n, dim=0), _unflat(copies, like)))
+        new = _flat(core.cell(layer, x_proj.repeat_interleave(n, dim=0), _unflat(copies, like), direction))
         select = torch.eye(n, dtype=new.dtype, device=new.device).repeat(n_pairs, 1)
         (rows,) = torch.autograd.grad((new * select).sum(), copies)
-        out[f"l{layer}"] = float(spectral_norms(rows.reshape(n_pairs, n, n)).mean())
+        out[trace.name(k)] = float(spectral_norms(rows.reshape(n_pairs, n, n)).mean())
     return out
 
 

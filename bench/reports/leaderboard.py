@@ -109,7 +109,7 @@ def _labels(group: dict[str, list[dict]]) -> dict[str, str]:
     """Arch label plus each setting that varies across rows and differs from its default."""
     flat = {key: question(recs[0]) for key, recs in group.items()}
     varying = {k for k in set().union(*flat.values())
-               if k not in ("arch.name", "arch.layers")  # the arch label shows them
+               if k not in ("arch.name", "arch.layers", "arch.bidirectional")  # the arch label shows them
                and len({json.dumps(f.get(k)) for f in flat.values()}) > 1}
     labels = {}
     for key, recs in group.items():

@@ -110,7 +110,9 @@ class RunConfig:
 
     @property
     def arch_label(self) -> str:
-        return self.arch_name if self.arch.layers == 1 else f"{self.arch_name}-{self.arch.layers}l"
+        """``gru``, ``gru-2l``, ``gru-bi``, ``gru-2l-bi``: the family with its depth and directions."""
+        depth = f"-{self.arch.layers}l" if self.arch.layers > 1 else ""
+        return f"{self.arch_name}{depth}{'-bi' if self.arch.bidirectional else ''}"
 
     @property
     def name(self) -> str:
@@ -194,7 +196,7 @@ def validate(cfg: RunConfig, check_machine: bool = True) -> None:
     if not 0 <= cfg.seed <= SEED_MAX:
         raise ConfigError(f"seed must be >= 0 and <= {SEED_MAX}, got {cfg.seed}")
     task = tasks.get(cfg.task_name)
-    problem = task.check(cfg.task)
+    problem = task.check(cfg.task) or _direction_problem(cfg, task)
     if problem:
         raise ConfigError(problem)
     if cfg.model is not None:
@@ -220,6 +222,23 @@ def validate(cfg: RunConfig, check_machine: bool = True) -> None:
             _check_memory(cfg, task(cfg.task))
 
 
+def _direction_problem(cfg: RunConfig, task) -> str | None:
+    """A bidirectional core reads each sequence whole, backwards too: refused where a step must not see later
+    steps (a decoder generates them) or a window's state carries into the next."""
+    from .models import KINDS
+
+    if not cfg.arch.bidirectional:
+        return None
+    if task.carries_state or task.truncation_for(cfg.task):
+        return (f"arch.bidirectional: task {cfg.task_name} carries the state from one window into the next, "
+                "which a core that reads each window backwards cannot; valid: false")
+    kind = getattr(task, "model", None)
+    if kind and not KINDS[kind].encodes:
+        return (f"arch.bidirectional: the {kind} model's only recurrent core is its decoder, which generates "
+                "left to right and cannot read ahead; valid: false")
+    return None
+
+
 def estimate_bytes(cfg: RunConfig, task) -> int:
     """A generous estimate of a training step's memory: parameters with their gradient and two Adam moments,
     and the activations the fused kernel keeps for backward (gates, h and c per step and layer, the input and
@@ -228,10 +247,12 @@ def estimate_bytes(cfg: RunConfig, task) -> int:
 
     gates = len(architectures.entry(cfg.arch_name).core.gate_names)  # weight blocks per layer: 1, 3 or 4
     h, layers, b = cfg.arch.hidden_size, cfg.arch.layers, cfg.task.batch_size
-    widths = [task.input_size] + [h] * (layers - 1)
-    params = sum(gates * h * (d + h) + 2 * gates * h for d in widths) + h * task.output_size + task.output_size
+    dirs = 2 if cfg.arch.bidirectional else 1
+    widths = [task.input_size] + [dirs * h] * (layers - 1)
+    params = (dirs * sum(gates * h * (d + h) + 2 * gates * h for d in widths)
+              + task.readout_size(dirs * h) * task.output_size + task.output_size)
     span = task.truncation or task.seq_len
-    per_step = layers * (gates + 3) * h + task.input_size + 2 * task.output_size
+    per_step = dirs * layers * (gates + 3) * h + task.input_size + 2 * task.output_size
     return 4 * (4 * params + b * span * per_step)
 
 

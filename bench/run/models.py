@@ -21,7 +21,7 @@ the frame tagger the last hidden frame, which must be remembered across the whol
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import torch
@@ -99,6 +99,9 @@ class Kind:
     """How one composed model is built and run; subclasses fill in the four methods."""
 
     Options: type
+    # Its recurrent core reads a whole sequence before it answers (an encoder), so ``arch.bidirectional``
+    # applies; a decoder generates left to right and is never bidirectional.
+    encodes = True
 
     def build(self, task, arch_name: str, arch_config, options) -> nn.Module:
         raise NotImplementedError
@@ -146,7 +149,9 @@ class Seq2SeqKind(_Decoding):
 
     def build(self, task, arch_name, arch_config, options):
         s = task.sizes()
-        return Seq2Seq(s["src_vocab"], s["tgt_vocab"], arch_name, arch_name, arch_config, arch_config,
+        # arch.bidirectional is the encoder's (Bahdanau et al. 2015): the decoder reads left to right
+        decoder_config = replace(arch_config, bidirectional=False)
+        return Seq2Seq(s["src_vocab"], s["tgt_vocab"], arch_name, arch_name, arch_config, decoder_config,
                        options.embed_size, options.attention, input_feed=options.input_feed, pad=PAD)
 
     def forward(self, net, batch, reference=False):
@@ -161,6 +166,7 @@ class Seq2SeqKind(_Decoding):
 
 class CaptionKind(_Decoding):
     Options = CaptionOptions
+    encodes = False  # the image encoder is a CNN: the one recurrent core is the decoder
 
     def build(self, task, arch_name, arch_config, options):
         s = task.sizes()

@@ -208,14 +208,14 @@ class SequenceSystem(System):
     def __init__(self, core: RecurrentCore, task: Task, optim: OptimConfig | None = None):
         super().__init__(task, task.make_metric, task.make_extra_metrics, optim)
         self.core = core
-        self.head = nn.Linear(core.output_size, task.output_size)
+        self.head = nn.Linear(task.readout_size(core.output_size), task.output_size)
         self.truncation = task.truncation
         self.automatic_optimization = self.truncation is None
         self._carried: dict[str, State | None] = {"train": None, "val": None, "test": None}
 
     def forward(self, x: torch.Tensor, state=None):
         y, state = self.core(self.task.inputs(x), state)
-        return self.head(self.task.readout(y)), state
+        return self.head(self.task.readout(y, self.core.directions)), state
 
     def _step(self, batch, split: str) -> torch.Tensor:
         x, target = batch
