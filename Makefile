@@ -42,8 +42,9 @@ reference: install ## deliberately regenerate the committed reference results/ f
 	rm -rf results/runs results/sweeps
 	for suite in $(REFERENCE_SUITES); do $(PY) -m bench sweep $$suite --out results --workers $(WORKERS) || exit 1; done
 	$(PY) -m bench leaderboard --out results --readme README.md
+	$(PY) -m bench report --out results
 
-leaderboard: install ## regenerate results/LEADERBOARD.md, leaderboard.csv and README's table from the records
+leaderboard: install ## regenerate results/LEADERBOARD.md, REPRODUCTION.md, leaderboard.csv and README's tables from the records
 	$(PY) -m bench leaderboard --out results --readme README.md
 	@if [ -d results-local/runs ]; then $(PY) -m bench leaderboard --out results-local --reference results; fi
 

@@ -268,11 +268,12 @@ def cmd_leaderboard(args, rest) -> int:
             raise ConfigError(f"no run records under {folder}/runs; run a sweep first (make sweep)")
     if args.readme is not None and not args.readme.is_file():
         raise ConfigError(f"--readme {args.readme} not found")  # before anything is written
+    documents = anchored(Path(__file__).resolve().parents[1])  # a bad sweep file stops us before any write
     started = time.perf_counter()
     written = leaderboard.write(args.out, reference=args.reference)
     print(f"wrote {written.md} and {written.md.with_name('leaderboard.csv')} from {written.n_records} records "
           f"in {time.perf_counter() - started:.2f}s")
-    path, lines = reproduction.write(args.out, anchored(Path(__file__).resolve().parents[1]))
+    path, lines = reproduction.write(args.out, documents)
     print(f"wrote {path}: {reproduction.counts(lines)}")
     if args.readme is not None:
         changed = leaderboard.update_readme(args.readme, args.out)

@@ -115,3 +115,33 @@ def test_units_of_a_missing_run_is_one_line_exit_2(tmp_path, capsys):
         main(["units", "charlm__lstm__s0", "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err.count("\n") == 1 and "no run record 'charlm__lstm__s0'" in err
+
+
+class _HeldOut:
+    """A task's text, vocab and test fraction: what ``sample_text`` reads."""
+
+    def __init__(self, text: str, test_frac: float):
+        self.text, self.vocab = text, sorted(set(text))
+        self.config = type("C", (), {"test_frac": test_frac})()
+
+
+def test_the_sample_is_held_out_text_where_every_feature_varies():
+    prose = "plain words and more plain words\n" * 3
+    code = 'call f("x", [1, (2)])\nthen "y" and {z}\n'
+    train_part = 'training text "q" (b)\n\n' * 20
+    test_part = "\n\n".join([prose, prose, code + prose, prose])
+    task = _HeldOut(train_part + test_part, len(test_part) / len(train_part + test_part))
+    sample, offset = units.sample_text(task, len(code) + 20)
+    assert offset >= len(train_part)  # never the training text
+    assert sample.startswith(code) and task.text[offset:offset + len(sample)] == sample
+    f = units.features(sample)
+    assert bool((f.std(0) > 0).all())  # quotes, brackets and line position all vary in it
+
+
+def test_the_picture_shows_the_rows_where_its_feature_varies():
+    text = "".join(f"line {i} plain\n" for i in range(20)) + 'a "quoted" (one)\n' + "tail\n" * 5
+    grid = units._wrap(text, 40)
+    quotes = units.features(text)[:, 0]
+    rows = units._window(grid, quotes, 3)
+    assert any('"' in g for row in rows for _, g in row)
+    assert units._window(grid, None, 3) == grid[:3]

@@ -159,6 +159,10 @@ CASES = [
     _sweep("value out of range in a document", GRID + "  task.seq_len: {values: [10, 0]}\n"),
     _sweep("unknown option in a document", GRID + "  task.delay: {value: 3}\n"),
     _sweep("second document with an unknown task", GRID + "---\n" + GRID.replace("adding", "addng")),
+    _sweep("unknown anchor key", GRID + "anchor: {name: a, source: b, setting: c, rows: [{published: 0.9}], "
+                                        "paper: x}\n"),
+    _sweep("anchor row with both published and expect", GRID + "anchor: {name: a, source: b, setting: c, "
+                                                               "rows: [{published: 0.9, expect: solved}]}\n"),
     # ---- sweep flags -----------------------------------------------------------------------------------------
     _sweep("--workers 0", GRID, "--workers", "0"),
     _sweep("--threads -1 (sweep)", GRID, "--threads", "-1"),

@@ -17,6 +17,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 
+from .verdict import verdict  # noqa: E402
+
 VMIN, VMAX = -6.0, 2.0  # log10 range shown; beyond it the colour saturates
 
 
@@ -88,7 +90,9 @@ def write_task_pngs(records: list[dict], out: Path, label_of=None) -> list[Path]
         for ax, label in zip(axes[0], labels, strict=True):
             rec = panels[label]
             d = rec["diagnostics"]
-            title = f"{label} (s{rec['seed']}): {d['verdict'] or rec['status']}"
+            spikes = (d.get("events") or {}).get("spikes")
+            title = (f"{label} (s{rec['seed']}): {verdict(d.get('flow_ratio_final')) or rec['status']}"
+                     + (f", {spikes} spikes" if spikes else ""))
             image = _panel(ax, d["profiles"]["steps"], [p[0] for p in d["profiles"]["flow"]], title)
         axes[0][0].set_ylabel("training step")
         role = panels[labels[0]]["diagnostics"].get("role")  # a composed model's main core (bench/run/models.py)

@@ -15,6 +15,7 @@ depends on the records and sweep files only (no clock, no paths) and needs no to
 
 from __future__ import annotations
 
+import csv
 import statistics
 from collections import Counter
 from dataclasses import dataclass
@@ -22,8 +23,8 @@ from pathlib import Path
 
 from ..diag.verdict import verdict as flow_verdict
 from ..run.config import flatten
-from ..store import Store, atomic
-from .leaderboard import ARROW, load, replace_block, row_key
+from ..store import Store, atomic, read_json
+from .leaderboard import ARROW, load, replace_block
 
 VERDICTS = ("reproduced", "beaten", "short", "pending")
 AT_BASELINE = 0.05  # `expect: baseline` holds within 5 % of the task's baseline
@@ -46,6 +47,7 @@ class Line:
     verdict: str
     why: str
     budget: str
+    solved_by: str
     hardware: str
     commit: str
     wall: str
@@ -67,9 +69,47 @@ def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
 
-def _judge(row, recs: list[dict], mean: float) -> tuple[str, str]:
+def value(rec: dict, anchor) -> float | None:
+    """The record's test value of the anchor's metric: the task's main metric, or the named extra one."""
+    if anchor.metric is None:
+        return rec["metric"]["test"]
+    return rec["metric"].get("extra", {}).get(f"test/{anchor.metric}")
+
+
+def metric_of(rec: dict, anchor) -> tuple[str, str]:
+    """(name, mode) compared: an anchor's extra metric is higher-is-better (BLEU, accuracy)."""
+    return (anchor.metric, "max") if anchor.metric else (rec["metric"]["name"], rec["metric"]["mode"])
+
+
+def solved_by(recs: list[dict], runs: Path | None) -> str:
+    """The first validation step whose metric passed the solved threshold, median over the seeds that got there,
+    from each run's metrics file (for tasks with a threshold, e.g. adding)."""
+    info = recs[0]["task_info"]
+    if runs is None or info.get("solved_threshold") is None:
+        return "—"
+    column = f"val/{recs[0]['metric']['name']}"
+    firsts = []
+    for rec in recs:
+        path = Path(runs) / rec["metrics_file"]
+        if not path.is_file():
+            return "—"
+        with open(path, newline="") as f:
+            hits = [int(float(r["step"])) for r in csv.DictReader(f) if r.get(column)
+                    and _passes(float(r[column]), info["solved_threshold"], info["mode"])]
+        if hits:
+            firsts.append(min(hits))
+    if not firsts:
+        return f"never (0/{len(recs)})"
+    return f"{statistics.median(firsts):g} ({len(firsts)}/{len(recs)})"
+
+
+def _passes(x: float, threshold: float, mode: str) -> bool:
+    return x < threshold if mode == "min" else x > threshold
+
+
+def _judge(row, recs: list[dict], mean: float, mode: str) -> tuple[str, str]:
     """(Δ text, verdict) of our mean against the row's published number or claim."""
-    info, mode = recs[0]["task_info"], recs[0]["metric"]["mode"]
+    info = recs[0]["task_info"]
     sign = 1 if mode == "max" else -1  # > 0 means better
     if row.published is not None:
         delta = mean - row.published
@@ -123,61 +163,80 @@ def _hardware(recs: list[dict]) -> str:
     return "; ".join(sorted(kinds))
 
 
-def _line(anchor, spec: str, row, recs: list[dict]) -> Line:
-    first = recs[0]
-    metric, mode = first["metric"]["name"], first["metric"]["mode"]
-    ok = [r["metric"]["test"] for r in recs if r["status"] == "ok" and r["metric"]["test"] is not None]
-    published = (f"{_fmt(row.published)}" + (f" ± {_fmt(row.spread)}" if row.spread is not None else "")
-                 if row.published is not None else f"{row.expect} (claim)")
-    common = dict(anchor=anchor, spec=spec, row=row, label=_label(recs), metric=metric, mode=mode,
-                  published=published, budget=_budget(recs), hardware=_hardware(recs),
-                  commit=", ".join(sorted({r["provenance"]["git_sha"][:8] for r in recs})),
+def _line(anchor, spec: str, row, recs: list[dict], runs: Path | None, varying: list[str]) -> Line:
+    """Our records of one configuration against the row's published number or claim."""
+    metric, mode = metric_of(recs[0], anchor)
+    ok = [v for v in (value(r, anchor) for r in recs if r["status"] == "ok") if v is not None]
+    common = dict(anchor=anchor, spec=spec, row=row, label=_label(flatten(recs[0]["config"]), varying, recs[0]["arch_label"]), metric=metric, mode=mode,
+                  published=_published(row), budget=_budget(recs), solved_by=solved_by(recs, runs),
+                  hardware=_hardware(recs), commit=", ".join(sorted({r["provenance"]["git_sha"][:8] for r in recs})),
                   wall=f"{statistics.fmean(r['wall_time_s'] for r in recs) / 60:.1f} min/run × {len(recs)}")
     if not ok:
         return Line(**common, ours=f"— (0/{len(recs)} ok)", delta="—", verdict="short", why=why_short(recs))
     mean = statistics.fmean(ok)
     std = f" ± {statistics.stdev(ok):.2g}" if len(ok) > 1 else ""
-    delta, verdict = _judge(row, recs, mean)
+    delta, verdict = _judge(row, recs, mean, mode)
     return Line(**common, ours=f"{_fmt(mean)}{std} (n={len(ok)})", delta=delta, verdict=verdict,
                 why=why_short(recs) if verdict == "short" else "")
 
 
-def _label(recs: list[dict]) -> str:
-    r = recs[0]
-    extra = {k: v for k, v in flatten(r["config"]).items() if k.startswith("task.readout")}
-    return r["arch_label"] + "".join(f", {k.split('.')[-1]} {v}" for k, v in extra.items())
+def _published(row) -> str:
+    if row.published is None:
+        return f"{row.expect} (claim)"
+    return _fmt(row.published) + (f" ± {_fmt(row.spread)}" if row.spread is not None else "")
 
 
-def _pending(anchor, spec: str, row, metric: str) -> Line:
+def _label(dotted: dict, varying: list[str], arch_label: str | None = None) -> str:
+    """The arch label, with the document's settings that tell this configuration from its others (T = 100 /
+    200); a record's own arch label where there is one, else one spelled from the overrides like it."""
+    if arch_label is None:
+        layers, bi = dotted.get("arch.layers", 1), dotted.get("arch.bidirectional", False)
+        arch_label = str(dotted.get("arch.name")) + (f"-{layers}l" if layers != 1 else "") + ("-bi" if bi else "")
+    extra = [f"{k.rpartition('.')[2]} {dotted[k]}" for k in varying
+             if k in dotted and k not in ("arch.name", "arch.layers", "arch.bidirectional")]
+    readout = dotted.get("task.readout")
+    return ", ".join([arch_label, *extra, *([f"readout {readout}"] if readout and "task.readout" not in varying
+                                             else [])])
+
+
+def _pending(anchor, spec: str, row, config: list[dict], varying: list[str], costs: list[dict]) -> Line:
     what = {"gpu": "GPU suite, not yet run on a GPU", "network": "needs the dataset download (online)",
             None: "not run yet"}[anchor.needs]
-    published = (f"{_fmt(row.published)}" + (f" ± {_fmt(row.spread)}" if row.spread is not None else "")
-                 if row.published is not None else f"{row.expect} (claim)")
-    label = ", ".join(f"{k}={v}" for k, v in row.match.items()) or "all rows"
-    return Line(anchor=anchor, spec=spec, row=row, label=label, metric=metric, mode="", published=published,
-                ours="—", delta="—", verdict="pending", why=what, budget="—", hardware="—", commit="—", wall="—")
+    settings = {k: v for k, v in config[0].items() if k != "seed"}
+    priced = [c for c in costs if all(c["dotted"].get(k) == v for k, v in settings.items())]
+    if priced:
+        what += (f"; on this CPU about {priced[0]['budget_hours']:.2g} h per run "
+                 f"({priced[0]['s_per_step']:g} s/step, bench.dev.cost)")
+    return Line(anchor=anchor, spec=spec, row=row, label=_label(config[0], varying), metric=anchor.metric or "",
+                mode="", published=_published(row), ours="—", delta="—", verdict="pending", why=what, budget="—",
+                solved_by="—", hardware="—", commit="—", wall="—")
 
 
-def build(records: list[dict], documents: list[tuple]) -> list[Line]:
-    """The anchor rows of ``documents`` ((where, anchor, override sets) per anchored sweep document)."""
+def configurations(overrides: list[dict]) -> list[list[dict]]:
+    """A document's override sets grouped into its configurations (every seed of one setting), in file order."""
+    groups: dict[str, list[dict]] = {}
+    for o in overrides:
+        groups.setdefault(repr(sorted((k, repr(v)) for k, v in o.items() if k != "seed")), []).append(o)
+    return list(groups.values())
+
+
+def build(records: list[dict], documents: list[tuple], runs: Path | None = None,
+          costs: list[dict] = ()) -> list[Line]:
+    """The anchor rows of ``documents`` ((where, anchor, override sets) per anchored sweep document): one line
+    per configuration of the document that a row's ``match`` selects, pending where no record of it exists yet.
+    ``runs``: the folder of the records' metrics files (for "solved by step"); ``costs``: bench.dev.cost's
+    measured configurations, shown beside the pending rows they price."""
     lines = []
     for where, anchor, overrides in documents:
-        mine = [r for r in records if belongs(r, overrides)]
-        metric = mine[0]["metric"]["name"] if mine else ""
+        configs = configurations(overrides)
+        varying = [k for k in sorted({k for o in overrides for k in o} - {"seed"})
+                   if len({repr(o.get(k)) for o in overrides}) > 1]
         for row in anchor.rows:
-            groups: dict[str, list[dict]] = {}
-            for rec in mine:
-                if row.matches(flatten(rec["config"])):
-                    groups.setdefault(row_key(rec), []).append(rec)
-            if not groups:
-                lines.append(_pending(anchor, where, row, metric or _metric_of(overrides)))
-            for recs in groups.values():
-                lines.append(_line(anchor, where, row, sorted(recs, key=lambda r: r["seed"])))
+            for config in (c for c in configs if row.matches(c[0])):
+                recs = sorted((r for r in records if belongs(r, config)), key=lambda r: r["seed"])
+                lines.append(_line(anchor, where, row, recs, runs, varying) if recs else
+                             _pending(anchor, where, row, config, varying, costs))
     return lines
-
-
-def _metric_of(overrides: list[dict]) -> str:
-    return str(overrides[0].get("task.name", "")) if overrides else ""
 
 
 def counts(lines: list[Line]) -> str:
@@ -203,13 +262,14 @@ def render(lines: list[Line]) -> str:
             out += [f"## {a.name}", "", f"Source: {a.source}. Published setting: {a.setting}."]
             if a.ours:
                 out.append(f"Ours: {a.ours}.")
-            out += [f"Suite: `{line.spec}`." + (f" Needs: {a.needs}." if a.needs else ""), "",
-                    "| ours | published | ours (mean ± std, n) | Δ | verdict | why | budget | hardware | commit | "
-                    "wall |", "|---|---|---|---|---|---|---|---|---|---|"]
+            docs = ", ".join(f"`{d}`" for d in dict.fromkeys(x.spec for x in lines if x.anchor.name == current))
+            out += [f"Suite: {docs}." + (f" Needs: {a.needs}." if a.needs else ""), "",
+                    "| ours | published | ours (mean ± std, n) | Δ | verdict | why | solved by step | budget | "
+                    "hardware | commit | wall |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         metric = f" {line.metric} {ARROW.get(line.mode, '')}".rstrip() if line.mode else ""
-        source = f" ({line.row.source})" if line.row.source else ""
+        source = f" [{line.row.source}]" if line.row.source else ""
         out.append(f"| {line.label}{metric} | {line.published}{source} | {line.ours} | {line.delta} | "
-                   f"**{line.verdict}** | {line.why} | {line.budget} | {line.hardware} | {line.commit} | "
+                   f"**{line.verdict}** | {line.why} | {line.solved_by} | {line.budget} | {line.hardware} | {line.commit} | "
                    f"{line.wall} |")
         if i + 1 == len(lines) or lines[i + 1].anchor.name != current:
             out.append("")
@@ -227,10 +287,15 @@ def readme_block(lines: list[Line]) -> str:
     return "\n".join([*out, "", README_END])
 
 
+def costs_of(store: Store) -> list[dict]:
+    """Every configuration priced by bench.dev.cost under ``<out>/cost``."""
+    return [c for path in sorted((store.root / "cost").glob("*.json")) for c in read_json(path, "cost record")["configs"]]
+
+
 def write(out: Path, documents: list[tuple]) -> tuple[Path, list[Line]]:
     """Regenerate ``out/REPRODUCTION.md`` from ``out``'s records; returns its path and rows."""
     store = Store(out)
-    lines = build(load(store)[0], documents)
+    lines = build(load(store)[0], documents, store.runs, costs_of(store))
     store.remove_orphaned_temp_files(store.root / "REPRODUCTION.md")
     return store.write_text(store.root / "REPRODUCTION.md", render(lines)), lines
 

@@ -9,6 +9,8 @@ W&B executor drops it before handing the document to ``wandb.sweep``):
       setting: bidirectional GRU, hidden 6, ... Adam 1e-2, batch 100, 6000 steps   # the published setting
       ours: the same model, optimiser, batch and steps                             # what we ran, if different
       needs: gpu                                           # optional: gpu or network; pending until run
+      metric: bleu                                         # optional: one of the task's extra metrics (higher
+                                                           # is better) instead of its main metric
       rows:                                                # one published number per row of the document
         - match: {arch.name: gru}                          # dotted settings a row's runs share ({} = all)
           published: 0.91                                  # in the task metric's units
@@ -26,11 +28,12 @@ family stuck at the memoryless baseline) is reproduced when our mean is within 5
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from options import ConfigError
 
-ANCHOR_KEYS = ("name", "needs", "ours", "rows", "setting", "source")
+ANCHOR_KEYS = ("metric", "name", "needs", "ours", "rows", "setting", "source")
 ROW_KEYS = ("expect", "match", "published", "source", "spread")
 EXPECTS = ("baseline", "solved")
 NEEDS = ("gpu", "network")
@@ -55,12 +58,14 @@ class Anchor:
     setting: str
     ours: str = ""
     needs: str | None = None
+    metric: str | None = None
     rows: tuple[AnchorRow, ...] = field(default_factory=tuple)
 
 
-def _number(value, what: str) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise ConfigError(f"{what} must be a number, got {value!r}")
+def _number(value, what: str, low: float = -math.inf) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < low:
+        raise ConfigError(f"{what} must be a finite number" + (f" >= {low:g}" if low > -math.inf else "")
+                          + f", got {value!r}")
     return float(value)
 
 
@@ -82,7 +87,7 @@ def _row(spec, where: str) -> AnchorRow:
     return AnchorRow(
         match=match, expect=spec.get("expect"), source=spec.get("source"),
         published=None if "published" not in spec else _number(spec["published"], f"{where}: published"),
-        spread=None if spread is None else _number(spread, f"{where}: spread"))
+        spread=None if spread is None else _number(spread, f"{where}: spread", low=0.0))
 
 
 def parse(spec, where: str) -> Anchor:
@@ -95,11 +100,13 @@ def parse(spec, where: str) -> Anchor:
     for key in ("name", "source", "setting"):
         if not isinstance(spec.get(key), str) or not spec[key].strip():
             raise ConfigError(f"{where}: anchor needs a '{key}' (text)")
+    if spec.get("metric") is not None and not (isinstance(spec["metric"], str) and spec["metric"].isidentifier()):
+        raise ConfigError(f"{where}: anchor metric must be the name of one of the task's extra metrics, e.g. bleu")
     if spec.get("needs") is not None and spec["needs"] not in NEEDS:
         raise ConfigError(f"{where}: anchor needs {spec['needs']!r}; valid: {', '.join(NEEDS)}")
     rows = spec.get("rows")
     if not isinstance(rows, list) or not rows:
         raise ConfigError(f"{where}: anchor needs a non-empty 'rows' list (one published number or claim each)")
     return Anchor(name=spec["name"].strip(), source=spec["source"].strip(), setting=spec["setting"].strip(),
-                  ours=str(spec.get("ours", "")).strip(), needs=spec.get("needs"),
+                  ours=str(spec.get("ours", "")).strip(), needs=spec.get("needs"), metric=spec.get("metric"),
                   rows=tuple(_row(r, f"{where}: anchor row {i + 1}") for i, r in enumerate(rows)))

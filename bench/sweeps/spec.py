@@ -76,7 +76,12 @@ def expand(doc: dict, where: str) -> list[dict]:
         raise ConfigError(f"{where}: unknown key {unknown[0]!r} (not a W&B sweep key); "
                           f"valid: {', '.join(WANDB_KEYS + RNNBENCH_KEYS)}")
     if "anchor" in doc:
-        anchors.parse(doc["anchor"], where)
+        anchor = anchors.parse(doc["anchor"], where)
+        for i, row in enumerate(anchor.rows):
+            unknown = sorted(set(row.match) - set(doc["parameters"]))
+            if unknown:
+                raise ConfigError(f"{where}: anchor row {i + 1} matches {unknown[0]!r}, not a parameter of the "
+                                  f"document; valid: {', '.join(doc['parameters'])}")
     method = doc.get("method", "grid")
     if method not in METHODS:
         raise ConfigError(f"{where}: method {method!r} is not supported yet; valid: {', '.join(METHODS)}")

@@ -5,7 +5,8 @@ look like over held-out text.
     rnnbench units charlm__lstm__s0 --out results-local [--units 3,17] [--length 2000] [--top 3]
                                                         [--state h|c] [--layer L]
 
-The run's core reads a sample from the end of its corpus (the test portion) from a zero state; every unit's
+The run's core reads a sample of held-out text (the test portion, where every feature varies: see
+``sample_text``) from a zero state; every unit's
 activation is correlated (Pearson r over the characters) with three features, and units are ranked by |r| per
 feature. Activations are the paper's: tanh(c) of an LSTM's cell (``--state c``, the default for cores with a
 cell state), else the hidden state h; ``--layer`` defaults to the last. Written to ``<out>/units/<name>__<id>``:
@@ -13,7 +14,8 @@ cell state), else the hidden state h; ``--layer`` defaults to the last. Written 
 - ``.html``: self-contained page, every character coloured by the unit's activation (red -1, white 0, blue +1,
   the paper's scheme), one block per shown unit (the top ``--top`` per feature, then ``--units``), and a table
   of the top units per feature;
-- ``.png``: the first rows of the sample for the top unit of each feature (small, for a note or a README);
+- ``.png``: for the top unit of each feature, the 8 rows of the sample where that feature varies most (small,
+  for a note or a README);
 - ``.json``: every unit's r per feature, the rankings (unit, feature, r, state, layer) and the sample itself.
 
 Features, per character, describe what is known *after reading it* (what the state at that step can know):
@@ -29,8 +31,8 @@ Features, per character, describe what is known *after reading it* (what the sta
 
 A blank line ends a paragraph and resets ``quotes`` and ``brackets``: no span in the default corpus crosses
 one, while 3 of its 2,608 paragraphs hold an odd number of ``"`` (text *about* quote characters) whose
-unclosed span would otherwise invert the feature for the rest of the sample. The sample starts after the
-first paragraph break of the test portion (else after its first newline), so all three are exact from the
+unclosed span would otherwise invert the feature for the rest of the sample. The sample starts at a paragraph
+break of the test portion (else after its first newline), so all three are exact from the
 first character, and it never spans the network's training text.
 """
 
@@ -108,20 +110,34 @@ def check_task(task_cls, name: str) -> None:
 
 
 def sample_text(task, length: int) -> tuple[str, int]:
-    """Up to ``length`` characters of the test portion, from its first paragraph break; (sample, offset)."""
+    """``length`` characters of the test portion where every feature varies; (sample, offset).
+
+    Candidate windows start at the test portion's paragraph breaks (else at its first newline); each is scored by
+    the feature that varies least in it, as a fraction of that feature's spread over the whole test portion, and
+    the best window wins (ties: the earliest). A window of plain prose without a quote or a bracket scores 0, so
+    the page always shows text over which a quote or bracket unit can be seen to track something."""
     text = task.text
     start = len(text) - int(len(text) * task.config.test_frac)
-    held_out = text[start:]
-    for mark in ("\n\n", "\n"):
-        i = held_out.find(mark)
-        if 0 <= i < len(held_out) // 2:
-            start += i + len(mark)
-            break
     index = set(task.vocab)
-    sample = "".join(ch for ch in text[start:] if ch in index)[:length]  # the vocab is the corpus's: all in it
-    if len(sample) < 2:
-        raise ConfigError(f"the run's test text holds {len(sample)} characters; units need at least 2")
-    return sample, start
+    held_out = "".join(ch for ch in text[start:] if ch in index)  # the vocab is the corpus's: all in it
+    if len(held_out) < 2:
+        raise ConfigError(f"the run's test text holds {len(held_out)} characters; units need at least 2")
+    starts = [i + 2 for i in _finds(held_out, "\n\n") if i + 2 < len(held_out)]
+    if not starts:
+        first = held_out.find("\n")
+        starts = [first + 1 if 0 <= first < len(held_out) // 2 else 0]
+    spread = features(held_out).std(0).clamp_min(1e-12)
+    fitting = [i for i in starts if i + length <= len(held_out)] or starts[:1]
+    best = max(fitting, key=lambda i: (float((features(held_out[i:i + length]).std(0) / spread).min()), -i))
+    return held_out[best:best + length], start + best
+
+
+def _finds(text: str, mark: str) -> list[int]:
+    out, i = [], text.find(mark)
+    while i >= 0:
+        out.append(i)
+        i = text.find(mark, i + 1)
+    return out
 
 
 @torch.no_grad()
@@ -293,30 +309,44 @@ def html_page(report: dict, acts: torch.Tensor) -> str:
 
 
 # ---- the picture -------------------------------------------------------------------------------------------
-def _wrap(text: str, width: int, rows: int) -> list[list[tuple[int, str]]]:
-    """The first ``rows`` display rows of ``text``, lines wrapped at ``width``: (character index, glyph)."""
+def _wrap(text: str, width: int) -> list[list[tuple[int, str]]]:
+    """Every display row of ``text``, lines wrapped at ``width``: (character index, glyph)."""
     grid, row = [], []
     for i, ch in enumerate(text):
         row.append((i, NEWLINE_GLYPH if ch == "\n" else ch))
         if ch == "\n" or len(row) == width:
             grid.append(row)
             row = []
-            if len(grid) == rows:
-                return grid
     return grid + ([row] if row else [])
 
 
-def _panels(report: dict) -> list[tuple[int, str]]:
-    """(unit, title) of the picture: the top unit of each ranked feature, else the chosen units, else unit 0."""
+def _window(grid: list, column: torch.Tensor | None, rows: int) -> list:
+    """The ``rows`` consecutive display rows over which ``column`` (a feature per character) varies most;
+    the first rows when there is no feature to follow."""
+    if column is None or len(grid) <= rows:
+        return grid[:rows]
+
+    def spread(r: int) -> float:
+        chars = [i for row in grid[r:r + rows] for i, _ in row]
+        return float(column[chars].std()) if len(chars) > 1 else 0.0
+
+    best = max(range(len(grid) - rows + 1), key=lambda r: (spread(r), -r))
+    return grid[best:best + rows]
+
+
+def _panels(report: dict) -> list[tuple[int, str, str | None]]:
+    """(unit, title, feature) of the picture: the top unit of each ranked feature, else the chosen units, else
+    unit 0 (no feature: the sample's first rows)."""
     act = report["activation"]
-    top = [(x["unit"], f"{FEATURES[x['feature']]}: unit {x['unit']} (layer {x['layer']}, {act}), r = {x['r']:+.3f}")
-           for x in report["rankings"] if x["rank"] == 1]
-    return top or [(u, f"unit {u} (layer {report['layer']}, {act})") for u in report["chosen"] or [0]]
+    top = [(x["unit"], f"{FEATURES[x['feature']]}: unit {x['unit']} (layer {x['layer']}, {act}), r = {x['r']:+.3f}",
+            x["feature"]) for x in report["rankings"] if x["rank"] == 1]
+    return top or [(u, f"unit {u} (layer {report['layer']}, {act})", None) for u in report["chosen"] or [0]]
 
 
-def png_bytes(text: str, acts: torch.Tensor, panels: list[tuple[int, str]], width: int = 100,
+def png_bytes(text: str, acts: torch.Tensor, panels: list[tuple[int, str, str | None]], width: int = 100,
               rows: int = 8) -> bytes:
-    """One panel per (unit, title): the sample's first rows, each character on the unit's colour."""
+    """One panel per (unit, title, feature): the ``rows`` display rows of the sample where that feature varies
+    most (so a quote unit is shown over quotes), each character on the unit's colour."""
     import io
 
     import matplotlib
@@ -324,13 +354,15 @@ def png_bytes(text: str, acts: torch.Tensor, panels: list[tuple[int, str]], widt
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    grid = _wrap(text, width, rows)
+    all_rows, feats = _wrap(text, width), features(text)
+    grids = [_window(all_rows, None if f is None else feats[:, list(FEATURES).index(f)], rows) for _, _, f in panels]
+    grid_rows = max(len(g) for g in grids)
     fig, axes = plt.subplots(len(panels), 1, squeeze=False,
-                             figsize=(width * 0.085 + 0.3, len(panels) * (len(grid) * 0.18 + 0.4)))
-    for ax, (unit, title) in zip(axes[:, 0], panels, strict=True):
+                             figsize=(width * 0.085 + 0.3, len(panels) * (grid_rows * 0.18 + 0.4)))
+    for ax, (unit, title, _), grid in zip(axes[:, 0], panels, grids, strict=True):
         column = acts[:, unit]
         s = scale_of(column)
-        image = torch.ones(len(grid), width, 3)
+        image = torch.ones(grid_rows, width, 3)
         for r, row in enumerate(grid):
             for c, (i, glyph) in enumerate(row):
                 v = float(column[i]) / s
