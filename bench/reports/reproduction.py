@@ -128,7 +128,9 @@ def _judge(row, recs: list[dict], mean: float, mode: str) -> tuple[str, str]:
 
 
 def why_short(recs: list[dict]) -> str:
-    """One line from the records: what stands out in the runs of a row that fell short."""
+    """One line from the records: what stands out in the runs of a row that fell short, in this order:
+    divergences, a vanishing flow verdict, gradient spikes, overfitting (the last validation over 5 % worse than
+    the best), still improving at the end of the budget, else the budget or setting itself."""
     n = len(recs)
     diverged = sum(r["status"] == "diverged" for r in recs)
     if diverged:
@@ -141,12 +143,25 @@ def why_short(recs: list[dict]) -> str:
                 f"(median log10 ratio {statistics.median(ratios):.2f})")
     spikes = sum((d.get("events") or {}).get("spikes") or 0 for d in diags)
     if spikes:
-        return f"{spikes} gradient spikes over 1000× the median (clipped)"
+        return f"{spikes} gradient spike{'s' if spikes != 1 else ''} over 1000× the median (clipped)"
+    worse = [r for r in recs if r["status"] == "ok" and _overfit(r["metric"])]
+    if len(worse) * 2 > n:
+        m = worse[0]["metric"]
+        return (f"overfitting in {len(worse)}/{n} runs: val {m['name']} best {m['val_best']:.4g}, last "
+                f"{m['val_last']:.4g} (the test reads the last model)")
     last_best = sum(r["metric"]["val_last"] == r["metric"]["val_best"] for r in recs if r["status"] == "ok")
     steps = recs[0]["config"]["train"]["max_steps"]
     if last_best * 2 > n:
         return f"still improving at the budget: val best at the last evaluation in {last_best}/{n} runs ({steps} steps)"
     return f"flow healthy, no spikes; the budget ({steps} steps) or the setting differs from the published one"
+
+
+def _overfit(metric: dict) -> bool:
+    """The last validation is over 5 % worse than the best: the run trained past its best model."""
+    best, last = metric.get("val_best"), metric.get("val_last")
+    if best is None or last is None:
+        return False
+    return (last - best if metric["mode"] == "min" else best - last) > 0.05 * abs(best)
 
 
 def _budget(recs: list[dict]) -> str:
@@ -279,12 +294,31 @@ def render(lines: list[Line]) -> str:
 
 
 def readme_block(lines: list[Line]) -> str:
-    out = [README_START, "", f"{counts(lines)} — full table with settings, budgets and hardware in "
-           "[results/REPRODUCTION.md](results/REPRODUCTION.md).", "",
-           "| anchor | ours | published | ours (mean ± std, n) | verdict |", "|---|---|---|---|---|"]
-    out += [f"| {line.anchor.name} | {line.label} | {line.published} | {line.ours} | {line.verdict}"
-            + (f": {line.why}" if line.verdict in ("short", "pending") else "") + " |" for line in lines]
+    """The README's short version: one row per anchor, with our best row by the metric and the verdicts of all
+    its rows."""
+    out = [README_START, "", f"{counts(lines)} — every row, with settings, budgets, hardware and why a row fell "
+           "short, in [results/REPRODUCTION.md](results/REPRODUCTION.md).", "",
+           "| anchor | our best row | published | ours (mean ± std, n) | verdicts of its rows |", "|---|---|---|---|---|"]
+    for name in dict.fromkeys(line.anchor.name for line in lines):
+        rows = [line for line in lines if line.anchor.name == name]
+        run = [line for line in rows if line.verdict != "pending"]
+        verdicts = Counter(line.verdict for line in rows)
+        summary = " · ".join(f"{verdicts[v]} {v}" for v in VERDICTS if verdicts[v])
+        if not run:
+            published = rows[0].published if len({r.published for r in rows}) == 1 else "per row"
+            out.append(f"| {name} | — | {published} | — | {summary}: {rows[0].why.split(';')[0]} |")
+            continue
+        best = max(run, key=lambda line: _mean(line) * (1 if line.mode == "max" else -1))
+        out.append(f"| {name} | {best.label} | {best.published} | {best.ours} | {summary} |")
     return "\n".join([*out, "", README_END])
+
+
+def _mean(line: Line) -> float:
+    """Our mean as the line shows it; a row with no ok run ranks last either way."""
+    try:
+        return float(line.ours.split(" ")[0])
+    except ValueError:
+        return float("-inf") if line.mode == "max" else float("inf")
 
 
 def costs_of(store: Store) -> list[dict]:
