@@ -18,7 +18,7 @@ import pytest
 from conftest import SMALL_ADDING
 
 from bench import cli
-from bench.reports import leaderboard
+from bench.reports import leaderboard, reproduction
 from bench.run.config import resolve
 from bench.store import Store
 from bench.sweeps import sweep
@@ -26,6 +26,7 @@ from bench.sweeps.executors import base
 from bench.sweeps.executors import local as slots
 from bench.sweeps.plan import plan
 from bench.sweeps.progress import Progress
+from bench.sweeps.spec import anchored
 from options import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,6 +114,12 @@ def test_committed_leaderboard_regenerates_byte_for_byte():
     recs = load_all(ROOT / "results")
     assert (ROOT / "results" / "LEADERBOARD.md").read_text() == leaderboard.render(recs)
     assert (ROOT / "results" / "leaderboard.csv").read_text() == leaderboard.render_csv(recs)
+    store = Store(ROOT / "results")  # and the reproduction table, with its README block, from the same records
+    lines = reproduction.build(recs, anchored(ROOT), store.runs, reproduction.costs_of(store))
+    assert (ROOT / "results" / "REPRODUCTION.md").read_text() == reproduction.render(lines)
+    text = (ROOT / "README.md").read_text()
+    start, end = text.index(reproduction.README_START), text.index(reproduction.README_END)
+    assert text[start:end + len(reproduction.README_END)] == reproduction.readme_block(lines)
 
 
 @pytest.mark.skipif(not (ROOT / "results" / "runs").is_dir(), reason="no committed reference results yet")

@@ -4,13 +4,16 @@
 
 The anchors come from the sweep files (a document's ``anchor``, bench/sweeps/anchor.py; the caller reads them
 with ``bench.sweeps.spec.anchored``, so this module reads records only); the numbers from the run records in
-``results/runs`` that those documents planned (a record belongs to a document when its config
-holds every value of one of the document's override sets). Each anchor row gives the published number and
-ours as mean ± sample std over the seeds that finished ``ok``, Δ (ours − published), the verdict, and for a
-row that falls short one line *taken from its records* saying why (divergences, a vanishing flow verdict,
-gradient spikes, or the budget it ran at). A document with no records yet is **pending**: a GPU suite not yet
-run on a GPU, or one that needs the network, listed with what it would take. Like the leaderboard, the output
-depends on the records and sweep files only (no clock, no paths) and needs no torch.
+``results/runs`` that those documents planned (a record belongs to a document when its config holds every
+value of one of the document's override sets, and its declared default everywhere else). Each anchor row gives
+one line per configuration of the document it selects: the published number, ours as mean ± sample std over
+the seeds that finished ``ok``, Δ (ours − published), the verdict, "solved by step" from the runs' metrics
+files where the task has a threshold, and for a line that falls short one sentence *taken from its records*
+saying why (divergences, a vanishing flow verdict, gradient spikes, overfitting, or the budget it ran at). A
+configuration with no record yet is **pending**: a GPU suite not yet run on a GPU, or data that need the
+network, with what it would cost on this CPU where ``python -m bench.dev.cost`` measured it
+(``<out>/cost/*.json``). Like the leaderboard, the output depends on those files only (no clock, no paths) and
+needs no torch.
 """
 
 from __future__ import annotations
