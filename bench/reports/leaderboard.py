@@ -354,11 +354,12 @@ def section_titles(sections: list[str]) -> dict[str, str]:
 
 
 def _cpu_minutes(summary: dict, by_id: dict[str, dict]) -> str:
-    """ ", 31.2 CPU-min" summed over the spec's recorded runs, where records carry CPU time (newer ones do)."""
+    """ "(31.2 CPU-min over all 36 of its recorded runs)": CPU time summed over every run the spec plans that has a
+    record, where records carry it (newer ones do); a resumed sweep's wall time covers only what it ran."""
     times = [by_id[i].get("cpu_time_s") for i in summary.get("planned_ids", []) if i in by_id]
     if not times or any(t is None for t in times):
         return ""
-    return f" ({sum(times) / 60:.1f} CPU-min)"
+    return f" ({sum(times) / 60:.1f} CPU-min over all {len(times)} of its recorded runs)"
 
 
 def _family(label: str) -> tuple[str, str]:
