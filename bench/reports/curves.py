@@ -15,7 +15,7 @@ import math
 import re
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import matplotlib
@@ -23,7 +23,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ..store import Store, atomic  # noqa: E402
+from ..diag.plots import inputs_hash, save_unless_unchanged  # noqa: E402
+from ..store import Store  # noqa: E402
 from .leaderboard import ARROW  # noqa: E402
 
 STYLES = ("-", "--", ":", "-.")  # one per setting a row changed, within one family's colour
@@ -75,6 +76,13 @@ def family(label: str) -> str:
 
 
 def draw(curves: dict[str, Curve], task: str, metric: str, mode: str, path: Path) -> Path:
+    """The learning-curve PNG at ``path``, drawn only when its inputs changed (bench/diag/plots.py)."""
+    key = inputs_hash("curves", task, metric, mode, {label: asdict(c) for label, c in curves.items()})
+    save_unless_unchanged(path, key, lambda: _figure(curves, task, metric, mode))
+    return Path(path)
+
+
+def _figure(curves: dict[str, Curve], task: str, metric: str, mode: str) -> plt.Figure:
     ncols = 2 if len(curves) > 4 else 1
     fig, ax = plt.subplots(figsize=(6.4, 3.4 + 0.16 * -(-len(curves) // ncols)), dpi=90, layout="constrained")
     families = sorted({family(label) for label in curves})
@@ -102,7 +110,4 @@ def draw(curves: dict[str, Curve], task: str, metric: str, mode: str, path: Path
     ax.set_ylabel(f"val/{metric} {ARROW[mode]}")
     ax.set_title(f"{task}: validation {metric}, mean ± std over seeds", fontsize=9)
     fig.legend(loc="outside lower center", fontsize=7, ncols=ncols, frameon=False)
-    with atomic(path) as tmp:
-        fig.savefig(tmp, format="png", metadata={"Software": None})
-    plt.close(fig)
-    return Path(path)
+    return fig

@@ -1,11 +1,13 @@
 """Pictures of the composed tasks, drawn from run records alone (``make leaderboard`` regenerates them).
 
 - ``attention_<task>.png``: the teacher-forced attention map each run recorded for one probe example (rows: the
-  words the decoder wrote, columns: source positions or image-grid cells), one panel per leaderboard row (the
-  lowest seed), so families and attention kinds sit side by side.
+  words the decoder wrote, columns: source positions or image-grid cells), one panel per family: its best row
+  (bench/diag/plots.py ``best_per_family``), lowest seed; the row label names the attention kind shown.
 - ``exact_by_length_<task>.png``: test exact match against source length, one line per row (mean over seeds,
   bars one sample std), from the per-length metrics a task records (``test/exact_len<lo>_<hi>``): the result
   the attention papers are known for (Bahdanau et al. 2015, fig. 2) on our data.
+
+Both are drawn only when their inputs changed (a hash in the PNG's metadata, ``save_unless_unchanged``).
 """
 
 from __future__ import annotations
@@ -20,17 +22,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ..diag.plots import attention_panel  # noqa: E402
+from ..diag.plots import attention_panel, best_per_family, inputs_hash, save_unless_unchanged  # noqa: E402
 
 BIN = re.compile(r"^test/exact_len(\d+)_(\d+|up)$")
-
-
-def _lowest_seed(records: list[dict], label_of: Callable[[dict], str], keep) -> dict[str, dict[str, dict]]:
-    by_task: dict[str, dict[str, dict]] = {}
-    for rec in sorted(records, key=lambda r: (r["task"], r["seed"], r["name"], r["id"])):
-        if rec.get("status") == "ok" and keep(rec):
-            by_task.setdefault(rec["task"], {}).setdefault(label_of(rec), rec)
-    return by_task
 
 
 def _attention(rec: dict) -> dict | None:
@@ -38,19 +32,24 @@ def _attention(rec: dict) -> dict | None:
 
 
 def write_attention_pngs(records: list[dict], out: Path, label_of: Callable[[dict], str]) -> list[Path]:
+    ok = [r for r in records if r.get("status") == "ok"]
     written = []
-    for task, panels in sorted(_lowest_seed(records, label_of, _attention).items()):
-        fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), dpi=100, squeeze=False,
-                                 layout="constrained")
-        for ax, (label, rec) in zip(axes[0], sorted(panels.items()), strict=True):
-            a = _attention(rec)
-            attention_panel(ax, a["weights"], a.get("source", ""), a.get("reference", ""), a.get("grid"), label)
-        fig.suptitle(f"{task}: attention of the decoder (teacher-forced, one held-out example)", fontsize=9)
+    for task, panels in sorted(best_per_family(ok, label_of, _attention).items()):
+        shown = [(label_of(rec), _attention(rec)) for _, rec in sorted(panels.items())]
         path = Path(out) / f"attention_{task}.png"
-        fig.savefig(path, metadata={"Software": None})
-        plt.close(fig)
+        save_unless_unchanged(path, inputs_hash("attention", task, shown),
+                              lambda task=task, shown=shown: _attention_figure(task, shown))
         written.append(path)
     return written
+
+
+def _attention_figure(task: str, shown: list[tuple[str, dict]]) -> plt.Figure:
+    fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.4), dpi=100, squeeze=False,
+                             layout="constrained")
+    for ax, (label, a) in zip(axes[0], shown, strict=True):
+        attention_panel(ax, a["weights"], a.get("source", ""), a.get("reference", ""), a.get("grid"), label)
+    fig.suptitle(f"{task}: attention of the decoder (teacher-forced, one held-out example)", fontsize=9)
+    return fig
 
 
 def _bins(rec: dict) -> dict[tuple[int, float], float]:
@@ -80,24 +79,29 @@ def _bin_label(b: tuple[int, float]) -> str:
 def write_length_pngs(records: list[dict], out: Path, label_of: Callable[[dict], str]) -> list[Path]:
     written = []
     for task, rows in sorted(length_curves(records, label_of).items()):
-        bins = sorted({b for row in rows.values() for b in row})
-        fig, ax = plt.subplots(figsize=(6.4, 5.2), dpi=100, layout="constrained")
-        families = sorted({label.partition(" (")[0] for label in rows})  # one colour per family
-        for label, row in sorted(rows.items()):
-            xs = [i for i, b in enumerate(bins) if b in row]
-            means = [statistics.fmean(row[bins[i]]) for i in xs]
-            stds = [statistics.stdev(row[bins[i]]) if len(row[bins[i]]) > 1 else 0.0 for i in xs]
-            dashed = "attention=none" in label
-            ax.errorbar(xs, means, yerr=stds, marker="o", capsize=2, linestyle="--" if dashed else "-",
-                        color=f"C{families.index(label.partition(' (')[0]) % 10}", label=label.replace("\n", " "))
-        ax.set_xticks(range(len(bins)), [_bin_label(b) for b in bins])
-        ax.set_xlabel("source length (tokens)")
-        ax.set_ylabel("test exact match")
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_title(f"{task}: exact match against source length (dashed: no attention)", fontsize=9)
-        fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=7)
         path = Path(out) / f"exact_by_length_{task}.png"
-        fig.savefig(path, metadata={"Software": None})
-        plt.close(fig)
+        data = sorted((label, sorted((list(b), v) for b, v in row.items())) for label, row in rows.items())
+        save_unless_unchanged(path, inputs_hash("exact_by_length", task, data),
+                              lambda task=task, rows=rows: _length_figure(task, rows))
         written.append(path)
     return written
+
+
+def _length_figure(task: str, rows: dict[str, dict]) -> plt.Figure:
+    bins = sorted({b for row in rows.values() for b in row})
+    fig, ax = plt.subplots(figsize=(6.4, 5.2), dpi=100, layout="constrained")
+    families = sorted({label.partition(" (")[0] for label in rows})  # one colour per family
+    for label, row in sorted(rows.items()):
+        xs = [i for i, b in enumerate(bins) if b in row]
+        means = [statistics.fmean(row[bins[i]]) for i in xs]
+        stds = [statistics.stdev(row[bins[i]]) if len(row[bins[i]]) > 1 else 0.0 for i in xs]
+        dashed = "attention=none" in label
+        ax.errorbar(xs, means, yerr=stds, marker="o", capsize=2, linestyle="--" if dashed else "-",
+                    color=f"C{families.index(label.partition(' (')[0]) % 10}", label=label.replace("\n", " "))
+    ax.set_xticks(range(len(bins)), [_bin_label(b) for b in bins])
+    ax.set_xlabel("source length (tokens)")
+    ax.set_ylabel("test exact match")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"{task}: exact match against source length (dashed: no attention)", fontsize=9)
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=7)
+    return fig
