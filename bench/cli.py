@@ -383,11 +383,10 @@ def cmd_decode(args, rest) -> int:
 
 
 def cmd_list(args, rest) -> int:
-    import architectures
-    import tasks
+    from . import catalog  # the names from the sources: listing them imports no torch
 
-    print("tasks:", ", ".join(tasks.names()))
-    print("architectures:", ", ".join(architectures.names()))
+    print("tasks:", ", ".join(catalog.task_names()))
+    print("architectures:", ", ".join(catalog.architecture_names()))
     print("executors:", ", ".join(executor_names()))
     return 0
 
