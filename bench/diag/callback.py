@@ -187,7 +187,7 @@ class GradientDiagnostics(L.Callback):
             return
         import wandb
 
-        from .plots import heatmap_figure
+        from .plots import heatmap_figure, pyplot
 
         steps = [h["step"] for h in self.history]
         fig = heatmap_figure(steps, [h["flow"][0] for h in self.history], title="||dL/dh_t||, layer 0")
@@ -198,17 +198,15 @@ class GradientDiagnostics(L.Callback):
             keys=[f"step {steps[i]}" for i in picks], title="log10 ||dL/dh_t|| (layer 0)", xname="timestep t")
         for lg in mirrors:
             lg.experiment.log({"diag/flow_heatmap": wandb.Image(fig), "diag/flow_profiles": lines})
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
+        pyplot().close(fig)
 
     def _mirror_attention(self, mirrors) -> None:
-        import matplotlib.pyplot as plt
         import wandb
 
-        from .plots import attention_panel
+        from .plots import attention_panel, pyplot
 
         a = self.attention
+        plt = pyplot()
         fig, ax = plt.subplots(figsize=(4, 3.2), dpi=100, layout="constrained")
         attention_panel(ax, a["weights"], a.get("source", ""), a.get("reference", ""), a.get("grid"),
                         a.get("reference", "")[:50])

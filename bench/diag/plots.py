@@ -22,14 +22,23 @@ import statistics
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
+from .verdict import verdict
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.colors import TwoSlopeNorm  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-from .verdict import verdict  # noqa: E402
+def pyplot():
+    """matplotlib's pyplot on the Agg backend, imported on first use: a run that draws nothing (an unchanged
+    leaderboard) pays no matplotlib import."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
 
 INPUTS_KEY = "rnnbench-inputs"  # PNG text chunk: the hash of a figure's inputs
 FIGURES_VERSION = "1"  # bump when the drawing code changes, so every figure is drawn again
@@ -44,6 +53,8 @@ def _relative(profile: list[float]) -> list[float]:
 
 
 def _panel(ax, steps: list[int], profiles: list[list[float]], title: str):
+    from matplotlib.colors import TwoSlopeNorm
+
     grid = [_relative(p) for p in profiles]
     T = len(grid[0]) if grid else 1
     image = ax.imshow(grid, aspect="auto", origin="lower", cmap="RdBu_r",
@@ -57,7 +68,7 @@ def _panel(ax, steps: list[int], profiles: list[list[float]], title: str):
 
 
 def heatmap_figure(steps: list[int], profiles: list[list[float]], title: str):
-    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100, layout="constrained")
+    fig, ax = pyplot().subplots(figsize=(5, 3.2), dpi=100, layout="constrained")
     image = _panel(ax, steps, profiles, title)
     ax.set_ylabel("training step")
     fig.colorbar(image, ax=ax, label="log10 ||dL/dh_t|| / ||dL/dh_T||")
@@ -105,7 +116,7 @@ def unchanged(path: Path, key: str) -> bool:
         return False
 
 
-def save_unless_unchanged(path: Path, key: str, draw: Callable[[], plt.Figure]) -> bool:
+def save_unless_unchanged(path: Path, key: str, draw: Callable[[], Figure]) -> bool:
     """Draw and save the figure ``draw`` builds, unless ``path`` already holds it; returns whether it drew."""
     if unchanged(path, key):
         return False
@@ -114,7 +125,7 @@ def save_unless_unchanged(path: Path, key: str, draw: Callable[[], plt.Figure]) 
     fig = draw()
     with atomic(Path(path)) as tmp:
         fig.savefig(tmp, format="png", metadata={"Software": None, INPUTS_KEY: key})
-    plt.close(fig)
+    pyplot().close(fig)
     return True
 
 
@@ -180,8 +191,8 @@ def write_task_pngs(records: list[dict], out: Path, label_of=None) -> list[Path]
     return written
 
 
-def _flow_figure(task: str, titles: list[str], profiles: list[tuple[dict, str | None]]) -> plt.Figure:
-    fig, axes = plt.subplots(1, len(titles), figsize=(3.0 * len(titles) + 1.4, 3.6), dpi=100, squeeze=False,
+def _flow_figure(task: str, titles: list[str], profiles: list[tuple[dict, str | None]]) -> Figure:
+    fig, axes = pyplot().subplots(1, len(titles), figsize=(3.0 * len(titles) + 1.4, 3.6), dpi=100, squeeze=False,
                              layout="constrained")
     image = None
     for ax, title, (p, _) in zip(axes[0], titles, profiles, strict=True):

@@ -17,15 +17,14 @@ import statistics
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
+from ..diag.plots import inputs_hash, pyplot, save_unless_unchanged
+from ..store import Store
+from .leaderboard import ARROW
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from ..diag.plots import inputs_hash, save_unless_unchanged  # noqa: E402
-from ..store import Store  # noqa: E402
-from .leaderboard import ARROW  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 STYLES = ("-", "--", ":", "-.")  # one per setting a row changed, within one family's colour
 
@@ -82,9 +81,9 @@ def draw(curves: dict[str, Curve], task: str, metric: str, mode: str, path: Path
     return Path(path)
 
 
-def _figure(curves: dict[str, Curve], task: str, metric: str, mode: str) -> plt.Figure:
+def _figure(curves: dict[str, Curve], task: str, metric: str, mode: str) -> Figure:
     ncols = 2 if len(curves) > 4 else 1
-    fig, ax = plt.subplots(figsize=(6.4, 3.4 + 0.16 * -(-len(curves) // ncols)), dpi=90, layout="constrained")
+    fig, ax = pyplot().subplots(figsize=(6.4, 3.4 + 0.16 * -(-len(curves) // ncols)), dpi=90, layout="constrained")
     families = sorted({family(label) for label in curves})
     # Losses fall by orders of magnitude: a log axis, where a band reaching zero or below stops at its floor.
     means = [m for c in curves.values() for m in c.mean]

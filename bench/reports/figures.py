@@ -16,13 +16,12 @@ import re
 import statistics
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
+from ..diag.plots import attention_panel, best_per_family, inputs_hash, pyplot, save_unless_unchanged
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from ..diag.plots import attention_panel, best_per_family, inputs_hash, save_unless_unchanged  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 BIN = re.compile(r"^test/exact_len(\d+)_(\d+|up)$")
 
@@ -43,8 +42,8 @@ def write_attention_pngs(records: list[dict], out: Path, label_of: Callable[[dic
     return written
 
 
-def _attention_figure(task: str, shown: list[tuple[str, dict]]) -> plt.Figure:
-    fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.4), dpi=100, squeeze=False,
+def _attention_figure(task: str, shown: list[tuple[str, dict]]) -> Figure:
+    fig, axes = pyplot().subplots(1, len(shown), figsize=(3.2 * len(shown), 3.4), dpi=100, squeeze=False,
                              layout="constrained")
     for ax, (label, a) in zip(axes[0], shown, strict=True):
         attention_panel(ax, a["weights"], a.get("source", ""), a.get("reference", ""), a.get("grid"), label)
@@ -87,9 +86,9 @@ def write_length_pngs(records: list[dict], out: Path, label_of: Callable[[dict],
     return written
 
 
-def _length_figure(task: str, rows: dict[str, dict]) -> plt.Figure:
+def _length_figure(task: str, rows: dict[str, dict]) -> Figure:
     bins = sorted({b for row in rows.values() for b in row})
-    fig, ax = plt.subplots(figsize=(6.4, 5.2), dpi=100, layout="constrained")
+    fig, ax = pyplot().subplots(figsize=(6.4, 5.2), dpi=100, layout="constrained")
     families = sorted({label.partition(" (")[0] for label in rows})  # one colour per family
     for label, row in sorted(rows.items()):
         xs = [i for i, b in enumerate(bins) if b in row]

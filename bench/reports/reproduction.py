@@ -56,10 +56,11 @@ class Line:
     wall: str
 
 
-def belongs(rec: dict, overrides: list[dict]) -> bool:
+def belongs(rec: dict, overrides: list[dict], flat: tuple[dict, dict] | None = None) -> bool:
     """Whether a document planned this record: its config holds one override set's values, and its declared
-    default everywhere else (so a 2-layer row does not join a document that never set arch.layers)."""
-    dotted, defaults = flatten(rec["config"]), flatten(rec.get("defaults", {}))
+    default everywhere else (so a 2-layer row does not join a document that never set arch.layers). ``flat``:
+    the record's flattened (config, defaults), when the caller has them already."""
+    dotted, defaults = flat or (flatten(rec["config"]), flatten(rec.get("defaults", {})))
     outside = set(rec.get("outside_question", ())) | {"seed"}
     for o in overrides:
         if all(dotted.get(k) == v for k, v in o.items()) and all(
@@ -245,13 +246,14 @@ def build(records: list[dict], documents: list[tuple], runs: Path | None = None,
     ``runs``: the folder of the records' metrics files (for "solved by step"); ``costs``: bench.dev.cost's
     measured configurations, shown beside the pending rows they price."""
     lines = []
+    flat = {id(r): (flatten(r["config"]), flatten(r.get("defaults", {}))) for r in records}  # once per record
     for where, anchor, overrides in documents:
         configs = configurations(overrides)
         varying = [k for k in sorted({k for o in overrides for k in o} - {"seed"})
                    if len({repr(o.get(k)) for o in overrides}) > 1]
         for row in anchor.rows:
             for config in (c for c in configs if row.matches(c[0])):
-                recs = sorted((r for r in records if belongs(r, config)), key=lambda r: r["seed"])
+                recs = sorted((r for r in records if belongs(r, config, flat[id(r)])), key=lambda r: r["seed"])
                 lines.append(_line(anchor, where, row, recs, runs, varying) if recs else
                              _pending(anchor, where, row, config, varying, costs))
     return lines

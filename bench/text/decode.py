@@ -73,10 +73,9 @@ def decode(system: ComposedSystem, task: ComposedTask, n: int, split: str = "tes
 
 
 def draw(attention: dict, path: Path, title: str) -> Path:
-    import matplotlib.pyplot as plt
+    from ..diag.plots import attention_panel, pyplot
 
-    from ..diag.plots import attention_panel  # sets the Agg backend
-
+    plt = pyplot()  # the Agg backend
     fig, ax = plt.subplots(figsize=(5, 4), dpi=100, layout="constrained")
     attention_panel(ax, attention["weights"], attention["source"], attention["output"], attention["grid"], title)
     path.parent.mkdir(parents=True, exist_ok=True)
