@@ -270,13 +270,14 @@ def cmd_leaderboard(args, rest) -> int:
         raise ConfigError(f"--readme {args.readme} not found")  # before anything is written
     documents = anchored(Path(__file__).resolve().parents[1])  # a bad sweep file stops us before any write
     started = time.perf_counter()
-    written = leaderboard.write(args.out, reference=args.reference)
+    loaded = leaderboard.load(args.out)  # read once, for every table below
+    written = leaderboard.write(args.out, reference=args.reference, loaded=loaded)
     print(f"wrote {written.md} and {written.md.with_name('leaderboard.csv')} from {written.n_records} records "
           f"in {time.perf_counter() - started:.2f}s")
-    path, lines = reproduction.write(args.out, documents)
+    path, lines = reproduction.write(args.out, documents, loaded[0])
     print(f"wrote {path}: {reproduction.counts(lines)}")
     if args.readme is not None:
-        changed = leaderboard.update_readme(args.readme, args.out)
+        changed = leaderboard.update_readme(args.readme, args.out, loaded[0])
         changed = reproduction.update_readme(args.readme, lines) or changed
         print(f"{args.readme}: leaderboard and reproduction blocks {'updated' if changed else 'unchanged'}")
     _report_skipped(written.skipped)

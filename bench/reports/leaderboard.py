@@ -308,10 +308,13 @@ def load(folder: Path | Store) -> tuple[list[dict], list[str]]:
     return loaded.records, loaded.skipped
 
 
-def write(out: Path, reference: Path | None = None) -> Written:
-    """Regenerate ``out/LEADERBOARD.md``, ``out/leaderboard.csv`` and the flow pictures from ``out/runs``."""
+def write(out: Path, reference: Path | None = None,
+          loaded: tuple[list[dict], list[str]] | None = None) -> Written:
+    """Regenerate ``out/LEADERBOARD.md``, ``out/leaderboard.csv`` and the flow pictures from ``out/runs``
+    (``loaded``: that folder's ``load``, when the caller has read it already)."""
     store = Store(out)
-    records, skipped = load(store)
+    records, skipped = loaded if loaded is not None else load(store)
+    skipped = list(skipped)
     ref = None
     if reference is not None and Path(reference).resolve() != store.root.resolve():
         ref, ref_skipped = load(reference)
@@ -369,10 +372,10 @@ def _family(label: str) -> tuple[str, str]:
     return arch, rest.removesuffix(")")
 
 
-def readme_block(out: Path) -> str:
+def readme_block(out: Path, records: list[dict] | None = None) -> str:
     """A compact task x architecture table (mean ± std · most common verdict) and the sweep's timing."""
     store = Store(out)
-    records = load(store)[0]
+    records = load(store)[0] if records is None else records
     rows = build_rows(records)
     labels = sorted({_family(r.label)[0] for r in rows})
     lines = [README_START, "",
@@ -420,12 +423,12 @@ def replace_block(text: str, start: str, end: str, block: str) -> str:
     return head + block + rest.split(end, 1)[1]
 
 
-def update_readme(readme: Path, out: Path) -> bool:
+def update_readme(readme: Path, out: Path, records: list[dict] | None = None) -> bool:
     """Replace the generated block of ``readme``; returns whether the file changed."""
     text = Path(readme).read_text()
     if README_START not in text or README_END not in text:
         return False
-    new = replace_block(text, README_START, README_END, readme_block(out))
+    new = replace_block(text, README_START, README_END, readme_block(out, records))
     if new != text:
         with atomic(Path(readme)) as tmp:
             tmp.write_text(new, encoding="utf-8")

@@ -247,13 +247,17 @@ def build(records: list[dict], documents: list[tuple], runs: Path | None = None,
     measured configurations, shown beside the pending rows they price."""
     lines = []
     flat = {id(r): (flatten(r["config"]), flatten(r.get("defaults", {}))) for r in records}  # once per record
+    by_task: dict[str, list[dict]] = {}
+    for r in records:
+        by_task.setdefault(r["task"], []).append(r)
     for where, anchor, overrides in documents:
         configs = configurations(overrides)
         varying = [k for k in sorted({k for o in overrides for k in o} - {"seed"})
                    if len({repr(o.get(k)) for o in overrides}) > 1]
         for row in anchor.rows:
             for config in (c for c in configs if row.matches(c[0])):
-                recs = sorted((r for r in records if belongs(r, config, flat[id(r)])), key=lambda r: r["seed"])
+                mine = by_task.get(config[0].get("task.name"), [])  # a document names its task
+                recs = sorted((r for r in mine if belongs(r, config, flat[id(r)])), key=lambda r: r["seed"])
                 lines.append(_line(anchor, where, row, recs, runs, varying) if recs else
                              _pending(anchor, where, row, config, varying, costs))
     return lines
@@ -331,10 +335,11 @@ def costs_of(store: Store) -> list[dict]:
     return [c for path in sorted((store.root / "cost").glob("*.json")) for c in read_json(path, "cost record")["configs"]]
 
 
-def write(out: Path, documents: list[tuple]) -> tuple[Path, list[Line]]:
-    """Regenerate ``out/REPRODUCTION.md`` from ``out``'s records; returns its path and rows."""
+def write(out: Path, documents: list[tuple], records: list[dict] | None = None) -> tuple[Path, list[Line]]:
+    """Regenerate ``out/REPRODUCTION.md`` from ``out``'s records (``records``: them, when the caller has read
+    them already); returns its path and rows."""
     store = Store(out)
-    lines = build(load(store)[0], documents, store.runs, costs_of(store))
+    lines = build(load(store)[0] if records is None else records, documents, store.runs, costs_of(store))
     store.remove_orphaned_temp_files(store.root / "REPRODUCTION.md")
     return store.write_text(store.root / "REPRODUCTION.md", render(lines)), lines
 
