@@ -41,6 +41,7 @@ sweep: install ## train the default suite into results-local/ and show it beside
 reference: install ## deliberately regenerate the committed reference results/ from scratch (every suite)
 	rm -rf results/runs results/sweeps
 	for suite in $(REFERENCE_SUITES); do $(PY) -m bench sweep $$suite --out results --workers $(WORKERS) || exit 1; done
+	$(PY) -m bench.dev.cost sweeps/anchors_gpu.yaml --out results  # what the pending GPU rows would cost here
 	$(PY) -m bench leaderboard --out results --readme README.md
 	$(PY) -m bench report --out results
 
