@@ -409,7 +409,7 @@ def test_cost_measures_each_config_once(tmp_path, capsys):
     data = json.loads((tmp_path / "out" / "cost" / "tiny.json").read_text())
     (config,) = data["configs"]  # the two seeds are one configuration
     assert config["s_per_step"] > 0 and config["budget_steps"] == 100 and config["document"] == 1
-    assert config["budget_hours"] == round(config["s_per_step"] * 100 / 3600, 2)
+    assert config["budget_hours"] == round(config["s_per_step"] * 100 / 3600, 3)
     assert config["dotted"]["arch.name"] == "gru" and config["dotted"]["task.seq_len"] == 20
     assert data["steps_timed"] == 1 and data["provenance"]["torch_threads"] == 1
     assert len(data["load_average"]) == 2 and all(x >= 0 for x in data["load_average"])

@@ -15,7 +15,6 @@ from __future__ import annotations
 import html
 import re
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -45,27 +44,12 @@ class Written:
     skipped: list[str]  # one line per record that could not be read (named, left out)
 
 
-def label_of_rows(records: list[dict]) -> Callable[[dict], str]:
-    """record -> its leaderboard row label, plus the task settings of its section where a task has several
-    (``gru · permute=True``)."""
-    rows = leaderboard.build_rows(records)
-    labels = {(r.section, r.key): r.label for r in rows}
-    titles = leaderboard.section_titles(list(dict.fromkeys(r.section for r in rows)))
-
-    def label_of(rec: dict) -> str:
-        key = leaderboard.section_key(rec)
-        variant = titles[key].partition(" · ")[2]
-        return labels[(key, leaderboard.row_key(rec))] + (f" · {variant}" if variant else "")
-
-    return label_of
-
-
 def write(out: str | Path) -> Written:
     """Regenerate ``out/report/`` from ``out/runs``; curves of tasks no longer recorded are removed."""
     store = Store(out)
     loaded = store.records()
     records, folder = loaded.records, store.root / FOLDER
-    curves = learning_curves(records, store, label_of_rows(records))
+    curves = learning_curves(records, store, leaderboard.label_of_rows(records))
     firsts = {rec["task"]: rec["metric"] for rec in reversed(records)}
     pngs = [draw(rows, task, firsts[task]["name"], firsts[task]["mode"], folder / f"curves_{task}.png")
             for task, rows in curves.items()]

@@ -18,6 +18,7 @@ import json
 import math
 import statistics
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -127,8 +128,18 @@ def _group(records: list[dict]) -> dict[str, dict[str, list[dict]]]:
     return sections
 
 
-def _all_labels(records: list[dict]) -> dict[tuple[str, str], str]:
-    return {(s, k): label for s, group in _group(records).items() for k, label in _labels(group).items()}
+def label_of_rows(records: list[dict], sep: str = " · ") -> Callable[[dict], str]:
+    """record -> its leaderboard row label, plus (after ``sep``) the task settings of its section where a task
+    has several (``gru · permute=True``): how a task's pictures name the rows of all its sections."""
+    labels = {(s, k): label for s, group in _group(records).items() for k, label in _labels(group).items()}
+    titles = section_titles(list(dict.fromkeys(section_key(r) for r in records)))
+
+    def label_of(rec: dict) -> str:
+        key = section_key(rec)
+        variant = titles[key].partition(" · ")[2]
+        return labels[(key, row_key(rec))] + (f"{sep}{variant}" if variant else "")
+
+    return label_of
 
 
 def build_rows(records: list[dict]) -> list[Row]:
@@ -325,13 +336,7 @@ def write(out: Path, reference: Path | None = None,
     store.write_text(store.root / "leaderboard.csv", render_csv(records))
     from ..diag.plots import write_task_pngs
 
-    labels = _all_labels(records)
-    titles = section_titles(list(dict.fromkeys(section_key(r) for r in records)))
-
-    def label_of(rec: dict) -> str:  # a task's sections (sdigits plain and permuted) share one PNG
-        variant = titles[section_key(rec)].partition(" · ")[2]
-        return labels[(section_key(rec), row_key(rec))] + (f"\n{variant}" if variant else "")
-
+    label_of = label_of_rows(records, sep="\n")  # a task's sections (sdigits plain and permuted) share one PNG
     write_task_pngs(records, store.root, label_of=label_of)
     from .figures import write_attention_pngs, write_length_pngs
 

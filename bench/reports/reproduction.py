@@ -18,7 +18,6 @@ needs no torch.
 
 from __future__ import annotations
 
-import csv
 import statistics
 from collections import Counter
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from pathlib import Path
 from ..diag.verdict import verdict as flow_verdict
 from ..run.config import flatten
 from ..store import Store, atomic, read_json
+from .curves import series
 from .leaderboard import ARROW, load, replace_block
 
 VERDICTS = ("reproduced", "beaten", "short", "pending")
@@ -46,6 +46,7 @@ class Line:
     mode: str
     published: str
     ours: str
+    mean: float | None  # ours, as a number (None when no run finished ok or the row is pending)
     delta: str
     verdict: str
     why: str
@@ -97,9 +98,8 @@ def solved_by(recs: list[dict], runs: Path | None) -> str:
         path = Path(runs) / rec["metrics_file"]
         if not path.is_file():
             return "—"
-        with open(path, newline="") as f:
-            hits = [int(float(r["step"])) for r in csv.DictReader(f) if r.get(column)
-                    and _passes(float(r[column]), info["solved_threshold"], info["mode"])]
+        hits = [step for step, v in series(path, column).items()
+                if _passes(v, info["solved_threshold"], info["mode"])]
         if hits:
             firsts.append(min(hits))
     if not firsts:
@@ -191,11 +191,12 @@ def _line(anchor, spec: str, row, recs: list[dict], runs: Path | None, varying: 
                   hardware=_hardware(recs), commit=", ".join(sorted({r["provenance"]["git_sha"][:8] for r in recs})),
                   wall=f"{statistics.fmean(r['wall_time_s'] for r in recs) / 60:.1f} min/run × {len(recs)}")
     if not ok:
-        return Line(**common, ours=f"— (0/{len(recs)} ok)", delta="—", verdict="short", why=why_short(recs))
+        return Line(**common, ours=f"— (0/{len(recs)} ok)", mean=None, delta="—", verdict="short",
+                    why=why_short(recs))
     mean = statistics.fmean(ok)
     std = f" ± {statistics.stdev(ok):.2g}" if len(ok) > 1 else ""
     delta, verdict = _judge(row, recs, mean, mode)
-    return Line(**common, ours=f"{_fmt(mean)}{std} (n={len(ok)})", delta=delta, verdict=verdict,
+    return Line(**common, ours=f"{_fmt(mean)}{std} (n={len(ok)})", mean=mean, delta=delta, verdict=verdict,
                 why=why_short(recs) if verdict == "short" else "")
 
 
@@ -227,8 +228,8 @@ def _pending(anchor, spec: str, row, config: list[dict], varying: list[str], cos
         what += (f"; on this CPU about {priced[0]['budget_hours']:.2g} h per run "
                  f"({priced[0]['s_per_step']:g} s/step, bench.dev.cost)")
     return Line(anchor=anchor, spec=spec, row=row, label=_label(config[0], varying), metric=anchor.metric or "",
-                mode="", published=_published(row), ours="—", delta="—", verdict="pending", why=what, budget="—",
-                solved_by="—", hardware="—", commit="—", wall="—")
+                mode="", published=_published(row), ours="—", mean=None, delta="—", verdict="pending", why=what,
+                budget="—", solved_by="—", hardware="—", commit="—", wall="—")
 
 
 def configurations(overrides: list[dict]) -> list[list[dict]]:
@@ -323,11 +324,10 @@ def readme_block(lines: list[Line]) -> str:
 
 
 def _mean(line: Line) -> float:
-    """Our mean as the line shows it; a row with no ok run ranks last either way."""
-    try:
-        return float(line.ours.split(" ")[0])
-    except ValueError:
+    """Our mean, for ranking; a row with no ok run ranks last either way."""
+    if line.mean is None:
         return float("-inf") if line.mode == "max" else float("inf")
+    return line.mean
 
 
 def costs_of(store: Store) -> list[dict]:
