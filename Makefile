@@ -52,9 +52,10 @@ leaderboard: install ## regenerate results/LEADERBOARD.md, REPRODUCTION.md, lead
 report: install ## results/report/index.html from the records: tables, learning curves, pictures, record links
 	$(PY) -m bench report --out results
 
-bench: install ## throughput vs a hand-written loop, TBPTT vs full BPTT memory (ratios; bench-sweep: workers)
+bench: install ## throughput vs a hand-written loop, TBPTT vs full BPTT memory, leaderboard at 10k/100k runs (~25 min)
 	$(PY) -m bench.dev.perf
 	$(PY) -m bench.dev.perf_memory
+	$(PY) -m bench.dev.perf_leaderboard
 
 bench-sweep: install ## the suite's wall time with 1 worker / 2 workers (goal >= 1.7; ~25 min; SUITE=... to change)
 	$(PY) -m bench.dev.perf_sweep --spec $(SUITE)

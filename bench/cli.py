@@ -270,14 +270,15 @@ def cmd_leaderboard(args, rest) -> int:
         raise ConfigError(f"--readme {args.readme} not found")  # before anything is written
     documents = anchored(Path(__file__).resolve().parents[1])  # a bad sweep file stops us before any write
     started = time.perf_counter()
-    loaded = leaderboard.load(args.out)  # read once, for every table below
-    written = leaderboard.write(args.out, reference=args.reference, loaded=loaded)
+    # one pass over the records for every table below; it keeps whole only the runs an anchor selects
+    tables = leaderboard.read(args.out, wanted=reproduction.selector(documents))
+    written = leaderboard.write(args.out, reference=args.reference, tables=tables)
     print(f"wrote {written.md} and {written.md.with_name('leaderboard.csv')} from {written.n_records} records "
           f"in {time.perf_counter() - started:.2f}s")
-    path, lines = reproduction.write(args.out, documents, loaded[0])
+    path, lines = reproduction.write(args.out, documents, tables[0].kept)
     print(f"wrote {path}: {reproduction.counts(lines)}")
     if args.readme is not None:
-        changed = leaderboard.update_readme(args.readme, args.out, loaded[0])
+        changed = leaderboard.update_readme(args.readme, args.out, tables[0])
         changed = reproduction.update_readme(args.readme, lines) or changed
         print(f"{args.readme}: leaderboard and reproduction blocks {'updated' if changed else 'unchanged'}")
     _report_skipped(written.skipped)

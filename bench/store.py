@@ -10,6 +10,7 @@ Layout of ``<out>``:
     runs/<name>__<id>.json             the run record, the truth behind every number
     runs/<name>__<id>.metrics.csv      its per-step metrics
     runs/<name>__<id>.samples.jsonl    text sampled from it (char-LM runs)
+    index/<name>__<id>.json            its summary: the record without the diagnostics' profiles (git-ignored)
     checkpoints/<name>__<id>.pt        its trained weights (git-ignored)
     units/<name>__<id>.{html,png,json} its interpretable-units page (char-LM runs)
     sweeps/<spec>.json                 how long a sweep invocation took, on what
@@ -19,7 +20,13 @@ Layout of ``<out>``:
 
 Every write goes to ``<file>.tmp<pid>`` and is renamed over the file, so a killed process leaves a complete old
 file or a complete new one, never half of either; only the holder of a run's lock clears its stray temporary
-files. ``RNNBENCH_WRITE_PAUSE`` (seconds; chaos tests only) holds each write between the temporary file and the
+files.
+
+A summary (``summarize``) is the record less what only a picture draws (flow profiles, the final spectra,
+attention maps): a tenth of its size, and all that the leaderboard, the reproduction table and the README
+read, so ``summaries()`` streams 100,000 runs in seconds. It notes the size and modification time of the record
+it was made from; one that does not match (a record rewritten, edited, or checked out by git) is made again
+from the record, so a summary never speaks for a record it was not made from. ``RNNBENCH_WRITE_PAUSE`` (seconds; chaos tests only) holds each write between the temporary file and the
 rename, so a kill can be aimed inside one. The module imports no torch: the leaderboard and the sweep planner
 read the store without it.
 """
@@ -38,7 +45,15 @@ from pathlib import Path
 
 from options import ConfigError
 
+try:
+    from orjson import loads as _fast_loads
+except ImportError:  # outside the lock: json alone, slower
+    _fast_loads = None
+
 RECORD_SUFFIX = ".json"
+SUMMARY = "summary"  # a summary's own field: what it was made from, and what the record holds for the pictures
+SUMMARY_VERSION = 1  # bump when ``summarize`` keeps something else: every summary is made again
+HEAVY = ("profiles", "final", "attention")  # diagnostics only a picture draws
 
 
 class RecordError(ConfigError):
@@ -49,6 +64,17 @@ def stem(name: str, run_id: str) -> str:
     return f"{name}__{run_id}"
 
 
+def loads(data: bytes):
+    """JSON bytes -> value: orjson where it can (3x faster), json where it refuses (NaN, which a diverged run may
+    record; or a broken file, whose error json describes)."""
+    if _fast_loads is not None:
+        try:
+            return _fast_loads(data)
+        except ValueError:
+            pass
+    return json.loads(data)
+
+
 def read_json(path: Path, what: str = "record") -> dict:
     """Parse ``path`` or raise one line naming the file and what is wrong with it."""
     path = Path(path)
@@ -56,6 +82,14 @@ def read_json(path: Path, what: str = "record") -> dict:
         data = path.read_bytes()
     except OSError as exc:
         raise RecordError(f"{what} {path}: cannot be read ({exc.strerror or exc})") from None
+    if _fast_loads is not None:
+        try:
+            value = _fast_loads(data)
+        except ValueError:
+            pass  # json below says what is wrong, or reads what orjson refuses (NaN)
+        else:
+            if isinstance(value, dict):
+                return value
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -101,6 +135,50 @@ def _shape_problem(record: dict) -> str | None:
     return None
 
 
+def summarize(record: dict, made_from: os.stat_result) -> dict:
+    """The record less its diagnostics' HEAVY parts (a composed model's cores too); ``made_from``: the record
+    file's stat, which the summary must match to be used."""
+    d = record.get("diagnostics")
+    out = dict(record)
+    if isinstance(d, dict) and d:
+        slim = {k: v for k, v in d.items() if k not in HEAVY}
+        if isinstance(d.get("cores"), dict):
+            slim["cores"] = {role: {k: v for k, v in core.items() if k not in HEAVY} if isinstance(core, dict) else core
+                             for role, core in d["cores"].items()}
+        out["diagnostics"] = slim
+    out[SUMMARY] = {"version": SUMMARY_VERSION, "size": made_from.st_size, "mtime_ns": made_from.st_mtime_ns,
+                    "flow": has_flow(record), "attention": has_attention(record)}
+    return out
+
+
+def has_flow(rec: dict) -> bool:
+    """Whether a record (or its summary) holds a flow profile to draw."""
+    if SUMMARY in rec:
+        return rec[SUMMARY]["flow"]
+    return bool(((rec.get("diagnostics") or {}).get("profiles") or {}).get("flow"))
+
+
+def has_attention(rec: dict) -> bool:
+    """Whether a record (or its summary) holds an attention map to draw."""
+    if SUMMARY in rec:
+        return rec[SUMMARY]["attention"]
+    return bool((rec.get("diagnostics") or {}).get("attention"))
+
+
+def _summary_of(path: str, made_from: os.stat_result) -> dict | None:
+    """The summary at ``path`` when it was made from a file with this stat, else None."""
+    try:
+        with open(path, "rb") as f:
+            summary = loads(f.read())
+        made = summary[SUMMARY]
+        if (made["version"], made["size"], made["mtime_ns"]) == (SUMMARY_VERSION, made_from.st_size,
+                                                                 made_from.st_mtime_ns):
+            return summary
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
 class Store:
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -123,6 +201,9 @@ class Store:
 
     def record_path(self, name: str, run_id: str) -> Path:
         return self.runs / (stem(name, run_id) + RECORD_SUFFIX)
+
+    def summary_path(self, name: str, run_id: str) -> Path:
+        return self.root / "index" / (stem(name, run_id) + RECORD_SUFFIX)
 
     def metrics_path(self, name: str, run_id: str) -> Path:
         return self.runs / f"{stem(name, run_id)}.metrics.csv"
@@ -160,6 +241,22 @@ class Store:
 
     def write_json(self, path: Path, data: dict) -> Path:
         return self.write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+    def write_record(self, record: dict) -> Path:
+        """The run record, then its summary. The old summary goes first, so a process killed in between leaves
+        a record without one (made again when read), never a summary of another record."""
+        path = self.record_path(record["name"], record["id"])
+        summary = self.summary_path(record["name"], record["id"])
+        summary.unlink(missing_ok=True)
+        self.write_json(path, record)
+        self._write_summary(summary, summarize(record, os.stat(path)))
+        return path
+
+    def _write_summary(self, path: Path, summary: dict) -> None:
+        try:
+            self.write_text(path, json.dumps(summary, sort_keys=True, separators=(",", ":")))
+        except OSError:
+            pass  # a store we may not write (someone else's reference): readers make it from the record
 
     def copy_in(self, source: Path, path: Path) -> Path:
         with self.atomic(path) as tmp:
@@ -217,6 +314,37 @@ class Store:
                 loaded.skipped.append(str(exc))
         loaded.records.sort(key=lambda r: (r["name"], r["id"]))
         return loaded
+
+    def record_names(self) -> list[str]:
+        """The file names of the records under ``runs/``, in (name, id) order."""
+        if not self.runs.is_dir():
+            return []
+        with os.scandir(self.runs) as entries:
+            files = [e.name for e in entries if e.name.endswith(RECORD_SUFFIX) and not e.name.startswith(".")]
+        return sorted(files, key=lambda f: f[: -len(RECORD_SUFFIX)].rsplit("__", 1))
+
+    def summaries(self, names: list[str] | None = None) -> Iterator[dict | str]:
+        """The summary of every record (or of the record files ``names``), in that order, one at a time; a record
+        that cannot be read yields the line naming its problem instead. A missing or stale summary is made from
+        the record (and saved)."""
+        runs, index = str(self.runs), str(self.root / "index")
+        for file in self.record_names() if names is None else names:
+            path = os.path.join(runs, file)
+            where = os.path.join(index, file)  # the summary keeps the record's file name
+            try:
+                made_from = os.stat(path)
+            except OSError as exc:
+                yield f"record {path}: cannot be read ({exc.strerror or exc})"
+                continue
+            summary = _summary_of(where, made_from)
+            if summary is None:
+                try:
+                    summary = summarize(self.read_record(Path(path)), made_from)
+                except RecordError as exc:
+                    yield str(exc)
+                    continue
+                self._write_summary(Path(where), summary)
+            yield summary
 
     def statuses(self) -> tuple[dict[str, str], dict[str, str]]:
         """run id -> recorded status, and run id -> the problem of each unreadable record (which counts as not

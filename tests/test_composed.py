@@ -11,10 +11,12 @@ from conftest import ARCHS, small
 import tasks
 from architectures.composed import FrameTagger, QuestionAnswerer, SequenceClassifier
 from bench.diag import flow
-from bench.reports import figures
+from bench.reports import leaderboard
+from bench.reports.tables import Tables
 from bench.run.config import resolve
 from bench.run.system import ComposedSystem, build
 from bench.run.train import train
+from bench.store import Store
 from options import ConfigError
 from tasks.composed import ComposedTask
 
@@ -81,9 +83,9 @@ def test_a_seq2seq_run_records_both_cores_the_attention_map_and_lengths(tmp_path
     weights = d["attention"]["weights"]
     assert all(abs(sum(row) - 1) < 1e-3 for row in weights)  # one distribution per target word
     assert any(k.startswith("test/exact_len") for k in rec["metric"]["extra"])
-    paths = figures.write_length_pngs([rec], tmp_path, lambda r: r["arch_label"])
-    paths += figures.write_attention_pngs([rec], tmp_path, lambda r: r["arch_label"])
-    assert [p.name for p in paths] == ["exact_by_length_translate.png", "attention_translate.png"]
+    leaderboard.write_figures(Store(tmp_path), Tables.of([rec]))
+    assert {p.name for p in tmp_path.glob("*.png")} == {"exact_by_length_translate.png", "attention_translate.png",
+                                                        "flow_translate.png"}
 
 
 def test_old_run_ids_do_not_change_and_model_options_are_refused_where_there_is_no_model():

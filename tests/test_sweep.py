@@ -120,6 +120,12 @@ def test_committed_leaderboard_regenerates_byte_for_byte():
     text = (ROOT / "README.md").read_text()
     start, end = text.index(reproduction.README_START), text.index(reproduction.README_END)
     assert text[start:end + len(reproduction.README_END)] == reproduction.readme_block(lines)
+    # `rnnbench leaderboard` streams the records' summaries in one pass, keeping whole only what an anchor selects
+    tables, skipped = leaderboard.read(ROOT / "results", wanted=reproduction.selector(anchored(ROOT)))
+    assert not skipped and tables.n_records == len(recs)
+    assert leaderboard.render(tables) == leaderboard.render(recs)
+    assert leaderboard.render_csv(tables) == leaderboard.render_csv(recs)
+    assert reproduction.build(tables.kept, anchored(ROOT), store.runs, reproduction.costs_of(store)) == lines
 
 
 @pytest.mark.skipif(not (ROOT / "results" / "runs").is_dir(), reason="no committed reference results yet")

@@ -21,9 +21,11 @@ import math
 import statistics
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..store import SUMMARY
 from .verdict import verdict
 
 if TYPE_CHECKING:
@@ -133,57 +135,92 @@ def _section(rec: dict) -> str:
     return json.dumps(rec["config"]["task"], sort_keys=True)
 
 
-def _row_mean(recs: list[dict]) -> float | None:
-    values = [r["metric"]["test"] for r in recs if r["status"] == "ok" and r["metric"]["test"] is not None]
-    return statistics.fmean(values) if values else None
+@dataclass
+class _Candidates:
+    """One leaderboard row's records that a figure may show."""
+
+    mode: str
+    count: int = 0
+    ok: int = 0
+    values: list = field(default_factory=list)  # test metric of each ok run
+    best: tuple = ()  # ((seed, name, id), the record, or None when only its summary went past)
+
+
+class Picker:
+    """``best_per_family``'s rule, fed one record at a time: which run each family's panel shows.
+
+    In the task's main section (the task settings most kept runs share, e.g. adding at its default length rather
+    than an anchor's T = 200), of the family's leaderboard rows the best by mean test metric over ok runs (rows
+    without one last; ties: more ok runs, then the label), and of that row the lowest seed. It keeps per row
+    counts, the test values and the current lowest seed, never the records of a summary stream."""
+
+    def __init__(self):
+        self.rows: dict[tuple[str, str, str, str], _Candidates] = {}
+
+    def add(self, rec: dict, section: str, row: str) -> None:
+        key = (rec["task"], section, rec["arch"], row)
+        c = self.rows.get(key)
+        if c is None:
+            c = self.rows[key] = _Candidates(rec["metric"]["mode"])
+        c.count += 1
+        if rec["status"] == "ok":
+            c.ok += 1
+            if rec["metric"]["test"] is not None:
+                c.values.append(rec["metric"]["test"])
+        ident = (rec["seed"], rec["name"], rec["id"])
+        if not c.best or ident < c.best[0]:
+            c.best = (ident, None if SUMMARY in rec else rec)
+
+    def pick(self, label_of: Callable[[str, str], str]) -> dict[str, dict[str, tuple[str, tuple, dict | None]]]:
+        """task -> family -> (row label, (seed, name, id), the record when it went past whole)."""
+        sections: dict[str, Counter] = {}
+        for (task, section, _, _), c in self.rows.items():
+            sections.setdefault(task, Counter())[section] += c.count
+        main = {task: min(c, key=lambda k: (-c[k], k)) for task, c in sections.items()}
+        groups: dict[tuple[str, str], dict[str, list[_Candidates]]] = {}
+        for (task, section, family, row), c in self.rows.items():
+            if section == main[task]:
+                groups.setdefault((task, family), {}).setdefault(label_of(section, row), []).append(c)
+        out: dict[str, dict[str, tuple]] = {}
+        for (task, family), by_label in sorted(groups.items()):
+            label, cs = min(by_label.items(), key=_rank)
+            ident, rec = min((c.best for c in cs), key=lambda best: best[0])
+            out.setdefault(task, {})[family] = (label, ident, rec)
+        return out
+
+
+def _rank(item: tuple[str, list[_Candidates]]):
+    label, cs = item
+    values = [v for c in cs for v in c.values]
+    mean, sign = (statistics.fmean(values) if values else None), (1 if cs[0].mode == "min" else -1)
+    return (mean is None, sign * mean if mean is not None else 0.0, -sum(c.ok for c in cs), label)
 
 
 def best_per_family(records: list[dict], label_of: Callable[[dict], str], keep) -> dict[str, dict[str, dict]]:
-    """task -> family (arch name) -> the run its panel shows. Only the task's main section counts (the task
-    settings shared by most runs, e.g. adding at its default length rather than an anchor's T = 200); of the
-    family's leaderboard rows there (``label_of``), the best by mean test metric over ok seeds (rows without one
-    last; ties: more ok runs, then the label), and of that row the lowest seed that ``keep`` accepts."""
-    sections: dict[str, Counter] = {}
-    kept = [rec for rec in records if keep(rec)]
-    for rec in kept:
-        sections.setdefault(rec["task"], Counter())[_section(rec)] += 1
-    main = {task: min(c, key=lambda k: (-c[k], k)) for task, c in sections.items()}
-    rows: dict[tuple[str, str], dict[str, list[dict]]] = {}
-    for rec in kept:
-        if _section(rec) == main[rec["task"]]:
-            rows.setdefault((rec["task"], rec["arch"]), {}).setdefault(label_of(rec), []).append(rec)
-    out: dict[str, dict[str, dict]] = {}
-    for (task, family), by_label in sorted(rows.items()):
-        def rank(item):
-            label, recs = item
-            mean, sign = _row_mean(recs), (1 if recs[0]["metric"]["mode"] == "min" else -1)
-            ok = sum(r["status"] == "ok" for r in recs)
-            return (mean is None, sign * mean if mean is not None else 0.0, -ok, label)
-
-        _, recs = min(by_label.items(), key=rank)
-        out.setdefault(task, {})[family] = min(recs, key=lambda r: (r["seed"], r["name"], r["id"]))
-    return out
+    """task -> family (arch name) -> the run its panel shows, of the records ``keep`` accepts (``Picker``'s
+    rule; ``label_of`` names a record's leaderboard row)."""
+    picker = Picker()
+    for rec in records:
+        if keep(rec):
+            picker.add(rec, _section(rec), label_of(rec))
+    return {task: {family: rec for family, (_, _, rec) in panels.items()}
+            for task, panels in picker.pick(lambda section, label: label).items()}
 
 
-def _has_flow(rec: dict) -> bool:
-    return bool((rec.get("diagnostics") or {}).get("profiles", {}).get("flow"))
-
-
-def write_task_pngs(records: list[dict], out: Path, label_of=None) -> list[Path]:
-    """One PNG per task, one panel per family (``best_per_family``); ``label_of(record)`` names a leaderboard
-    row (default: the record's arch label). A figure whose inputs did not change is not drawn again."""
-    label_of = label_of or (lambda r: r["arch_label"])
+def write_task_pngs(panels: dict[str, dict[str, tuple[str, dict]]], out: Path) -> list[Path]:
+    """One PNG per task, one panel per family: ``panels`` is task -> family -> (row label, the record shown),
+    as ``Picker`` chose them. A figure whose inputs did not change is not drawn again."""
     written = []
-    for task, panels in sorted(best_per_family(records, label_of, _has_flow).items()):
-        families = sorted(panels)
+    for task, shown in sorted(panels.items()):
+        families = sorted(shown)
         titles = []
         for family in families:
-            rec = panels[family]
+            label, rec = shown[family]
             d = rec["diagnostics"]
             spikes = (d.get("events") or {}).get("spikes")
-            titles.append(f"{label_of(rec)} (s{rec['seed']}): {verdict(d.get('flow_ratio_final')) or rec['status']}"
+            titles.append(f"{label} (s{rec['seed']}): {verdict(d.get('flow_ratio_final')) or rec['status']}"
                           + (f", {spikes} spikes" if spikes else ""))
-        profiles = [(panels[f]["diagnostics"]["profiles"], panels[f]["diagnostics"].get("role")) for f in families]
+        profiles = [(shown[f][1]["diagnostics"]["profiles"], shown[f][1]["diagnostics"].get("role")) for f in families]
         path = Path(out) / f"flow_{task}.png"
         save_unless_unchanged(path, inputs_hash("flow", task, titles, profiles),
                               lambda task=task, titles=titles, profiles=profiles: _flow_figure(task, titles, profiles))

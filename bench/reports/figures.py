@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import re
 import statistics
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..diag.plots import attention_panel, best_per_family, inputs_hash, pyplot, save_unless_unchanged
+from ..diag.plots import attention_panel, inputs_hash, pyplot, save_unless_unchanged
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -26,15 +25,11 @@ if TYPE_CHECKING:
 BIN = re.compile(r"^test/exact_len(\d+)_(\d+|up)$")
 
 
-def _attention(rec: dict) -> dict | None:
-    return (rec.get("diagnostics") or {}).get("attention")
-
-
-def write_attention_pngs(records: list[dict], out: Path, label_of: Callable[[dict], str]) -> list[Path]:
-    ok = [r for r in records if r.get("status") == "ok"]
+def write_attention_pngs(panels: dict[str, dict[str, tuple[str, dict]]], out: Path) -> list[Path]:
+    """``panels``: task -> family -> (row label, the ok run shown), as ``plots.Picker`` chose them."""
     written = []
-    for task, panels in sorted(best_per_family(ok, label_of, _attention).items()):
-        shown = [(label_of(rec), _attention(rec)) for _, rec in sorted(panels.items())]
+    for task, chosen in sorted(panels.items()):
+        shown = [(label, rec["diagnostics"]["attention"]) for _, (label, rec) in sorted(chosen.items())]
         path = Path(out) / f"attention_{task}.png"
         save_unless_unchanged(path, inputs_hash("attention", task, shown),
                               lambda task=task, shown=shown: _attention_figure(task, shown))
@@ -51,7 +46,8 @@ def _attention_figure(task: str, shown: list[tuple[str, dict]]) -> Figure:
     return fig
 
 
-def _bins(rec: dict) -> dict[tuple[int, float], float]:
+def length_bins(rec: dict) -> dict[tuple[int, float], float]:
+    """A record's ``test/exact_len<lo>_<hi>`` metrics (``<hi>`` may be ``up``) -> {(lo, hi): exact match}."""
     out = {}
     for key, value in rec["metric"].get("extra", {}).items():
         m = BIN.match(key)
@@ -60,24 +56,15 @@ def _bins(rec: dict) -> dict[tuple[int, float], float]:
     return out
 
 
-def length_curves(records: list[dict], label_of: Callable[[dict], str]) -> dict[str, dict[str, dict]]:
-    """task -> row label -> {bin: [values over seeds]} for records with per-length exact match."""
-    curves: dict[str, dict[str, dict]] = {}
-    for rec in records:
-        bins = _bins(rec) if rec.get("status") == "ok" else {}
-        for b, value in bins.items():
-            curves.setdefault(rec["task"], {}).setdefault(label_of(rec), {}).setdefault(b, []).append(value)
-    return curves
-
-
 def _bin_label(b: tuple[int, float]) -> str:
     lo, hi = b
     return f"{lo}+" if hi == float("inf") else (str(lo) if lo == hi else f"{lo}-{int(hi)}")
 
 
-def write_length_pngs(records: list[dict], out: Path, label_of: Callable[[dict], str]) -> list[Path]:
+def write_length_pngs(curves: dict[str, dict[str, dict]], out: Path) -> list[Path]:
+    """``curves``: task -> row label -> {length bin: [exact match over ok seeds]} (``Tables.length_curves``)."""
     written = []
-    for task, rows in sorted(length_curves(records, label_of).items()):
+    for task, rows in sorted(curves.items()):
         path = Path(out) / f"exact_by_length_{task}.png"
         data = sorted((label, sorted((list(b), v) for b, v in row.items())) for label, row in rows.items())
         save_unless_unchanged(path, inputs_hash("exact_by_length", task, data),

@@ -14,208 +14,32 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import math
-import statistics
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..diag.verdict import verdict
-from ..run.config import flatten
 from ..store import Store, atomic, read_json
+from .tables import Row, Tables, declared, row_key, section_key, section_titles, stream
+
+__all__ = ["ARROW", "Row", "Tables", "build_rows", "declared", "label_of_rows", "read", "render", "render_csv",
+           "section_titles", "update_readme", "write"]
 
 ARROW = {"min": "↓", "max": "↑"}
-# Settings that describe the budget of a task section (shown once in its header when all rows share them).
-BUDGET = ("train.max_steps", "task.batch_size", "optim.name", "optim.lr", "optim.clip", "arch.hidden_size")
 
 
-def section_key(rec: dict) -> str:
-    return json.dumps(rec["config"]["task"], sort_keys=True)
+def _tables(records: Tables | list[dict]) -> Tables:
+    return records if isinstance(records, Tables) else Tables.of(records)
 
 
-def declared(rec: dict) -> tuple[dict, list[str]]:
-    """The record's ``defaults`` and ``outside_question`` (schema 2). A schema-1 record, written before records
-    carried them, gets them from the declarations (which imports the registries; bench.dev.migrate upgrades a
-    folder of records once, as it did the committed reference)."""
-    if "defaults" in rec and "outside_question" in rec:
-        return rec["defaults"], rec["outside_question"]
-    from ..run.config import resolve
-
-    cfg = resolve(flatten(rec["config"]), check_machine=False)
-    rec["defaults"], rec["outside_question"] = cfg.defaults(), cfg.outside("question")
-    return rec["defaults"], rec["outside_question"]
-
-
-def question(rec: dict) -> dict[str, object]:
-    """The dotted settings of a row: the config but its task (the section), seed, and the fields outside the
-    question."""
-    outside = set(declared(rec)[1])
-    return {k: v for k, v in flatten(rec["config"]).items()
-            if not k.startswith("task.") and k != "seed" and k not in outside}
-
-
-def row_key(rec: dict) -> str:
-    nested: dict = {}
-    for dotted, value in question(rec).items():
-        section, _, name = dotted.partition(".")
-        nested.setdefault(section, {})[name] = value
-    return json.dumps(nested, sort_keys=True)
-
-
-@dataclass
-class Row:
-    task: str
-    label: str
-    metric: str
-    mode: str
-    mean: float | None
-    std: float | None
-    n_ok: int
-    n_runs: int
-    n_diverged: int
-    n_failed: int
-    baseline: float
-    solved: int | None
-    grad_norm_median: float | None
-    verdict: str
-    spikes: str
-    flow_ratio_init: float | None
-    flow_ratio_final: float | None
-    params: int
-    wall_time_s: float
-    commits: str
-    section: str
-    key: str
-
-    def cell(self) -> str:
-        if self.mean is None:
-            return "—"
-        std = f" ± {self.std:.3g}" if self.std is not None else ""
-        return f"{self.mean:.4g}{std} (n={self.n_ok})"
-
-
-def _default_value(dotted: str, rec: dict):
-    """The declared default of a setting for the record's task and architecture (labels show only what a row
-    changed)."""
-    return flatten(declared(rec)[0]).get(dotted)
-
-
-def _fmt(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _labels(group: dict[str, list[dict]]) -> dict[str, str]:
-    """Arch label plus each setting that varies across rows and differs from its default."""
-    flat = {key: question(recs[0]) for key, recs in group.items()}
-    varying = {k for k in set().union(*flat.values())
-               if k not in ("arch.name", "arch.layers", "arch.bidirectional")  # the arch label shows them
-               and len({json.dumps(f.get(k)) for f in flat.values()}) > 1}
-    labels = {}
-    for key, recs in group.items():
-        extra = [f"{k}={_fmt(flat[key][k])}" for k in sorted(varying)
-                 if k in flat[key] and flat[key][k] != _default_value(k, recs[0])]
-        labels[key] = recs[0]["arch_label"] + (f" ({', '.join(extra)})" if extra else "")
-    return labels
-
-
-def _group(records: list[dict]) -> dict[str, dict[str, list[dict]]]:
-    """section key -> row key -> the records of that row (its seeds)."""
-    sections: dict[str, dict[str, list[dict]]] = {}
-    for rec in records:
-        sections.setdefault(section_key(rec), {}).setdefault(row_key(rec), []).append(rec)
-    return sections
+def build_rows(records: Tables | list[dict]) -> list[Row]:
+    return _tables(records).rows()
 
 
 def label_of_rows(records: list[dict], sep: str = " · ") -> Callable[[dict], str]:
     """record -> its leaderboard row label, plus (after ``sep``) the task settings of its section where a task
     has several (``gru · permute=True``): how a task's pictures name the rows of all its sections."""
-    labels = {(s, k): label for s, group in _group(records).items() for k, label in _labels(group).items()}
-    titles = section_titles(list(dict.fromkeys(section_key(r) for r in records)))
-
-    def label_of(rec: dict) -> str:
-        key = section_key(rec)
-        variant = titles[key].partition(" · ")[2]
-        return labels[(key, row_key(rec))] + (f"{sep}{variant}" if variant else "")
-
-    return label_of
-
-
-def build_rows(records: list[dict]) -> list[Row]:
-    rows = []
-    for skey, group in sorted(_group(records).items(), key=lambda kv: (json.loads(kv[0])["name"], kv[0])):
-        labels = _labels(group)
-        section_rows = [_row(recs, labels[key], skey, key) for key, recs in group.items()]
-        rows.extend(sorted(section_rows, key=_rank))
-    return rows
-
-
-def _rank(row: Row):
-    if row.mean is None:
-        return (1, 0.0, row.label)
-    return (0, row.mean if row.mode == "min" else -row.mean, row.label)
-
-
-def _row(recs: list[dict], label: str, skey: str, key: str) -> Row:
-    first = recs[0]
-    ok = [r for r in recs if r["status"] == "ok" and r["metric"]["test"] is not None]
-    values = [r["metric"]["test"] for r in ok]
-    solved = [r["metric"]["solved"] for r in recs]
-    norms = [r["grad_norm_preclip"]["median"] for r in recs if r["grad_norm_preclip"]["median"] is not None]
-    commits = sorted({r["provenance"]["git_sha"][:8] + ("+dirty" if r["provenance"]["git_dirty"] else "")
-                      for r in recs})
-    diags = [r["diagnostics"] for r in recs if r.get("diagnostics")]
-    return Row(
-        task=first["task"], label=label, metric=first["metric"]["name"], mode=first["metric"]["mode"],
-        mean=statistics.fmean(values) if values else None,
-        std=statistics.stdev(values) if len(values) > 1 else None,
-        n_ok=len(ok), n_runs=len(recs), n_diverged=sum(r["status"] == "diverged" for r in recs),
-        n_failed=sum(r["status"] == "failed" for r in recs), baseline=first["metric"]["baseline"],
-        solved=None if first["task_info"]["solved_threshold"] is None else sum(bool(s) for s in solved),
-        grad_norm_median=statistics.median(norms) if norms else None, verdict=_verdicts(diags, len(recs)),
-        spikes=_spikes(diags),
-        flow_ratio_init=_median([d["flow_ratio_init"] for d in diags]),
-        flow_ratio_final=_median([d["flow_ratio_final"] for d in diags]),
-        params=first["params"],
-        wall_time_s=statistics.fmean(r["wall_time_s"] for r in recs), commits=", ".join(commits),
-        section=skey, key=key,
-    )
-
-
-def _median(values: list) -> float | None:
-    finite = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
-    return statistics.median(finite) if finite else None
-
-
-def _verdicts(diags: list[dict], n: int) -> str:
-    """The run's verdict over seeds; a composed model's is its first core's (the encoder), followed by each other
-    core's: ``healthy 3/3 · decoder exploding 2/3``."""
-    main = _verdict(diags, n)
-    roles = dict.fromkeys(role for d in diags for role in d.get("cores", {}) if role != d.get("role"))
-    others = [f"{role} {_verdict([d['cores'][role] for d in diags if role in d.get('cores', {})], n)}"
-              for role in roles]
-    return " · ".join([main, *others])
-
-
-def _verdict(diags: list[dict], n: int) -> str:
-    """The most common flow verdict over seeds with its count, e.g. ``vanishing 3/3``; ties list both. Each
-    record is judged from its final flow ratio by today's rule (bench/diag/verdict.py), whatever rule the
-    record was written under."""
-    counts = Counter(v for v in (verdict(d.get("flow_ratio_final")) for d in diags) if v)
-    if not counts:
-        return "—"
-    top = max(counts.values())
-    return " / ".join(f"{v} {c}/{n}" for v, c in sorted(counts.items()) if c == top)
-
-
-def _spikes(diags: list[dict]) -> str:
-    """Steps over 1000x the median pre-clip norm, summed over seeds, and in how many runs: ``3 (2/3 runs)``."""
-    counts = [d["events"].get("spikes") for d in diags if d.get("events")]
-    if not counts or any(c is None for c in counts):
-        return "—"
-    total, runs = sum(counts), sum(c > 0 for c in counts)
-    return "0" if total == 0 else f"{total} ({runs}/{len(counts)} runs)"
+    label_of = Tables.of(records).label_of(sep)
+    return lambda rec: label_of(section_key(rec), row_key(rec))
 
 
 def _shape_of(info: dict) -> str:
@@ -226,14 +50,11 @@ def _shape_of(info: dict) -> str:
     return f"Model: {info['model']} ({sizes})"
 
 
-def _header(recs: list[dict]) -> list[str]:
-    info = recs[0]["task_info"]
-    task_cfg = {k: v for k, v in recs[0]["config"]["task"].items() if k not in ("name", "batch_size")}
-    shared = {}
-    for k in BUDGET:
-        values = {json.dumps(flatten(r["config"]).get(k)) for r in recs}
-        if len(values) == 1:
-            shared[k] = flatten(recs[0]["config"]).get(k)
+def _header(tables: Tables, skey: str) -> list[str]:
+    first = tables.sections[skey].first
+    info = first["task_info"]
+    task_cfg = {k: v for k, v in first["task"].items() if k not in ("name", "batch_size")}
+    shared = tables.budget(skey)
     solved = info["solved_threshold"]
     lines = [
         f"## {info['name']} — {info['shape']}, v{info['version']}",
@@ -248,12 +69,11 @@ def _header(recs: list[dict]) -> list[str]:
     return lines
 
 
-def render(records: list[dict], reference: list[dict] | None = None) -> str:
-    rows = build_rows(records)
+def render(records: Tables | list[dict], reference: Tables | list[dict] | None = None) -> str:
+    """LEADERBOARD.md; ``reference``: a second folder's tables, shown in a column beside each row."""
+    tables = _tables(records)
+    rows = tables.rows()
     ref_rows = {(r.section, r.key): r for r in build_rows(reference)} if reference else {}
-    by_section: dict[str, list[dict]] = {}
-    for rec in records:
-        by_section.setdefault(section_key(rec), []).append(rec)
     out = ["# rnnbench leaderboard", "",
            "Generated by `make leaderboard` from the run records in `runs/`; do not edit by hand.",
            "Rows: mean ± sample std of the final test metric over seeds that finished `ok` "
@@ -270,7 +90,7 @@ def render(records: list[dict], reference: list[dict] | None = None) -> str:
     for i, row in enumerate(rows):
         if row.section != current:
             current = row.section
-            out += _header(by_section[row.section])
+            out += _header(tables, row.section)
             ref_col = " reference |" if reference is not None else ""
             out.append(f"| arch | test {row.metric} {ARROW[row.mode]} |{ref_col} baseline | solved | diverged | "
                        "verdict | spikes | flow init → end | ‖g‖ pre-clip | params | wall s | commit |")
@@ -296,13 +116,13 @@ def _num(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}"
 
 
-def render_csv(records: list[dict]) -> str:
+def render_csv(records: Tables | list[dict]) -> str:
     buf = io.StringIO()
     names = [f for f in Row.__dataclass_fields__ if f not in ("section", "key")]
     writer = csv.DictWriter(buf, fieldnames=names, lineterminator="\n")
     writer.writeheader()
     for row in build_rows(records):
-        writer.writerow({k: v for k, v in asdict(row).items() if k in names})
+        writer.writerow({k: getattr(row, k) for k in names})  # asdict's deep copy costs seconds at 20,000 rows
     return buf.getvalue()
 
 
@@ -314,57 +134,67 @@ class Written:
 
 
 def load(folder: Path | Store) -> tuple[list[dict], list[str]]:
-    """The readable records of a results folder, and one line per record left out."""
+    """The readable records of a results folder, whole, and one line per record left out (the HTML report's;
+    the leaderboard streams them, ``read``)."""
     loaded = (folder if isinstance(folder, Store) else Store(folder)).records()
     return loaded.records, loaded.skipped
 
 
-def write(out: Path, reference: Path | None = None,
-          loaded: tuple[list[dict], list[str]] | None = None) -> Written:
-    """Regenerate ``out/LEADERBOARD.md``, ``out/leaderboard.csv`` and the flow pictures from ``out/runs``
-    (``loaded``: that folder's ``load``, when the caller has read it already)."""
+def planned_ids(store: Store) -> set[str]:
+    """Every run id a sweep summary of the folder names (the README's CPU-minutes line sums their CPU time)."""
+    return {i for path in store.sweep_summaries() for i in read_json(path, "sweep summary").get("planned_ids", [])}
+
+
+def read(folder: Path | Store, wanted=None) -> tuple[Tables, list[str]]:
+    """One pass over a results folder's records, kept as ``Tables`` (``wanted``: which whole records to keep
+    too, e.g. the ones an anchor selects), and one line per record left out."""
+    store = folder if isinstance(folder, Store) else Store(folder)
+    return stream(store, wanted=wanted, planned=planned_ids(store))
+
+
+def write(out: Path, reference: Path | None = None, tables: tuple[Tables, list[str]] | None = None) -> Written:
+    """Regenerate ``out/LEADERBOARD.md``, ``out/leaderboard.csv`` and the pictures from ``out/runs``
+    (``tables``: that folder's ``read``, when the caller has made it already)."""
     store = Store(out)
-    records, skipped = loaded if loaded is not None else load(store)
+    mine, skipped = tables if tables is not None else read(store)
     skipped = list(skipped)
     ref = None
     if reference is not None and Path(reference).resolve() != store.root.resolve():
-        ref, ref_skipped = load(reference)
+        ref, ref_skipped = stream(Store(reference))
         skipped += ref_skipped
     for name in ("LEADERBOARD.md", "leaderboard.csv"):
         store.remove_orphaned_temp_files(store.root / name)
-    md = store.write_text(store.root / "LEADERBOARD.md", render(records, ref))
-    store.write_text(store.root / "leaderboard.csv", render_csv(records))
-    from ..diag.plots import write_task_pngs
+    md = store.write_text(store.root / "LEADERBOARD.md", render(mine, ref))
+    store.write_text(store.root / "leaderboard.csv", render_csv(mine))
+    write_figures(store, mine)
+    return Written(md, mine.n_records, skipped)
 
-    label_of = label_of_rows(records, sep="\n")  # a task's sections (sdigits plain and permuted) share one PNG
-    write_task_pngs(records, store.root, label_of=label_of)
+
+def write_figures(store: Store, tables: Tables) -> None:
+    """The flow, attention and exact-by-length pictures. Only the few runs a panel shows are read whole."""
+    from ..diag.plots import write_task_pngs
     from .figures import write_attention_pngs, write_length_pngs
 
-    write_attention_pngs(records, store.root, label_of)
-    write_length_pngs(records, store.root, label_of)
-    return Written(md, len(records), skipped)
+    label_of = tables.label_of(sep="\n")  # a task's sections (sdigits plain and permuted) share one PNG
+
+    def panels(kind: str) -> dict[str, dict[str, tuple[str, dict]]]:
+        return {task: {family: (label, rec or store.read_record(store.record_path(ident[1], ident[2])))
+                       for family, (label, ident, rec) in chosen.items()}
+                for task, chosen in tables.figures[kind].pick(label_of).items()}
+
+    write_task_pngs(panels("flow"), store.root)
+    write_attention_pngs(panels("attention"), store.root)
+    write_length_pngs(tables.length_curves(label_of), store.root)
 
 
 README_START = "<!-- leaderboard:start (generated by `make leaderboard`; do not edit) -->"
 README_END = "<!-- leaderboard:end -->"
 
 
-def section_titles(sections: list[str]) -> dict[str, str]:
-    """Section key -> its task name, plus the task settings that tell it from the task's other sections
-    (``sdigits · permute=True``)."""
-    configs = {key: json.loads(key) for key in sections}
-    titles = {}
-    for key, config in configs.items():
-        siblings = [c for c in configs.values() if c["name"] == config["name"]]
-        differ = sorted(k for k in config if k != "name" and len({json.dumps(c.get(k)) for c in siblings}) > 1)
-        titles[key] = " · ".join([config["name"], *(f"{k}={_fmt(config[k])}" for k in differ)])
-    return titles
-
-
-def _cpu_minutes(summary: dict, by_id: dict[str, dict]) -> str:
+def _cpu_minutes(summary: dict, cpu_time: dict[str, float | None]) -> str:
     """ "(31.2 CPU-min over all 36 of its recorded runs)": CPU time summed over every run the spec plans that has a
     record, where records carry it (newer ones do); a resumed sweep's wall time covers only what it ran."""
-    times = [by_id[i].get("cpu_time_s") for i in summary.get("planned_ids", []) if i in by_id]
+    times = [cpu_time[i] for i in summary.get("planned_ids", []) if i in cpu_time]
     if not times or any(t is None for t in times):
         return ""
     return f" ({sum(times) / 60:.1f} CPU-min over all {len(times)} of its recorded runs)"
@@ -377,11 +207,14 @@ def _family(label: str) -> tuple[str, str]:
     return arch, rest.removesuffix(")")
 
 
-def readme_block(out: Path, records: list[dict] | None = None) -> str:
+def readme_block(out: Path, records: Tables | list[dict] | None = None) -> str:
     """A compact task x architecture table (mean ± std · most common verdict) and the sweep's timing."""
     store = Store(out)
-    records = load(store)[0] if records is None else records
-    rows = build_rows(records)
+    if records is None:
+        records = read(store)[0]
+    elif not isinstance(records, Tables):
+        records = Tables.of(records, planned=planned_ids(store))
+    rows = records.rows()
     labels = sorted({_family(r.label)[0] for r in rows})
     lines = [README_START, "",
              "| task | metric | baseline | " + " | ".join(labels) + " |",
@@ -408,12 +241,11 @@ def readme_block(out: Path, records: list[dict] | None = None) -> str:
             title = titles[section] + (f" · {variant}" if variant else "")
             lines.append(f"| {title} | test {first.metric} {ARROW[first.mode]} | {first.baseline:.4g} | "
                          + " | ".join(row) + " |")
-    by_id = {r["id"]: r for r in records}
     for summary in store.sweep_summaries():
         s = read_json(summary, "sweep summary")
         p = s["provenance"]
         lines += ["", f"`{s['spec']}`: {s['ran']} runs in {s['wall_time_s'] / 60:.1f} min on {s['workers']} "
-                      f"worker(s) x {s['threads_per_worker']} thread(s){_cpu_minutes(s, by_id)}, "
+                      f"worker(s) x {s['threads_per_worker']} thread(s){_cpu_minutes(s, records.cpu_time)}, "
                       f"{p['cpu']} ({p['cpu_count']} cores), torch {p['torch']}, commit {p['git_sha'][:8]}."]
     lines += ["", README_END]
     return "\n".join(lines)
@@ -428,7 +260,7 @@ def replace_block(text: str, start: str, end: str, block: str) -> str:
     return head + block + rest.split(end, 1)[1]
 
 
-def update_readme(readme: Path, out: Path, records: list[dict] | None = None) -> bool:
+def update_readme(readme: Path, out: Path, records: Tables | list[dict] | None = None) -> bool:
     """Replace the generated block of ``readme``; returns whether the file changed."""
     text = Path(readme).read_text()
     if README_START not in text or README_END not in text:

@@ -240,6 +240,25 @@ def configurations(overrides: list[dict]) -> list[list[dict]]:
     return list(groups.values())
 
 
+def selector(documents: list[tuple]):
+    """(record, a function giving its flattened (config, defaults)) -> whether some anchor row selects a configuration the record
+    belongs to: the records ``build`` reads, which the leaderboard's one pass keeps whole."""
+    # indexed by task and architecture (a configuration naming none is tried for every architecture)
+    index: dict[tuple[str, str | None], list[list[dict]]] = {}
+    for _, anchor, overrides in documents:
+        for config in configurations(overrides):
+            if any(row.matches(config[0]) for row in anchor.rows):
+                archs = {o.get("arch.name") for o in config}
+                key = (config[0].get("task.name"), archs.pop() if len(archs) == 1 else None)
+                index.setdefault(key, []).append(config)
+
+    def wanted(rec: dict, flat) -> bool:
+        candidates = index.get((rec["task"], rec["arch"]), []) + index.get((rec["task"], None), [])
+        return any(belongs(rec, config, flat()) for config in candidates)
+
+    return wanted
+
+
 def build(records: list[dict], documents: list[tuple], runs: Path | None = None,
           costs: list[dict] = ()) -> list[Line]:
     """The anchor rows of ``documents`` ((where, anchor, override sets) per anchored sweep document): one line

@@ -136,10 +136,17 @@ def _pick(registry_names: list[str], name: Any, kind: str) -> str:
 
 def flatten(config: dict, prefix: str = "") -> dict:
     """Nested config (``RunConfig.to_dict()``, a record's ``config``) -> the dotted overrides ``resolve`` takes."""
-    out = {}
-    for key, value in config.items():
-        out.update(flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    out: dict = {}
+    _flatten_into(out, config, prefix)
     return out
+
+
+def _flatten_into(out: dict, config: dict, prefix: str) -> None:
+    for key, value in config.items():
+        if isinstance(value, dict):
+            _flatten_into(out, value, f"{prefix}{key}.")
+        else:
+            out[prefix + key] = value
 
 
 def resolve(overrides: dict[str, Any], check_machine: bool = True) -> RunConfig:

@@ -163,7 +163,7 @@ def train(cfg: RunConfig, out: Store | str | Path, wandb: str = "auto", progress
         if metrics_src.exists() and rank_zero:
             store.copy_in(metrics_src, metrics_dest)
     if rank_zero:
-        store.write_json(store.record_path(cfg.name, cfg.run_id), record)
+        store.write_record(record)
     return record
 
 

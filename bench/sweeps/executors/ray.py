@@ -195,7 +195,7 @@ class Collector:
         rec = json.loads(result["record"])
         path = self.store.record_path(rec["name"], rec["id"])
         if not path.exists() or json.loads(path.read_text()) != rec:
-            self.store.write_json(path, rec)
+            self.store.write_record(rec)
         self.records.append(rec)
         self.on_result(rec)
 
