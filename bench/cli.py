@@ -1,7 +1,7 @@
 """Command line: ``rnnbench`` / ``python -m bench``.
 
     rnnbench run --task adding --arch lstm --seed 0 [--task.seq_len 50 --optim.lr 3e-3 ...]
-    rnnbench sweep sweeps/default.yaml [--workers 2] [--out results-local] [--executor local|ray|wandb]
+    rnnbench sweep sweeps/default.yaml [--workers 2] [--out results-local] [--executor local|ray|wandb] [--dry-run]
     rnnbench leaderboard [--out results] [--reference results]
     rnnbench report [--out results] [--wandb [--entity E] [--project P]]
     rnnbench list
@@ -134,6 +134,9 @@ def build_parser(run_epilog: str | None = None) -> Parser:
                    help="also rerun runs recorded as failed (diverged runs are results and stay)")
     s.add_argument("--reference", type=Path, default=Path(REFERENCE),
                    help=f"leaderboard to show beside yours [default: {REFERENCE}]")
+    s.add_argument("--dry-run", action="store_true",
+                   help="validate and plan, then list the runs --out lacks; trains and writes nothing (and, with "
+                        "the plan cached in .cache/plans, imports no torch)")
 
     b = sub.add_parser("leaderboard", help="regenerate LEADERBOARD.md and leaderboard.csv from records")
     b.add_argument("--out", type=Path, default=Path(REFERENCE), help=f"results folder [default: {REFERENCE}]")
@@ -233,11 +236,16 @@ def cmd_run(args, rest) -> int:
 
 
 def cmd_sweep(args, rest) -> int:
-    from .reports import leaderboard
-    from .store import Store
     from .sweeps import sweep
 
     _check_out(args.out)
+    if args.dry_run:
+        sweep.dry_run(args.spec, args.out, executor=args.executor, retry_failed=args.retry_failed,
+                      address=args.address)
+        return 0
+    from .reports import leaderboard
+    from .store import Store
+
     results = sweep.run(args.spec, args.out, workers=args.workers, wandb=args.wandb, threads=args.threads,
                         executor=args.executor, address=args.address, runs_per_gpu=args.runs_per_gpu,
                         retry_failed=args.retry_failed)

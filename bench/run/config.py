@@ -224,9 +224,9 @@ def validate(cfg: RunConfig, check_machine: bool = True) -> None:
                               f"batch under truncated BPTT (task.seq_len / task.tbptt); e.g. "
                               f"{value - value % per_batch or per_batch}")
     if check_machine:
-        _check_devices(cfg)
+        check_devices(cfg.train.accelerator, cfg.train.devices)
         if cfg.model is None:  # composed models' sizes come from their data (vocabularies): not estimated
-            _check_memory(cfg, task(cfg.task))
+            check_memory(*memory_need(cfg, task(cfg.task)))
 
 
 def _direction_problem(cfg: RunConfig, task) -> str | None:
@@ -282,25 +282,32 @@ def _gib(n: float) -> str:
     return f"{n / 2**30:.3g} GiB"
 
 
-def _check_devices(cfg: RunConfig) -> None:
+def check_devices(accelerator: str, devices: int) -> None:
     """GPUs asked for must be here: Lightning finds out only when the Trainer starts, with a traceback."""
-    if cfg.train.accelerator not in ("cuda", "gpu"):
+    if accelerator not in ("cuda", "gpu"):
         return
     import torch
 
     have = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if have < cfg.train.devices:
-        raise ConfigError(f"train.accelerator {cfg.train.accelerator} with train.devices {cfg.train.devices}: "
+    if have < devices:
+        raise ConfigError(f"train.accelerator {accelerator} with train.devices {devices}: "
                           f"this machine has {have} GPU(s); valid here: auto, cpu"
                           + (f" or train.devices <= {have}" if have else ""))
 
 
-def _check_memory(cfg: RunConfig, task) -> None:
-    need, have = estimate_bytes(cfg, task), available_bytes()
+def memory_need(cfg: RunConfig, task) -> tuple[str, int, str]:
+    """(run name, estimated bytes, the sizes behind the estimate): all that ``check_memory`` reads of a run, as
+    plain data, so a plan cache (bench/sweeps/plan_cache.py) checks a run again without the registries."""
+    sizes = (f"arch.hidden_size={cfg.arch.hidden_size}, arch.layers={cfg.arch.layers}, "
+             f"task.batch_size={cfg.task.batch_size}, {task.seq_len} steps")
+    return cfg.name, estimate_bytes(cfg, task), sizes
+
+
+def check_memory(name: str, need: int, sizes: str) -> None:
+    have = available_bytes()
     if have is not None and need > have:
-        raise ConfigError(f"{cfg.name}: needs about {_gib(need)} of memory (arch.hidden_size={cfg.arch.hidden_size}, "
-                          f"arch.layers={cfg.arch.layers}, task.batch_size={cfg.task.batch_size}, "
-                          f"{task.seq_len} steps) but this machine has {_gib(have)} free; make them smaller")
+        raise ConfigError(f"{name}: needs about {_gib(need)} of memory ({sizes}) but this machine has {_gib(have)} "
+                          "free; make them smaller")
 
 
 def field_docs(cls: type) -> list[tuple[str, Any, str]]:

@@ -3,12 +3,14 @@
     rnnbench sweep sweeps/default.yaml --out results-local --workers 2
     rnnbench sweep sweeps/default.yaml --runs-per-gpu 4          # every GPU, 4 small runs on each
     rnnbench sweep sweeps/default.yaml --executor ray [--address ray://head:10001]
+    rnnbench sweep sweeps/default.yaml --dry-run                 # what would train; no torch once planned
 
 Every run is planned and validated before the first one starts (plan.py; grid and random specs: spec.py). Run
 ids hash the resolved config, so runs whose record is already in ``--out`` are skipped and an interrupted
 sweep, even one killed by SIGKILL, resumes where it stopped; ``--retry-failed`` also reruns runs recorded as
 ``failed``. Every write is atomic and each run is trained under its lock (bench/store.py), so two sweeps on
-one folder never train a run twice.
+one folder never train a run twice. Planning is cached (plan_cache.py): a sweep with nothing left to train, and
+any ``--dry-run``, reads the plan, the records and the leaderboard without importing torch.
 
 Executors share everything but the running (executors/base.py): this module plans, reports progress the same
 way for all, and writes ``<out>/sweeps/<spec>.json`` (how long, on what, and which runs the spec planned).
@@ -21,10 +23,11 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from ..store import Store
 from .executors.base import Options, get
-from .plan import pending, plan
+from .plan import Planned, pending, planned
 from .progress import Progress
 
 
@@ -36,19 +39,12 @@ def run(path: Path, out: Path | Store, workers: int | None = None, wandb: str = 
     options = Options(spec=Path(path), wandb=wandb, workers=workers, threads=threads, runs_per_gpu=runs_per_gpu,
                       retry_failed=retry_failed, address=address, gpus=gpus)
     chosen = get(executor)(options)  # a missing package is one line, before planning
-    cfgs = plan(path, check_machine=chosen.trains_here)
-    statuses, unreadable = store.statuses()
-    todo = pending(cfgs, statuses, retry_failed)
+    plan = _compare(path, store, chosen, retry_failed)
+    todo = [run.config() for run in plan.waiting]  # torch from here on, and only when something is to train
     chosen.check(todo)
-    for cfg in cfgs:
-        if cfg.run_id in unreadable:
-            print(f"warning: {unreadable[cfg.run_id]}; training {cfg.name} again", file=sys.stderr, flush=True)
-    recorded = sum(c.run_id in statuses for c in cfgs)
-    retried = len(todo) - (len(cfgs) - recorded)
-    workers_now = chosen.workers(todo)
-    print(f"sweep {path}: {len(cfgs)} runs; {recorded} already recorded in {store.root}"
-          + (f" ({retried} failed: retrying them)" if retried else "")
-          + f"; {len(todo)} to run on {chosen.where(todo)}", flush=True)
+    # Where runs would go takes torch to count the GPUs: with nothing to run, it is not asked.
+    _announce(path, store, plan, f" on {chosen.where(todo)}" if todo else "")
+    workers_now = chosen.workers(todo) if todo else 1
     progress = Progress(len(todo), workers_now)
     started = time.time()
     results = chosen.run(todo, store, progress)
@@ -58,9 +54,49 @@ def run(path: Path, out: Path | Store, workers: int | None = None, wandb: str = 
     print(f"sweep finished in {wall:.0f}s: {len(results)} trained, {progress.failed} failed"
           + (f", {progress.skipped} skipped" if progress.skipped else ""), flush=True)
     if results:
-        write_summary(path, store, planned=[c.run_id for c in cfgs], results=results, workers=workers_now,
+        write_summary(path, store, planned=[r.run_id for r in plan.runs], results=results, workers=workers_now,
                       threads=threads, wall=wall, executor=executor)
     return results
+
+
+def dry_run(path: Path, out: Path | Store, *, executor: str = "local", retry_failed: bool = False,
+            address: str | None = None) -> list[Planned]:
+    """Plan and compare with ``out`` as ``run`` would, print the runs still to train; trains and writes
+    nothing, and with the plan cached imports no torch. Returns those runs."""
+    store = out if isinstance(out, Store) else Store(out)
+    chosen = get(executor)(Options(spec=Path(path), retry_failed=retry_failed, address=address))
+    plan = _compare(path, store, chosen, retry_failed)
+    chosen.check([])  # its flags only: checking the runs themselves (Ray's strategy) needs them resolved
+    _announce(path, store, plan, " (dry run: nothing trains)")
+    for run in plan.waiting:
+        print(f"  {run.name} [{run.run_id}]", flush=True)
+    return plan.waiting
+
+
+class Compared(NamedTuple):
+    """A sweep's plan beside the results store."""
+
+    runs: list[Planned]
+    waiting: list[Planned]  # not recorded, or recorded as failed when retrying
+    statuses: dict[str, str]  # run id -> recorded status
+    unreadable: dict[str, str]  # run id -> what is wrong with its record
+
+
+def _compare(path: Path, store: Store, chosen, retry_failed: bool) -> Compared:
+    runs = planned(path, check_machine=chosen.trains_here)
+    statuses, unreadable = store.statuses()
+    return Compared(runs, pending(runs, statuses, retry_failed), statuses, unreadable)
+
+
+def _announce(path: Path, store: Store, plan: Compared, where: str) -> None:
+    for run in plan.runs:
+        if run.run_id in plan.unreadable:
+            print(f"warning: {plan.unreadable[run.run_id]}; training {run.name} again", file=sys.stderr, flush=True)
+    recorded = sum(run.run_id in plan.statuses for run in plan.runs)
+    retried = len(plan.waiting) - (len(plan.runs) - recorded)
+    print(f"sweep {path}: {len(plan.runs)} runs; {recorded} already recorded in {store.root}"
+          + (f" ({retried} failed: retrying them)" if retried else "")
+          + f"; {len(plan.waiting)} to run{where}", flush=True)
 
 
 def write_summary(path: Path, store: Store, *, planned: list[str], results: list[dict], workers: int, threads: int,

@@ -106,6 +106,8 @@ class Local(Executor):
         return describe(self.slots(todo))
 
     def run(self, todo: list[RunConfig], store: Store, progress: Progress) -> list[dict]:
+        if not todo:
+            return []  # nothing to place: the GPUs are not counted (that imports torch)
         plan = self.slots(todo)
         pinned = any(device is not None for device, _ in plan)
         big = {c.run_id for c in todo if pinned and c.train.devices > 1}
