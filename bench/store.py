@@ -325,36 +325,39 @@ class Store:
 
     def summaries(self, names: list[str] | None = None) -> Iterator[dict | str]:
         """The summary of every record (or of the record files ``names``), in that order, one at a time; a record
-        that cannot be read yields the line naming its problem instead. A missing or stale summary is made from
-        the record (and saved)."""
-        runs, index = str(self.runs), str(self.root / "index")
+        that cannot be read yields the line naming its problem instead."""
         for file in self.record_names() if names is None else names:
-            path = os.path.join(runs, file)
-            where = os.path.join(index, file)  # the summary keeps the record's file name
             try:
-                made_from = os.stat(path)
-            except OSError as exc:
-                yield f"record {path}: cannot be read ({exc.strerror or exc})"
-                continue
-            summary = _summary_of(where, made_from)
-            if summary is None:
-                try:
-                    summary = summarize(self.read_record(Path(path)), made_from)
-                except RecordError as exc:
-                    yield str(exc)
-                    continue
+                yield self.summary(file)
+            except RecordError as exc:
+                yield str(exc)
+
+    def summary(self, file: str, save: bool = True) -> dict:
+        """The summary of the record ``runs/<file>``; a missing or stale one is made from the record (and saved,
+        with ``save``). Raises RecordError, naming the record, where it cannot be read."""
+        path = os.path.join(self.runs, file)
+        where = os.path.join(self.root, "index", file)  # the summary keeps the record's file name
+        try:
+            made_from = os.stat(path)
+        except OSError as exc:
+            raise RecordError(f"record {path}: cannot be read ({exc.strerror or exc})") from None
+        summary = _summary_of(where, made_from)
+        if summary is None:
+            summary = summarize(self.read_record(Path(path)), made_from)
+            if save:
                 self._write_summary(Path(where), summary)
-            yield summary
+        return summary
 
     def statuses(self) -> tuple[dict[str, str], dict[str, str]]:
         """run id -> recorded status, and run id -> the problem of each unreadable record (which counts as not
         recorded, so a resume trains that run again and replaces the file)."""
         found, unreadable = {}, {}
-        for path in self.record_files():
+        for file in self.record_names():  # through the summaries: a resumed sweep of 100,000 runs starts at once
+            run_id = self.id_of(Path(file))
             try:
-                found[self.id_of(path)] = self.read_record(path)["status"]
+                found[run_id] = self.summary(file, save=False)["status"]  # reading a store writes nothing
             except RecordError as exc:
-                unreadable[self.id_of(path)] = str(exc)
+                unreadable[run_id] = str(exc)
         return found, unreadable
 
     def status_of(self, name: str, run_id: str) -> str | None:

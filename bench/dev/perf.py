@@ -40,32 +40,110 @@ WARMUP = 20
 
 
 class StepTimer(L.Callback):
-    def __init__(self, warmup: int):
+    """Steps/s from the end of the warm-up; with ``detail``, where each step's time goes (``Segments``)."""
+
+    def __init__(self, warmup: int, detail: bool = False):
         self.warmup, self.start, self.end, self.steps = warmup, None, None, 0
+        self.segments = Segments() if detail else None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if trainer.global_step == self.warmup:
             self.start = time.perf_counter()
+            if self.segments is not None:
+                self.segments.reset()
+        if self.segments is not None:
+            self.segments.mark("loop + data")  # since the previous step ended
+
+    def on_before_backward(self, trainer, pl_module, loss):
+        if self.segments is not None:
+            self.segments.mark("forward + loss")
+
+    def on_after_backward(self, trainer, pl_module):
+        if self.segments is not None:
+            self.segments.mark("backward")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.end, self.steps = time.perf_counter(), trainer.global_step - self.warmup
+        if self.segments is not None:
+            self.segments.mark("optimizer step + Lightning")
 
 
-def rnnbench_rate(steps: int, wandb: str) -> float:
+class Segments:
+    """Wall time between named marks, summed per name: ``mark(name)`` closes the segment begun at the last mark.
+    ``within(name, fn)`` times calls of ``fn`` as ``name`` and takes them out of the segment they fall in."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.totals, self.inner, self.last = {}, 0.0, time.perf_counter()
+
+    def mark(self, name: str) -> None:
+        now = time.perf_counter()
+        self.totals[name] = self.totals.get(name, 0.0) + (now - self.last) - self.inner
+        self.inner, self.last = 0.0, now
+
+    def add(self, name: str, spent: float) -> None:
+        """``spent`` seconds as ``name``, taken out of the segment they fell in."""
+        self.totals[name] = self.totals.get(name, 0.0) + spent
+        self.inner += spent
+
+    def within(self, name: str, fn):
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.add(name, time.perf_counter() - start)
+        return timed
+
+    def per_step(self, steps: int) -> dict[str, float]:
+        """Milliseconds per step of each segment."""
+        return {k: 1e3 * v / steps for k, v in self.totals.items()}
+
+
+def rnnbench_rate(steps: int, wandb: str, detail: bool = False) -> float | tuple[float, dict[str, float]]:
+    """rnnbench's steps/s; with ``detail`` also ms per step of each part (clipping, Adam, the pre-clip norms
+    and the rows they log timed on their own)."""
     cfg = resolve({**SUITE, "train.max_steps": steps + WARMUP, "train.val_every": 10**9, "train.diag": False})
     L.seed_everything(0, verbose=False)
     task, system = build(cfg)
-    timer = StepTimer(WARMUP)
+    timer = StepTimer(WARMUP, detail)
+    if detail:
+        seg = timer.segments
+        system._write_row = seg.within("per-step rows (CSV, W&B)", system._write_row)
+        measure = system._measure_gradients
+        system._measure_gradients = seg.within("pre-clip norms", lambda: measure())
+        system.configure_gradient_clipping = seg.within("clip", system.configure_gradient_clipping)
     with tempfile.TemporaryDirectory() as tmp:
         loggers = make_loggers(cfg, tmp, wandb, provenance())
         trainer = trainer_for(cfg, loggers)
         trainer.callbacks.append(timer)
+        if detail:
+            configure = system.configure_optimizers
+
+            def timed_optimizers():  # Adam's update runs inside step(), after the closure (forward, backward)
+                opt = configure()
+                step, closed = opt.step, [0.0]
+
+                def timed_step(closure=None, **kwargs):
+                    def timed_closure():
+                        loss = closure()
+                        closed[0] = time.perf_counter()
+                        return loss
+                    out = step(closure=timed_closure, **kwargs)
+                    seg.add("Adam", time.perf_counter() - closed[0])
+                    return out
+                opt.step = timed_step
+                return opt
+            system.configure_optimizers = timed_optimizers
         trainer.fit(system, datamodule=task)
         close(loggers)
-    return timer.steps / (timer.end - timer.start)
+    rate = timer.steps / (timer.end - timer.start)
+    return (rate, timer.segments.per_step(timer.steps)) if detail else rate
 
 
-def hand_rate(steps: int) -> float:
+def hand_rate(steps: int, detail: bool = False) -> float | tuple[float, dict[str, float]]:
     cfg = resolve(SUITE)
     L.seed_everything(0, verbose=False)
     torch.use_deterministic_algorithms(True)  # what Trainer(deterministic=True) does for rnnbench
@@ -76,22 +154,31 @@ def hand_rate(steps: int) -> float:
     params = [*core.parameters(), *head.parameters()]
     opt = torch.optim.Adam(params, lr=cfg.optim.lr)
     batches = iter(task.train_dataloader())
+    seg = Segments()
+    mark = seg.mark if detail else (lambda name: None)
     start = None
     for step in range(steps + WARMUP):
         if step == WARMUP:
             start = time.perf_counter()
+            seg.reset()
         try:
             x, y = next(batches)
         except StopIteration:
             batches = iter(task.train_dataloader())
             x, y = next(batches)
+        mark("loop + data")
         out, _ = core(x)
         loss = torch.nn.functional.mse_loss(head(out[:, -1]), y)
         opt.zero_grad()
+        mark("forward + loss")
         loss.backward()
+        mark("backward")
         torch.nn.utils.clip_grad_norm_(params, cfg.optim.clip)
+        mark("clip")
         opt.step()
-    return steps / (time.perf_counter() - start)
+        mark("Adam")
+    rate = steps / (time.perf_counter() - start)
+    return (rate, seg.per_step(steps)) if detail else rate
 
 
 def fit_seconds(steps: int, diag: bool) -> float:
