@@ -2,6 +2,7 @@
 
 import csv
 import math
+import os
 import statistics
 
 import lightning as L
@@ -161,3 +162,15 @@ def test_wandb_offline_mirror_gets_the_run_and_the_flow_pictures(tmp_path, monke
     files = [str(p.relative_to(runs[0])) for p in runs[0].rglob("*") if p.is_file()]
     assert any("media/images/diag/flow_heatmap" in f for f in files)
     assert any("media/table/diag/flow_profiles" in f for f in files)
+
+
+def test_without_a_gpu_the_optimizer_step_skips_lightnings_nvml_check(monkeypatch):
+    from bench.run.train import no_gpu_no_nvml
+
+    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # as importing Lightning leaves it
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    no_gpu_no_nvml()
+    assert os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] == "1"  # a machine with GPUs keeps the fork-safe check
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    no_gpu_no_nvml()
+    assert os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] == "0"
