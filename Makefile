@@ -67,7 +67,7 @@ lint: install ## ruff
 	$(VENV)/bin/ruff check .
 
 clean: ## remove local results, W&B offline runs and caches (keeps .venv and results/)
-	rm -rf results-local .cache wandb lightning_logs .pytest_cache .ruff_cache
+	rm -rf results-local .cache wandb lightning_logs .pytest_cache .ruff_cache results/index
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
 distclean: clean ## also remove .venv
