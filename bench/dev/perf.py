@@ -80,7 +80,7 @@ class Segments:
         self.reset()
 
     def reset(self):
-        self.totals, self.inner, self.last = {}, 0.0, time.perf_counter()
+        self.totals, self.inner, self.last, self.open = {}, 0.0, time.perf_counter(), []
 
     def mark(self, name: str) -> None:
         now = time.perf_counter()
@@ -88,17 +88,25 @@ class Segments:
         self.inner, self.last = 0.0, now
 
     def add(self, name: str, spent: float) -> None:
-        """``spent`` seconds as ``name``, taken out of the segment they fell in."""
+        """``spent`` seconds as ``name``, taken out of the segment (or the timed call) they fell in."""
         self.totals[name] = self.totals.get(name, 0.0) + spent
-        self.inner += spent
+        if self.open:
+            self.open[-1] += spent
+        else:
+            self.inner += spent
 
     def within(self, name: str, fn):
         def timed(*args, **kwargs):
             start = time.perf_counter()
+            self.open.append(0.0)  # what calls timed inside this one take
             try:
                 return fn(*args, **kwargs)
             finally:
-                self.add(name, time.perf_counter() - start)
+                nested = self.open.pop()
+                self.add(name, time.perf_counter() - start - nested)
+                self.inner += nested if not self.open else 0.0
+                if self.open:
+                    self.open[-1] += nested
         return timed
 
     def per_step(self, steps: int) -> dict[str, float]:

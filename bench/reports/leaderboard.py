@@ -3,11 +3,12 @@
     python -m bench leaderboard --out results
 
 Runs group into sections by task and task config, and within a section into rows by every setting but the
-seed and the fields declared outside the question (each record lists them). A row reports the test metric as mean +- sample std over its ``ok`` seeds, with direction, baseline,
-solved rate, divergences, the median pre-clip gradient norm, parameters, wall time and commits. The output
-depends on the records only (no clock, no paths), so regenerating it is byte-for-byte stable; it reads
-nothing but the results store, and imports neither torch nor Lightning. A record that cannot be read is named
-on stderr and left out.
+seed and the fields declared outside the question (each record lists them; the grouping and the numbers are
+bench/reports/tables.py's, one streaming pass over the runs' summaries). A row reports the test metric as
+mean +- sample std over its ``ok`` seeds, with direction, baseline, solved rate, divergences, the median pre-clip
+gradient norm, parameters, wall time and commits. The output depends on the records only (no clock, no paths),
+so regenerating it is byte-for-byte stable; it reads nothing but the results store, and imports neither torch
+nor Lightning. A record that cannot be read is named on stderr and left out.
 """
 
 from __future__ import annotations
