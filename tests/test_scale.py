@@ -74,3 +74,30 @@ def test_the_fast_stdev_is_statistics_stdev_to_the_last_bit():
                               -rng.random() * scale, 1e300 * rng.random()]) for _ in range(rng.randint(2, 12))]
         values = [values[0]] * len(values) if rng.random() < 0.1 else values  # no spread at all
         assert tables.stdev(values) == statistics.stdev(values)
+
+
+def test_the_pack_of_summaries_follows_the_records(tmp_path):
+    generate(tmp_path, 30, 2, bases(), short_profiles=True, rng=random.Random(2))
+    store, pack = Store(tmp_path), tmp_path / "index" / "pack.tsv"
+    first = leaderboard.render(leaderboard.read(tmp_path)[0])
+    assert pack.is_file() and len(pack.read_bytes().splitlines()) == 60
+    for summary in (tmp_path / "index").glob("*.json"):  # the pack alone now answers
+        summary.unlink()
+    assert leaderboard.render(leaderboard.read(tmp_path)[0]) == first
+    assert not list((tmp_path / "index").glob("*.json"))
+    files = store.record_names()
+    gone, edited = store.runs / files[0], store.runs / files[-1]
+    gone.unlink()
+    rec = json.loads(edited.read_text())
+    rec["metric"]["test"] = 7.0
+    edited.write_text(json.dumps(rec))
+    pack.write_bytes(pack.read_bytes()[:-10])  # and the pack cut short, as a kill would leave it
+    made, skipped = leaderboard.read(tmp_path)
+    assert not skipped and made.n_records == 59
+    assert leaderboard.render(made) == leaderboard.render(leaderboard.load(tmp_path)[0])
+    lines = pack.read_bytes().splitlines()
+    assert len(lines) == 59 and lines[0].split(b"\t")[0] == files[1].encode()
+    assert json.loads(lines[-1].split(b"\t", 3)[3])["metric"]["test"] == 7.0
+    before = pack.stat().st_mtime_ns
+    leaderboard.read(tmp_path)
+    assert pack.stat().st_mtime_ns == before  # nothing changed: not rewritten

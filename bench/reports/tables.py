@@ -265,7 +265,7 @@ def _median(values: list) -> float | None:
 class _Section:
     first: dict  # the first record's task_info and task config (its header)
     budget: dict  # BUDGET setting -> [the first record's value, whether another record's differs]
-    budget_first: tuple  # the first record's BUDGET values, to compare a record's with at once
+    budget_same: list  # the BUDGET settings no record has differed in yet
     key: str = ""  # its section key (section_key)
     rows: dict = field(default_factory=dict)  # the row's settings as flat JSON -> _RowAgg, in order of appearance
 
@@ -281,6 +281,7 @@ class Tables:
         self.planned, self.cpu_time = set(planned), {}  # run id -> CPU seconds, for the planned ids
         self.figures = {"flow": Picker(), "attention": Picker()}
         self._rows: list[Row] | None = None  # rows() of the records added so far
+        self._labels: dict | None = None  # labels() of the records added so far
         self._section_of: dict = {}  # a task config's identity (_identity) -> its _Section
 
     @classmethod
@@ -292,7 +293,7 @@ class Tables:
 
     def add(self, rec: dict) -> None:
         self.n_records += 1
-        self._rows = None
+        self._rows = self._labels = None
         config, defaults = rec["config"], None
 
         def flat_defaults() -> dict:  # flattened once, and only where a new row or an anchor needs it
@@ -309,14 +310,12 @@ class Tables:
             key = section_key(rec)
             section = self.sections[key] = _Section(
                 first={"task_info": rec["task_info"], "task": config["task"]},
-                budget={k: [v, False] for k, v in zip(BUDGET, budget, strict=True)}, budget_first=budget, key=key)
+                budget={k: [v, False] for k, v in zip(BUDGET, budget, strict=True)}, budget_same=list(BUDGET), key=key)
             self._section_of[_identity(config["task"])] = section
-        budget = tuple(_setting(config, k) for k in BUDGET)
-        first = section.budget_first
-        if budget != first or any(type(a) is not type(b) for a, b in zip(budget, first, strict=True)):
-            for v, seen in zip(budget, section.budget.values(), strict=True):
-                if not seen[1] and _differs(v, seen[0]):
-                    seen[1] = True
+        for k in section.budget_same:  # only the settings every record so far shared
+            if _differs(_setting(config, k), section.budget[k][0]):
+                section.budget[k][1] = True
+                section.budget_same = [s for s in section.budget_same if s != k]
         skey = section.key
         agg = section.rows.get(qkey)
         if agg is None:
@@ -339,7 +338,9 @@ class Tables:
     def labels(self) -> dict[tuple[str, str], str]:
         """(section, row key) -> row label: the arch label plus each setting that varies across the section's
         rows and differs from its default."""
-        out = {}
+        if self._labels is not None:
+            return self._labels
+        out = self._labels = {}
         for skey, section in self.sections.items():
             flats = [agg.question for agg in section.rows.values()]
             varying = {k for k in set().union(*flats)
@@ -396,9 +397,10 @@ def _differs(a, b) -> bool:
     """Whether two settings would print differently as JSON (1, 1.0 and True are equal in Python, not there)."""
     if type(a) is not type(b):
         return True
-    if isinstance(a, float):
-        return repr(a) != repr(b)  # nan is nan, and -0.0 is not 0.0
-    return a != b or (isinstance(a, (list, dict)) and json.dumps(a, sort_keys=True) != json.dumps(b, sort_keys=True))
+    if a == b:  # the common case; still, -0.0 is not 0.0, and [1] is not [True]
+        return (a == 0.0 and repr(a) != repr(b)) if isinstance(a, float) else (
+            isinstance(a, (list, dict)) and json.dumps(a, sort_keys=True) != json.dumps(b, sort_keys=True))
+    return not (isinstance(a, float) and a != a and b != b)  # nan and nan print alike
 
 
 def _rank(row: Row):
