@@ -20,15 +20,16 @@ Layout of ``<out>``:
 
 Every write goes to ``<file>.tmp<pid>`` and is renamed over the file, so a killed process leaves a complete old
 file or a complete new one, never half of either; only the holder of a run's lock clears its stray temporary
-files.
+files. ``RNNBENCH_WRITE_PAUSE`` (seconds; chaos tests only) holds each write between the temporary file and the
+rename, so a kill can be aimed inside one. The module imports no torch: the leaderboard and the sweep planner
+read the store without it.
 
 A summary (``summarize``) is the record less what only a picture draws (flow profiles, the final spectra,
 attention maps): a tenth of its size, and all that the leaderboard, the reproduction table and the README
-read, so ``summaries()`` streams 100,000 runs in seconds. It notes the size and modification time of the record
-it was made from; one that does not match (a record rewritten, edited, or checked out by git) is made again
-from the record, so a summary never speaks for a record it was not made from. ``RNNBENCH_WRITE_PAUSE`` (seconds; chaos tests only) holds each write between the temporary file and the
-rename, so a kill can be aimed inside one. The module imports no torch: the leaderboard and the sweep planner
-read the store without it.
+read, so ``summaries()`` streams 100,000 runs in seconds, through one pack file (``index/pack-v<N>.tsv``). A
+summary notes the size and modification time of the record it was made from; one that does not match (a record
+rewritten, edited, or checked out by git) is made again from the record, so a summary never speaks for a record
+it was not made from.
 """
 
 from __future__ import annotations
@@ -179,7 +180,7 @@ def _summary_of(path: str, made_from: os.stat_result) -> dict | None:
     return None
 
 
-PACK = "pack.tsv"
+PACK = f"pack-v{SUMMARY_VERSION}.tsv"  # a new summary version starts a new pack
 
 
 def _pack_line(file: str, made_from: os.stat_result, summary: dict) -> bytes:
@@ -416,7 +417,7 @@ class Store:
         """The summary of every record, in (name, id) order, one at a time; a record that cannot be read yields
         the line naming its problem instead.
 
-        Summaries are read from the pack (``index/pack.tsv``: one line per record, its file name, size and
+        Summaries are read from the pack (``index/pack-v<N>.tsv``: one line per record, its file name, size and
         modification time, then its summary) where its line still matches the record, else from the record's own
         summary file, or made from the record. 100,000 small files cost a disk read each once the page cache has
         let them go; the pack is one sequential read. It is rewritten, from the first line that changed, only

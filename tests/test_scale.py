@@ -8,7 +8,7 @@ import statistics
 
 from bench.dev.perf_leaderboard import bases, generate
 from bench.reports import leaderboard, tables
-from bench.store import Store
+from bench.store import PACK, Store
 
 CONFIGS, SEEDS = 600, 5
 
@@ -78,7 +78,7 @@ def test_the_fast_stdev_is_statistics_stdev_to_the_last_bit():
 
 def test_the_pack_of_summaries_follows_the_records(tmp_path):
     generate(tmp_path, 30, 2, bases(), short_profiles=True, rng=random.Random(2))
-    store, pack = Store(tmp_path), tmp_path / "index" / "pack.tsv"
+    store, pack = Store(tmp_path), tmp_path / "index" / PACK
     first = leaderboard.render(leaderboard.read(tmp_path)[0])
     assert pack.is_file() and len(pack.read_bytes().splitlines()) == 60
     for summary in (tmp_path / "index").glob("*.json"):  # the pack alone now answers
