@@ -220,12 +220,15 @@ def readme_block(out: Path, records: Tables | list[dict] | None = None) -> str:
     lines = [README_START, "",
              "| task | metric | baseline | " + " | ".join(labels) + " |",
              "|---|---|---|" + "---|" * len(labels)]
-    titles = section_titles(list(dict.fromkeys(r.section for r in rows)))
-    for section in titles:
-        # one line per setting a row changed (e.g. model.attention=none), one column per family
-        variants = dict.fromkeys(_family(r.label)[1] for r in rows if r.section == section)
-        for variant in variants:
-            cells = {_family(r.label)[0]: r for r in rows if r.section == section and _family(r.label)[1] == variant}
+    # section -> the settings a row changed (e.g. model.attention=none) -> family -> its row, in the rows' order
+    grouped: dict[str, dict[str, dict[str, Row]]] = {}
+    for r in rows:
+        arch, variant = _family(r.label)
+        grouped.setdefault(r.section, {}).setdefault(variant, {})[arch] = r
+    titles = section_titles(list(grouped))
+    for section, variants in grouped.items():
+        # one line per setting a row changed, one column per family
+        for variant, cells in variants.items():
             first = next(iter(cells.values()))
             ok = [r for r in cells.values() if r.mean is not None]
             best = (min if first.mode == "min" else max)(ok, key=lambda r: r.mean) if ok else None
