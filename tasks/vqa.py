@@ -106,6 +106,15 @@ def easy_images(split: str, size: int, count: int) -> torch.Tensor:
     return torch.stack(out)
 
 
+@functools.lru_cache(maxsize=1)
+def _train_image_ids() -> tuple:
+    """easy-vqa's train questions' image ids, read once a process: check and train_size ask for them for every
+    planned run, and reading the questions' JSON takes a quarter of a second."""
+    import easy_vqa
+
+    return tuple(easy_vqa.get_train_questions()[2])
+
+
 def hold_out(image_ids: list, counts: tuple[int, ...], seed: int) -> list[int]:
     """Per question: 0 (train) or k (the k-th held-out group), whole images at a time, by a fixed shuffle."""
     unique = sorted(set(image_ids))
@@ -212,9 +221,7 @@ class VQA(ChoiceTask):
         if c.source == "easy-vqa":
             if importlib.util.find_spec("easy_vqa") is None:
                 return "task.source easy-vqa needs the easy-vqa package: pip install easy-vqa==1.0"
-            import easy_vqa
-
-            images = len(set(easy_vqa.get_train_questions()[2][: c.max_questions or None]))
+            images = len(set(_train_image_ids()[: c.max_questions or None]))
             if c.n_val_images >= images:
                 return (f"task.n_val_images must be < {images}, the easy-vqa train images read "
                         f"(task.max_questions {c.max_questions}), got {c.n_val_images}")
@@ -227,9 +234,7 @@ class VQA(ChoiceTask):
     def train_size(cls, config) -> int | None:
         if config.source != "easy-vqa" or cls.check(config):
             return None
-        import easy_vqa
-
-        ids = easy_vqa.get_train_questions()[2][: config.max_questions or None]
+        ids = list(_train_image_ids()[: config.max_questions or None])
         return hold_out(ids, (config.n_val_images,), config.data_seed).count(0)
 
     build_data = staticmethod(build)
