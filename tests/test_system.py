@@ -4,6 +4,7 @@ import csv
 import math
 import os
 import statistics
+import threading
 
 import lightning as L
 import pytest
@@ -12,7 +13,8 @@ from conftest import small
 from lightning.pytorch.loggers.logger import Logger
 
 from bench.run.config import resolve
-from bench.run.system import build
+from bench.run.mirror import WandbMirror
+from bench.run.system import build, layer_of
 from bench.run.train import train
 
 
@@ -139,6 +141,53 @@ def test_gradient_norms_are_logged_per_layer_before_clipping(tmp_path):
         parts = sum(float(r[k]) ** 2 for k in ("grad/core.l0", "grad/core.l1", "grad/head"))
         assert parts ** 0.5 == pytest.approx(float(r["grad/total"]), rel=1e-4)
     assert rec["grad_norm_preclip"]["steps"] == 5 and rec["grad_norm_preclip"]["median"] > 1e-3
+
+
+def test_per_layer_norms_are_float64_sums_of_the_parameter_norms_to_the_last_bit():
+    # The reference metrics CSVs were written by squaring the float32 norms in a double tensor and index_add_-ing
+    # them per layer; the row must keep every bit of those values.
+    L.seed_everything(0, verbose=False)
+    task, system = build(resolve(small("adding", "gru", **{"arch.layers": 3})))
+    x, target = _batch(task)
+    task.loss(system(x)[0], target).backward()
+    rows = []
+    system._write_row = rows.append
+    system._measure_gradients()
+    names = [n for n, _ in system.named_parameters()]
+    layers = list(dict.fromkeys(layer_of(n) for n in names))
+    norms = torch.stack([p.grad.norm() for p in system.parameters()])
+    index = torch.tensor([layers.index(layer_of(n)) for n in names])
+    expected = torch.zeros(len(layers), dtype=torch.float64).index_add_(0, index, norms.double() ** 2).sqrt()
+    assert layers == ["core.l0", "core.l1", "core.l2", "head"]
+    assert [rows[0][f"grad/{k}"] for k in layers] == expected.tolist()
+    assert rows[0]["grad/total"] == float(torch.nn.utils.get_total_norm([p.grad for p in system.parameters()]))
+
+
+def test_the_wandb_mirror_sends_rows_in_order_from_its_own_thread_and_raises_a_failed_send():
+    sent = []
+
+    class Run:  # what the mirror calls of a W&B run
+        def log(self, row):
+            if row.get("x") == 3:
+                raise ValueError("W&B refused row 3")
+            sent.append((threading.current_thread().name, row))
+
+    mirror = WandbMirror(experiment=Run())
+    for i in range(3):
+        mirror.log_metrics({"x": i}, step=i)
+    mirror.log_now({"picture": 1})  # after the queued rows, from the caller's thread
+    assert sent == [("rnnbench-wandb-mirror", {"x": i, "trainer/global_step": i}) for i in range(3)] + [
+        (threading.current_thread().name, {"picture": 1})]
+    mirror.log_metrics({"x": 3}, step=3)
+    mirror.log_metrics({"x": 4}, step=4)  # dropped: a send already failed
+    with pytest.raises(ValueError, match="refused row 3"):
+        mirror.flush()
+    mirror.log_metrics({"x": 5}, step=5)
+    mirror.flush()
+    assert [row.get("x") for _, row in sent] == [0, 1, 2, None, 5]
+    mirror.log_metrics({"x": 3}, step=6)
+    mirror.finalize("failed")  # a run that failed already is recorded with its own error
+    mirror.flush()
 
 
 def test_huge_learning_rate_is_recorded_as_diverged(tmp_path):

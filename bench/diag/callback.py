@@ -197,7 +197,7 @@ class GradientDiagnostics(L.Callback):
             xs=list(range(T)), ys=[[math.log10(max(v, 1e-30)) for v in self.history[i]["flow"][0]] for i in picks],
             keys=[f"step {steps[i]}" for i in picks], title="log10 ||dL/dh_t|| (layer 0)", xname="timestep t")
         for lg in mirrors:
-            lg.experiment.log({"diag/flow_heatmap": wandb.Image(fig), "diag/flow_profiles": lines})
+            _log_now(lg, {"diag/flow_heatmap": wandb.Image(fig), "diag/flow_profiles": lines})
         pyplot().close(fig)
 
     def _mirror_attention(self, mirrors) -> None:
@@ -211,5 +211,11 @@ class GradientDiagnostics(L.Callback):
         attention_panel(ax, a["weights"], a.get("source", ""), a.get("reference", ""), a.get("grid"),
                         a.get("reference", "")[:50])
         for lg in mirrors:
-            lg.experiment.log({"diag/attention": wandb.Image(fig)})
+            _log_now(lg, {"diag/attention": wandb.Image(fig)})
         plt.close(fig)
+
+
+def _log_now(logger: WandbLogger, row: dict) -> None:
+    """``row`` to a W&B logger's run after the per-step rows it still sends (bench/run/mirror.py)."""
+    log_now = getattr(logger, "log_now", None)
+    (log_now or logger.experiment.log)(row)

@@ -45,6 +45,7 @@ from .config import OptimConfig, RunConfig
 from .models import KINDS, Kind
 
 _LAYER = re.compile(r"_l(\d+)$")
+_PLAIN = frozenset({"_current_fx_name", "_train_loss", "_preclip_total"})
 
 
 def detach_state(state: State | None) -> State | None:
@@ -80,9 +81,18 @@ class System(L.LightningModule):
         self.divergence: dict | None = None
         self._train_loss: float | None = None
         self._layers: list[str] | None = None  # layer names, for per-layer grad norms
-        self._layer_index: torch.Tensor | None = None  # parameter -> its layer's index in _layers
+        self._layer_index: list[int] | None = None  # parameter -> its layer's index in _layers
         self._preclip_total: torch.Tensor | None = None  # this step's pre-clip total norm, reused for clipping
         self._params: list[nn.Parameter] | None = None  # every parameter, in named_parameters order
+
+    def __setattr__(self, name: str, value) -> None:
+        # Lightning names the running hook on the module around every hook call (~46 times a step), and this
+        # system keeps two per-step values: plain attributes, never parameters, buffers or modules, so
+        # nn.Module's checks (2 us a call, 1 % of a small RNN's step) are skipped for them.
+        if name in _PLAIN:
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     def _step(self, batch, split: str) -> torch.Tensor:
         raise NotImplementedError
@@ -139,21 +149,25 @@ class System(L.LightningModule):
             named = list(self.named_parameters())
             names = [self._layer_name(name) for name, _ in named]
             self._layers = list(dict.fromkeys(names))
-            self._layer_index = torch.tensor([self._layers.index(n) for n in names])
+            self._layer_index = [self._layers.index(n) for n in names]
             self._params = [p for _, p in named]
         grads = [p.grad for p in self._params]
         present = [g for g in grads if g is not None]
         filled = [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, self._params, strict=True)]
-        norms = torch._foreach_norm(filled)
+        norms = torch.stack(torch._foreach_norm(filled))
         if len(present) == len(grads) and len({(g.device, g.dtype) for g in grads}) == 1:
             # get_total_norm's own arithmetic on the same per-parameter norms (one device and dtype: one group, in
             # order), so clipping with it stays bit-identical to clip_grad_norm_, and the norms are taken once
-            self._preclip_total = torch.linalg.vector_norm(torch.stack(norms), 2.0)
+            self._preclip_total = torch.linalg.vector_norm(norms, 2.0)
         else:
             self._preclip_total = torch.nn.utils.get_total_norm(present)
-        squares = torch.stack(norms).double() ** 2
-        per_layer = torch.zeros(len(self._layers), dtype=squares.dtype).index_add_(0, self._layer_index, squares)
-        values = per_layer.sqrt().tolist()
+        # Per layer in float64, summed in parameter order: the same IEEE operations as index_add_ of the squares
+        # in a double tensor, without three torch ops a step. The root stays torch's: its vectorised sqrt is not
+        # always math.sqrt to the last bit.
+        squares = [0.0] * len(self._layers)
+        for layer, norm in zip(self._layer_index, norms.tolist(), strict=True):
+            squares[layer] += norm * norm
+        values = torch.tensor(squares, dtype=torch.float64).sqrt().tolist()
         total = float(self._preclip_total)
         row = {"train/loss": self._train_loss, "grad/total": total}
         row.update({f"grad/{k}": v for k, v in zip(self._layers, values, strict=True)})

@@ -31,7 +31,7 @@ from ..diag.callback import GradientDiagnostics
 from ..store import Store, atomic
 from . import checkpoint, records
 from .config import RunConfig
-from .mirror import close, make_loggers, wandb_id, wandb_mode
+from .mirror import close, flush, make_loggers, wandb_id, wandb_mode
 from .system import build
 
 
@@ -151,6 +151,7 @@ def train(cfg: RunConfig, out: Store | str | Path, wandb: str = "auto", progress
                 test_value = system.last["test"]
             else:
                 status, steps = "diverged", system.divergence["step"]
+            flush(loggers)  # the W&B rows still queued: a failed send fails the run, as it would have inline
         except Exception as exc:  # a failed run is data too: record it and let the sweep carry on
             status, error = "failed", "".join(traceback.format_exception_only(exc)).strip()
             traceback.print_exc()
