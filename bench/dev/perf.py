@@ -1,28 +1,39 @@
-"""``make bench``: what rnnbench costs, measured side by side in one process.
+"""``make bench``: what rnnbench costs, measured side by side.
 
-1. Training throughput of rnnbench against a hand-written PyTorch loop.
+1. Training throughput of rnnbench against a bare PyTorch loop, and of Lightning alone (a minimal
+   LightningModule), each against the same bare loop.
 2. Train time with the default gradient diagnostics against without (goal <= 1.10).
 3. One full diagnostics probe against one fused forward + backward of a training batch (goal <= 3).
 
-    python -m bench.dev.perf [--steps 300] [--repeats 3]
+    python -m bench.dev.perf [--rounds 5] [--repeats 9]
 
-``--threads`` (default 1, as every sweep run trains) is set for both sides. A breakdown follows: the same step
-instrumented (callback hooks, a timed clip, Adam timed from the end of its closure), segment by segment, the
-hand loop beside rnnbench.
+``--threads`` (default 1, as every sweep run trains) is set for every side.
 
-Both train the same LSTM on the same adding-task batches (the default suite's adding settings): Adam, global
-norm clipping at 1, batch 64. rnnbench's steps go through the Lightning Trainer with everything a real run
-does (pre-clip norms per layer every step, CSV and W&B offline logging); the hand loop does forward, backward,
-clip, step and nothing else, under the same deterministic-algorithms setting. Steps/s is timed from the end of
-a warm-up to the last step, in alternating repeats. Other processes only ever slow a measurement down, so the
-ratios use the best repeat of each side (as ``timeit`` does); medians are printed beside them. Diagnostics are
-off for (1); (2) trains the suite's full 1000 steps, where the default cadence probes 11 times.
+All sides train the suite's adding LSTM (T = 50, H = 64, batch 64): Adam, global norm clipping at 1. rnnbench
+goes through the Lightning Trainer with everything a real run does (pre-clip norms per layer every step, CSV
+and W&B offline logging); the bare loop does forward, backward, clip, step and nothing else.
+
+How (1) is timed. This VM's speed drifts by 10-15 % within seconds (the same bare loop: 9.6 to 16 ms a step
+in one minute), and two model instances of the same shape train a few % apart (where their tensors sit), so
+separate timed runs could not resolve a 5 % gap: their best and their median disagreed by 5 points. So the two
+sides alternate in one process, in blocks of 20 steps, on the same tensors: after every 20 Trainer steps a
+callback runs 20 bare-loop steps on the Trainer's own core and head (its own Adam at learning rate 0, the same
+arithmetic, and its own shuffle of the same data: the Trainer's run is left as it would be, tested). A Trainer block is timed from the end of the bare block
+before it to its last step, so Lightning's work between steps is in it. Each Trainer block is compared with
+the mean of the bare blocks on either side; a process's ratio is the median of those; the ratio reported is
+the median over ``--rounds`` processes per side. Two bare loops timed this way agreed to about 1 %.
+
+A breakdown follows: the same step instrumented (callback hooks, a timed clip, Adam timed from the end of its
+closure), segment by segment, the bare loop beside rnnbench, in separate runs (best of alternating repeats).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -155,6 +166,45 @@ def rnnbench_rate(steps: int, wandb: str, detail: bool = False) -> float | tuple
     return (rate, timer.segments.per_step(timer.steps)) if detail else rate
 
 
+class HandLoop:
+    """The bare loop on a core and a linear head: next batch, forward, loss, zero_grad, backward, clip, Adam, and
+    nothing else. ``mark(name)`` (a ``Segments.mark``) closes each part."""
+
+    def __init__(self, core, head, task, lr: float, clip: float):
+        self.core, self.head, self.task, self.clip = core, head, task, clip
+        self.params = [*core.parameters(), *head.parameters()]
+        self.opt = torch.optim.Adam(self.params, lr=lr)
+        self.shuffle = torch.Generator().manual_seed(1)
+        self.batches = self._epoch()
+
+    def _epoch(self):
+        # Its own shuffle, and the loader's base seed drawn without touching the global RNG: a Trainer this loop
+        # runs beside draws the same shuffles as it would alone.
+        loader = self.task.train_dataloader()
+        if hasattr(loader.sampler, "generator"):
+            loader.sampler.generator = self.shuffle
+        with torch.random.fork_rng(devices=[]):
+            return iter(loader)
+
+    def step(self, mark=lambda name: None) -> None:
+        try:
+            x, y = next(self.batches)
+        except StopIteration:
+            self.batches = self._epoch()
+            x, y = next(self.batches)
+        mark("loop + data")
+        out, _ = self.core(x)
+        loss = torch.nn.functional.mse_loss(self.head(out[:, -1]), y)
+        self.opt.zero_grad()
+        mark("forward + loss")
+        loss.backward()
+        mark("backward")
+        torch.nn.utils.clip_grad_norm_(self.params, self.clip)
+        mark("clip")
+        self.opt.step()
+        mark("Adam")
+
+
 def hand_rate(steps: int, detail: bool = False) -> float | tuple[float, dict[str, float]]:
     cfg = resolve(SUITE)
     L.seed_everything(0, verbose=False)
@@ -162,10 +212,7 @@ def hand_rate(steps: int, detail: bool = False) -> float | tuple[float, dict[str
     task, _ = build(cfg)
     task.setup()
     core = architectures.build(cfg.arch_name, task.input_size, cfg.arch)
-    head = torch.nn.Linear(core.output_size, task.output_size)
-    params = [*core.parameters(), *head.parameters()]
-    opt = torch.optim.Adam(params, lr=cfg.optim.lr)
-    batches = iter(task.train_dataloader())
+    loop = HandLoop(core, torch.nn.Linear(core.output_size, task.output_size), task, cfg.optim.lr, cfg.optim.clip)
     seg = Segments()
     mark = seg.mark if detail else (lambda name: None)
     start = None
@@ -173,24 +220,102 @@ def hand_rate(steps: int, detail: bool = False) -> float | tuple[float, dict[str
         if step == WARMUP:
             start = time.perf_counter()
             seg.reset()
-        try:
-            x, y = next(batches)
-        except StopIteration:
-            batches = iter(task.train_dataloader())
-            x, y = next(batches)
-        mark("loop + data")
-        out, _ = core(x)
-        loss = torch.nn.functional.mse_loss(head(out[:, -1]), y)
-        opt.zero_grad()
-        mark("forward + loss")
-        loss.backward()
-        mark("backward")
-        torch.nn.utils.clip_grad_norm_(params, cfg.optim.clip)
-        mark("clip")
-        opt.step()
-        mark("Adam")
+        loop.step(mark)
     rate = steps / (time.perf_counter() - start)
     return (rate, seg.per_step(steps)) if detail else rate
+
+
+class Alternate(L.Callback):
+    """After every ``block`` Trainer steps (from ``warmup`` on), ``block`` steps of a ``HandLoop`` on the Trainer's
+    own core and head, timed: ``ours[i]`` is Trainer block i (from the end of the bare block before it to its
+    last step), ``bare[i]`` the bare block before it."""
+
+    def __init__(self, task, clip: float, block: int, warmup: int):
+        self.task, self.clip, self.block, self.warmup = task, clip, block, warmup
+        self.ours, self.bare, self.since, self.loop = [], [], None, None
+
+    def on_train_start(self, trainer, pl_module):
+        # lr 0: Adam's arithmetic all the same, the Trainer's model left as its own optimizer makes it
+        self.loop = HandLoop(pl_module.core, pl_module.head, self.task, lr=0.0, clip=self.clip)
+        for _ in range(WARMUP):
+            self.loop.step()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        step = trainer.global_step
+        if step < self.warmup or (step - self.warmup) % self.block:
+            return
+        now = time.perf_counter()
+        if self.since is not None:
+            self.ours.append(now - self.since)
+        with torch.enable_grad():
+            for _ in range(self.block):
+                self.loop.step()
+        self.since = time.perf_counter()
+        self.bare.append(self.since - now)
+
+    def ratio(self) -> float:
+        """Median over Trainer blocks of (mean of the bare blocks either side) / (the Trainer block)."""
+        pairs = [((self.bare[i] + self.bare[i + 1]) / 2) / ours for i, ours in enumerate(self.ours)]
+        return statistics.median(pairs)
+
+
+class LightningAlone(L.LightningModule):
+    """The least a LightningModule can be for this loop: forward and loss, Adam, the Trainer's norm clipping."""
+
+    def __init__(self, core, head, lr: float):
+        super().__init__()
+        self.core, self.head, self.lr = core, head, lr
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        out, _ = self.core(x)
+        return torch.nn.functional.mse_loss(self.head(out[:, -1]), y)
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.lr)
+
+
+PAIRED = ("rnnbench (W&B offline)", "rnnbench (W&B disabled)", "Lightning alone")
+
+
+def paired(side: str, blocks: int, block: int = 20) -> dict:
+    """One process's ratio of ``side`` to the bare loop on the same tensors, in alternating blocks."""
+    warmup = 2 * WARMUP
+    cfg = resolve({**SUITE, "train.max_steps": warmup + block * blocks, "train.val_every": 10**9,
+                   "train.diag": False})
+    L.seed_everything(0, verbose=False)
+    task, system = build(cfg)
+    alternate = Alternate(task, cfg.optim.clip, block, warmup)
+    with tempfile.TemporaryDirectory() as tmp:
+        if side == "Lightning alone":
+            task.setup()
+            model = LightningAlone(system.core, system.head, cfg.optim.lr)
+            trainer = L.Trainer(max_steps=cfg.train.max_steps, gradient_clip_val=cfg.optim.clip, deterministic=True,
+                                logger=False, enable_checkpointing=False, enable_model_summary=False,
+                                enable_progress_bar=False, num_sanity_val_steps=0, limit_val_batches=0,
+                                callbacks=[alternate])
+            trainer.fit(model, train_dataloaders=task.train_dataloader())
+        else:
+            loggers = make_loggers(cfg, tmp, "offline" if "offline" in side else "disabled", provenance())
+            trainer = trainer_for(cfg, loggers, callbacks=[alternate])
+            trainer.fit(system, datamodule=task)
+            close(loggers)
+    bare = statistics.median(alternate.bare) / block
+    return {"side": side, "ratio": alternate.ratio(), "blocks": len(alternate.ours), "bare_ms": 1e3 * bare,
+            "ours_ms": 1e3 * statistics.median(alternate.ours) / block}
+
+
+def paired_rounds(rounds: int, blocks: int, threads: int) -> dict[str, list[dict]]:
+    """``rounds`` fresh processes per side (the sides' order rotated each round): a process's memory layout
+    moves its speed by a few %, so no single process speaks for a side."""
+    out: dict[str, list[dict]] = {side: [] for side in PAIRED}
+    for r in range(rounds):
+        for side in PAIRED[r % len(PAIRED):] + PAIRED[:r % len(PAIRED)]:
+            cmd = [sys.executable, "-m", "bench.dev.perf", "--paired", side, "--blocks", str(blocks),
+                   "--threads", str(threads)]
+            done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            out[side].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return out
 
 
 def fit_seconds(steps: int, diag: bool) -> float:
@@ -261,32 +386,39 @@ def breakdown(steps: int, repeats: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=200, help="timed steps per measurement")
-    parser.add_argument("--repeats", type=int, default=9, help="alternating repeats; the best are compared")
+    parser.add_argument("--steps", type=int, default=200, help="timed steps per run of the breakdown")
+    parser.add_argument("--repeats", type=int, default=9,
+                        help="alternating repeats of the breakdown and the diagnostics cost (half of it)")
+    parser.add_argument("--rounds", type=int, default=5, help="processes per side for the throughput ratios")
+    parser.add_argument("--blocks", type=int, default=24, help="Trainer blocks of 20 steps per process")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads [default: 1, as every sweep run and the reference train]")
     parser.add_argument("--fit-steps", type=int, default=1000, help="run length for the diagnostics cost")
+    parser.add_argument("--paired", choices=PAIRED, help=argparse.SUPPRESS)  # one process of paired_rounds
     args = parser.parse_args()
     quiet()
     no_gpu_no_nvml()  # what trainer_for does, done first so that the hand loop, a bare PyTorch loop, runs alike
     torch.set_num_threads(args.threads)
+    if args.paired:
+        print(json.dumps(paired(args.paired, args.blocks)))
+        return
     p = provenance()
-    print(f"LSTM on adding (T={SUITE['task.seq_len']}, H={SUITE['arch.hidden_size']}, batch 64), "
-          f"{args.steps} timed steps x {args.repeats} repeats; torch {p['torch']}, {torch.get_num_threads()} "
-          f"thread(s), {p['cpu']}")
-    rates: dict[str, list[float]] = {"hand loop": [], "rnnbench (W&B offline)": [], "rnnbench (W&B disabled)": []}
-    for _ in range(args.repeats):
-        rates["hand loop"].append(hand_rate(args.steps))
-        rates["rnnbench (W&B offline)"].append(rnnbench_rate(args.steps, "offline"))
-        rates["rnnbench (W&B disabled)"].append(rnnbench_rate(args.steps, "disabled"))
-    best = {k: max(v) for k, v in rates.items()}
-    for name, values in rates.items():
-        print(f"  {name:<26} best {best[name]:6.1f} steps/s, median {statistics.median(values):6.1f} "
-              f"(runs: {', '.join(f'{v:.1f}' for v in values)})")
-    for name in ("rnnbench (W&B offline)", "rnnbench (W&B disabled)"):
-        median = statistics.median(rates[name]) / statistics.median(rates["hand loop"])
-        print(f"ratio {name} / hand loop = {best[name] / best['hand loop']:.3f} best, {median:.3f} median  "
-              "(goal >= 0.95 with W&B offline, the default)")
+    print(f"LSTM on adding (T={SUITE['task.seq_len']}, H={SUITE['arch.hidden_size']}, batch 64); torch {p['torch']}, "
+          f"{torch.get_num_threads()} thread(s), {p['cpu']}")
+    print(f"throughput / a bare PyTorch loop on the same tensors, in alternating blocks of 20 steps ({args.blocks} "
+          f"blocks a process, {args.rounds} processes a side):")
+    results = paired_rounds(args.rounds, args.blocks, args.threads)
+    print(f"  {'side':<26} {'median':>7} {'min':>6} {'max':>6}  per process (bare loop, side: ms a step)")
+    for side, runs in results.items():
+        ratios = [r["ratio"] for r in runs]
+        each = ", ".join(f"{r['ratio']:.3f} ({r['bare_ms']:.1f}, {r['ours_ms']:.1f})" for r in runs)
+        print(f"  {side:<26} {statistics.median(ratios):7.3f} {min(ratios):6.3f} {max(ratios):6.3f}  {each}")
+    median = {side: statistics.median(r["ratio"] for r in runs) for side, runs in results.items()}
+    print(f"ratio rnnbench (W&B offline) / bare loop = {median['rnnbench (W&B offline)']:.3f}  "
+          "(goal >= 0.95 with W&B offline, the default)")
+    print(f"ratio Lightning alone / bare loop = {median['Lightning alone']:.3f}  (the Trainer's own loop, which "
+          f"rnnbench is built on; rnnbench / Lightning alone = "
+          f"{median['rnnbench (W&B offline)'] / median['Lightning alone']:.3f})")
     breakdown(args.steps, max(3, args.repeats // 2))
 
     with_diag, without = [], []
