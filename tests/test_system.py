@@ -81,7 +81,6 @@ def test_smoke_loss_falls_on_one_batch_and_metrics_are_in_range(task_arch):
     steps = StepLosses()
     trainer = L.Trainer(
         accelerator="cpu", max_steps=OVERFIT_STEPS, max_epochs=-1, overfit_batches=1, logger=steps,
-        gradient_clip_val=None if task.truncation else cfg.optim.clip,  # truncated BPTT clips in the system
         check_val_every_n_epoch=None, val_check_interval=10**9, num_sanity_val_steps=0, log_every_n_steps=1,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(system, datamodule=task)

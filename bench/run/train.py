@@ -48,9 +48,8 @@ def trainer_for(cfg: RunConfig, loggers, progress: bool = False, callbacks=()) -
     no_gpu_no_nvml()
     task = tasks.get(cfg.task_name)
     # max_steps counts optimizer steps; Lightning's val_check_interval counts batches (several steps each under
-    # truncated BPTT; config.validate makes val_every a multiple). Manual optimization clips in the system.
+    # truncated BPTT; config.validate makes val_every a multiple). The systems clip (manual optimization).
     per_batch = task.updates_per_batch(cfg.task)
-    manual = task(cfg.task).truncation is not None
     if cfg.train.devices > 1:
         # Spawned DDP processes otherwise take cpu_count // devices torch threads each (Lightning's default),
         # not the run's count, which the record states and bit-reproducibility depends on.
@@ -58,7 +57,6 @@ def trainer_for(cfg: RunConfig, loggers, progress: bool = False, callbacks=()) -
     return L.Trainer(
         accelerator=cfg.train.accelerator, devices=cfg.train.devices, strategy=cfg.train.strategy,
         max_steps=cfg.train.max_steps, max_epochs=-1,
-        gradient_clip_val=None if manual else cfg.optim.clip or None, gradient_clip_algorithm="norm",
         val_check_interval=min(cfg.train.val_every, cfg.train.max_steps) // per_batch, check_val_every_n_epoch=None,
         num_sanity_val_steps=0, log_every_n_steps=1, deterministic=True, logger=loggers,
         enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=progress,
@@ -119,7 +117,6 @@ def quiet() -> None:
     warnings.filterwarnings("ignore", message=".*Checkpoint directory.*")
     warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    warnings.filterwarnings("ignore", message=".*`training_step` returned `None`.*")  # our divergence stop
 
 
 def train(cfg: RunConfig, out: Store | str | Path, wandb: str = "auto", progress: bool = False,
