@@ -380,8 +380,8 @@ def breakdown(steps: int, repeats: int) -> None:
     hand, ours = sum(median["hand loop"].values()), sum(median["rnnbench"].values())
     print(f"  {'step':<28} {hand:9.3f} {ours:9.3f} {ours - hand:+7.3f}")
     print("  (the hand loop's clip takes the total norm itself; rnnbench takes it with the per-layer norms and clips "
-          "with it. 'optimizer step + Lightning' is Lightning's own bookkeeping after the update; Lightning's "
-          "loop and closure also sit in 'loop + data' and 'forward + loss')")
+          "with it. 'optimizer step + Lightning' is Lightning's optimizer wrapper and bookkeeping after the update; "
+          "Lightning's loop and hooks also sit in 'loop + data', 'forward + loss' and 'backward')")
 
 
 def main() -> None:
