@@ -3,6 +3,7 @@
 import csv
 import math
 import os
+import pickle
 import statistics
 import threading
 
@@ -187,6 +188,23 @@ def test_the_wandb_mirror_sends_rows_in_order_from_its_own_thread_and_raises_a_f
     mirror.log_metrics({"x": 3}, step=6)
     mirror.finalize("failed")  # a run that failed already is recorded with its own error
     mirror.flush()
+
+
+def test_the_wandb_mirror_pickles_for_ddp_spawn_with_its_rows_sent():
+    sent = []
+
+    class Run:
+        id, name = "r1", "adding__lstm__s0"
+
+        def log(self, row):
+            sent.append(row)
+
+    mirror = WandbMirror(experiment=Run())
+    mirror.log_metrics({"x": 1}, step=1)
+    copy = pickle.loads(pickle.dumps(mirror))  # what ddp_spawn does to the Trainer's loggers
+    assert sent == [{"x": 1, "trainer/global_step": 1}]  # sent before pickling, never lost
+    assert copy._id == "r1" and copy._experiment is None and copy._sender is None  # attaches to the same run
+    assert copy._rows is not mirror._rows and copy._rows.empty()
 
 
 def test_huge_learning_rate_is_recorded_as_diverged(tmp_path):

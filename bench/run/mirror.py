@@ -81,6 +81,15 @@ class WandbMirror(WandbLogger):
             failed, self._failed = self._failed, None
             raise failed
 
+    def __getstate__(self) -> dict:
+        # ddp_spawn pickles the loggers into its processes: the queue and thread stay here, empty
+        self.flush()
+        return {**super().__getstate__(), "_rows": None, "_sender": None, "_failed": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._rows = queue.SimpleQueue()
+
     def finalize(self, status: str) -> None:
         # A run that already failed is recorded with its own error; a send that failed after it is not news.
         self.flush(check=status == "success")
