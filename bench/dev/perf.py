@@ -18,10 +18,11 @@ in one minute), and two model instances of the same shape train a few % apart (w
 separate timed runs could not resolve a 5 % gap: their best and their median disagreed by 5 points. So the two
 sides alternate in one process, in blocks of 20 steps, on the same tensors: after every 20 Trainer steps a
 callback runs 20 bare-loop steps on the Trainer's own core and head (its own Adam at learning rate 0, the same
-arithmetic, and its own shuffle of the same data: the Trainer's run is left as it would be, tested). A Trainer block is timed from the end of the bare block
-before it to its last step, so Lightning's work between steps is in it. Each Trainer block is compared with
-the mean of the bare blocks on either side; a process's ratio is the median of those; the ratio reported is
-the median over ``--rounds`` processes per side. Two bare loops timed this way agreed to about 1 %.
+arithmetic, and its own shuffle of the same data: the Trainer's run is left as it would be, tested). A Trainer
+block is timed from the end of the bare block before it to its last step, so Lightning's work between steps is
+in it. Each Trainer block is compared with the mean of the bare blocks on either side; a process's ratio is the
+median of those; the ratio reported is the median over ``--rounds`` processes per side. Two bare loops timed
+this way agreed to about 1 %.
 
 A breakdown follows: the same step instrumented (callback hooks, a timed clip, Adam timed from the end of its
 closure), segment by segment, the bare loop beside rnnbench, in separate runs (best of alternating repeats).

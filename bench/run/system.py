@@ -7,19 +7,20 @@ the core says how its parameters group into layers. Metric keys are ``split/name
 ``val/mse``, ``val/mse_best``, ``test/acc``; pre-clip gradient norms go under ``grad/`` every step.
 
 Every system uses Lightning's manual optimization: ``_update`` does forward, zero_grad, backward, the pre-clip
-norms, clipping and the optimizer step, the same operations in the same order as automatic optimization with
-the Trainer's norm clipping (the metrics CSVs are byte-identical), without the automatic loop's closure and
-its two extra hooks a step: 1.7 % of a small RNN's step (bench/dev/perf.py's alternating blocks, 7 processes
-each way: median 0.930 of a bare loop against 0.913).
+norms, clipping and the optimizer step: the same operations in the same order as automatic optimization with
+the Trainer's norm clipping (the metrics CSVs are byte-identical to what automatic optimization wrote), without
+the automatic loop's closure and its two extra hooks a step: 1.7 % of a small RNN's step (bench/dev/perf.py's
+alternating blocks, 7 processes each way: median 0.930 of a bare loop against 0.913).
 
 Truncated BPTT (tasks that declare ``truncation``, e.g. charlm): Lightning 2 dropped it, so the system does as
 Lightning's TBPTT page does, with the fixes that page needs: the batch is cut into k-step chunks with
 ``split(k)`` (not ``tensor_split``, which makes k chunks), the carried state is detached whether it is a
 tensor or an LSTM's (h, c) tuple, and the pre-clip gradient norm is measured per chunk *before* clipping (in
-manual optimization ``on_before_optimizer_step`` runs after it). One optimizer step per chunk, so ``trainer.global_step``, ``train.max_steps``, ``train.val_every``, the diagnostics cadence and the
-step of every logged row all count optimizer updates (chunks), never batches. Tasks that declare
-``carries_state`` read consecutive batches of parallel streams: the state goes from one batch to the next,
-per split, and is reset at each epoch's start.
+manual optimization ``on_before_optimizer_step`` runs after it). One optimizer step per chunk, so
+``trainer.global_step``, ``train.max_steps``, ``train.val_every``, the diagnostics cadence and the step of
+every logged row all count optimizer updates (chunks), never batches. Tasks that declare ``carries_state``
+read consecutive batches of parallel streams: the state goes from one batch to the next, per split, and is
+reset at each epoch's start.
 
 Per-step scalars (``train/loss`` and ``grad/*``) go to the loggers as one row per optimizer step, straight
 through ``logger.log_metrics``: ``self.log`` costs about a millisecond per call on CPU (its result collection),
