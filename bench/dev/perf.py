@@ -314,7 +314,9 @@ def paired_rounds(rounds: int, blocks: int, threads: int) -> dict[str, list[dict
         for side in PAIRED[r % len(PAIRED):] + PAIRED[:r % len(PAIRED)]:
             cmd = [sys.executable, "-m", "bench.dev.perf", "--paired", side, "--blocks", str(blocks),
                    "--threads", str(threads)]
-            done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode:
+                raise SystemExit(f"perf: the {side!r} process failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
             out[side].append(json.loads(done.stdout.strip().splitlines()[-1]))
     return out
 
