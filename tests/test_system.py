@@ -143,6 +143,36 @@ def test_gradient_norms_are_logged_per_layer_before_clipping(tmp_path):
     assert rec["grad_norm_preclip"]["steps"] == 5 and rec["grad_norm_preclip"]["median"] > 1e-3
 
 
+@pytest.mark.parametrize("clip", [1e-3, 0.0])
+def test_training_equals_a_hand_written_loop_with_global_norm_clipping(clip, tmp_path):
+    """Each optimizer step is forward, zero_grad, backward, clip_grad_norm_, Adam: the losses and pre-clip norms
+    equal a plain loop's to the bit, with clipping that binds (1e-3) and with none (0)."""
+    cfg = resolve(small("adding", "lstm", **{"train.max_steps": 8, "train.val_every": 8, "train.diag": False,
+                                             "optim.clip": clip}))
+    rec = train(cfg, tmp_path, wandb="disabled")
+    with open(tmp_path / "runs" / rec["metrics_file"]) as f:
+        rows = [r for r in csv.DictReader(f) if r["train/loss"]]
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    task, system = build(cfg)
+    task.setup("fit")
+    opt, expected = system.configure_optimizers(), []
+    for x, y in task.train_dataloader():
+        loss = task.loss(system(x)[0], y)
+        opt.zero_grad()
+        loss.backward()
+        params = list(system.parameters())
+        norm = torch.nn.utils.clip_grad_norm_(params, clip) if clip else torch.nn.utils.get_total_norm(
+            [p.grad for p in params])
+        opt.step()
+        expected.append((loss.item(), norm.item()))
+        if len(expected) == cfg.train.max_steps:
+            break
+    assert [(float(r["train/loss"]), float(r["grad/total"])) for r in rows] == expected
+    if clip:
+        assert min(n for _, n in expected) > 10 * clip  # the clip bound every step
+
+
 def test_per_layer_norms_are_float64_sums_of_the_parameter_norms_to_the_last_bit():
     # The reference metrics CSVs were written by squaring the float32 norms in a double tensor and index_add_-ing
     # them per layer; the row must keep every bit of those values.
