@@ -31,7 +31,7 @@ of a few % between sides are within that spread; a same-side A/B (one change, pr
 what resolved smaller steps (system.py: manual optimization, 7 pairs).
 
 A breakdown follows: the same step instrumented (callback hooks, a timed clip, Adam timed from the end of its
-closure), segment by segment, the bare loop beside rnnbench, in separate runs (best of alternating repeats).
+closure), segment by segment, the bare loop beside rnnbench, in separate runs (median of alternating repeats).
 """
 
 from __future__ import annotations
@@ -62,32 +62,25 @@ WARMUP = 20
 
 
 class StepTimer(L.Callback):
-    """Steps/s from the end of the warm-up; with ``detail``, where each step's time goes (``Segments``)."""
+    """Where each step's time goes after the warm-up (``Segments``), marked at Lightning's hooks."""
 
-    def __init__(self, warmup: int, detail: bool = False):
-        self.warmup, self.start, self.end, self.steps = warmup, None, None, 0
-        self.segments = Segments() if detail else None
+    def __init__(self, warmup: int):
+        self.warmup, self.steps, self.segments = warmup, 0, Segments()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if trainer.global_step == self.warmup:
-            self.start = time.perf_counter()
-            if self.segments is not None:
-                self.segments.reset()
-        if self.segments is not None:
-            self.segments.mark("loop + data")  # since the previous step ended
+            self.segments.reset()
+        self.segments.mark("loop + data")  # since the previous step ended
 
     def on_before_backward(self, trainer, pl_module, loss):
-        if self.segments is not None:
-            self.segments.mark("forward + loss")
+        self.segments.mark("forward + loss")
 
     def on_after_backward(self, trainer, pl_module):
-        if self.segments is not None:
-            self.segments.mark("backward")
+        self.segments.mark("backward")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.end, self.steps = time.perf_counter(), trainer.global_step - self.warmup
-        if self.segments is not None:
-            self.segments.mark("optimizer step + Lightning")
+        self.steps = trainer.global_step - self.warmup
+        self.segments.mark("optimizer step + Lightning")
 
 
 class Segments:
@@ -132,45 +125,41 @@ class Segments:
         return {k: 1e3 * v / steps for k, v in self.totals.items()}
 
 
-def rnnbench_rate(steps: int, wandb: str, detail: bool = False) -> float | tuple[float, dict[str, float]]:
-    """rnnbench's steps/s; with ``detail`` also ms per step of each part (clipping, Adam, the pre-clip norms
-    and the rows they log timed on their own)."""
+def rnnbench_segments(steps: int) -> dict[str, float]:
+    """ms per step of each part of rnnbench's step (W&B offline; clipping, Adam, the pre-clip norms and the rows
+    they log timed on their own)."""
     cfg = resolve({**SUITE, "train.max_steps": steps + WARMUP, "train.val_every": 10**9, "train.diag": False})
     L.seed_everything(0, verbose=False)
     task, system = build(cfg)
-    timer = StepTimer(WARMUP, detail)
-    if detail:
-        seg = timer.segments
-        system._write_row = seg.within("per-step rows (CSV, W&B)", system._write_row)
-        measure = system._measure_gradients
-        system._measure_gradients = seg.within("pre-clip norms", lambda: measure())
-        system.configure_gradient_clipping = seg.within("clip", system.configure_gradient_clipping)
+    timer = StepTimer(WARMUP)
+    seg = timer.segments
+    system._write_row = seg.within("per-step rows (CSV, W&B)", system._write_row)
+    measure = system._measure_gradients
+    system._measure_gradients = seg.within("pre-clip norms", lambda: measure())
+    system.configure_gradient_clipping = seg.within("clip", system.configure_gradient_clipping)
+    configure = system.configure_optimizers
+
+    def timed_optimizers():  # Adam's update runs inside step(), after Lightning's closure
+        opt = configure()
+        step, closed = opt.step, [0.0]
+
+        def timed_step(closure=None, **kwargs):
+            def timed_closure():
+                loss = closure()
+                closed[0] = time.perf_counter()
+                return loss
+            out = step(closure=timed_closure, **kwargs)
+            seg.add("Adam", time.perf_counter() - closed[0])
+            return out
+        opt.step = timed_step
+        return opt
+    system.configure_optimizers = timed_optimizers
     with tempfile.TemporaryDirectory() as tmp:
-        loggers = make_loggers(cfg, tmp, wandb, provenance())
-        trainer = trainer_for(cfg, loggers)
-        trainer.callbacks.append(timer)
-        if detail:
-            configure = system.configure_optimizers
-
-            def timed_optimizers():  # Adam's update runs inside step(), after the closure (forward, backward)
-                opt = configure()
-                step, closed = opt.step, [0.0]
-
-                def timed_step(closure=None, **kwargs):
-                    def timed_closure():
-                        loss = closure()
-                        closed[0] = time.perf_counter()
-                        return loss
-                    out = step(closure=timed_closure, **kwargs)
-                    seg.add("Adam", time.perf_counter() - closed[0])
-                    return out
-                opt.step = timed_step
-                return opt
-            system.configure_optimizers = timed_optimizers
+        loggers = make_loggers(cfg, tmp, "offline", provenance())
+        trainer = trainer_for(cfg, loggers, callbacks=[timer])
         trainer.fit(system, datamodule=task)
         close(loggers)
-    rate = timer.steps / (timer.end - timer.start)
-    return (rate, timer.segments.per_step(timer.steps)) if detail else rate
+    return seg.per_step(timer.steps)
 
 
 class HandLoop:
@@ -212,7 +201,8 @@ class HandLoop:
         mark("Adam")
 
 
-def hand_rate(steps: int, detail: bool = False) -> float | tuple[float, dict[str, float]]:
+def hand_segments(steps: int) -> dict[str, float]:
+    """ms per step of each part of the bare loop's step, on a model of its own."""
     cfg = resolve(SUITE)
     L.seed_everything(0, verbose=False)
     torch.use_deterministic_algorithms(True)  # what Trainer(deterministic=True) does for rnnbench
@@ -221,15 +211,11 @@ def hand_rate(steps: int, detail: bool = False) -> float | tuple[float, dict[str
     core = architectures.build(cfg.arch_name, task.input_size, cfg.arch)
     loop = HandLoop(core, torch.nn.Linear(core.output_size, task.output_size), task, cfg.optim.lr, cfg.optim.clip)
     seg = Segments()
-    mark = seg.mark if detail else (lambda name: None)
-    start = None
     for step in range(steps + WARMUP):
         if step == WARMUP:
-            start = time.perf_counter()
             seg.reset()
-        loop.step(mark)
-    rate = steps / (time.perf_counter() - start)
-    return (rate, seg.per_step(steps)) if detail else rate
+        loop.step(seg.mark)
+    return seg.per_step(steps)
 
 
 class Alternate(L.Callback):
@@ -406,8 +392,8 @@ def breakdown(steps: int, repeats: int) -> None:
     over ``repeats`` instrumented runs; the instrumentation adds a few microseconds a step)."""
     runs: dict[str, list[dict[str, float]]] = {"hand loop": [], "rnnbench": []}
     for _ in range(repeats):
-        runs["hand loop"].append(hand_rate(steps, detail=True)[1])
-        runs["rnnbench"].append(rnnbench_rate(steps, "offline", detail=True)[1])
+        runs["hand loop"].append(hand_segments(steps))
+        runs["rnnbench"].append(rnnbench_segments(steps))
     median = {side: {k: statistics.median(r.get(k, 0.0) for r in rs) for k in SEGMENTS} for side, rs in runs.items()}
     print(f"where a step goes, ms (median of {repeats} instrumented runs; rnnbench with W&B offline, the default):")
     print(f"  {'segment':<28} {'hand loop':>9} {'rnnbench':>9} {'extra':>7}")
