@@ -14,7 +14,7 @@ REFERENCE_SUITES := sweeps/default.yaml sweeps/lm_digits.yaml sweeps/encdec.yaml
 export CUBLAS_WORKSPACE_CONFIG := :4096:8
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-full sweep reference leaderboard report bench bench-sweep chaos lint clean distclean
+.PHONY: help install test test-full sweep reference leaderboard report bench bench-instructions bench-sweep chaos lint clean distclean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ bench: install ## throughput vs a hand-written loop, TBPTT vs full BPTT memory, 
 	$(PY) -m bench.dev.perf
 	$(PY) -m bench.dev.perf_memory
 	$(PY) -m bench.dev.perf_leaderboard
+
+bench-instructions: install ## a training step of rnnbench vs a bare loop in instructions and simulated cycles (valgrind; ~25 min)
+	$(PY) -m bench.dev.perf_instructions
 
 bench-sweep: install ## the suite's wall time with 1 worker / 2 workers (goal >= 1.7; ~25 min; SUITE=... to change)
 	$(PY) -m bench.dev.perf_sweep --spec $(SUITE)

@@ -268,7 +268,7 @@ class LightningAlone(L.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=self.lr)
 
 
-def plain_loop(cfg, task, model: LightningAlone, alternate: Alternate) -> None:
+def plain_loop(cfg, task, model: LightningAlone, alternate: L.Callback) -> None:
     """A second plain PyTorch loop, no Lightning, written apart from ``HandLoop`` (the module's own Adam, the
     task's loader): a side with no harness overhead to find, so its ratio is what the method itself gives."""
     from types import SimpleNamespace
@@ -295,32 +295,42 @@ def plain_loop(cfg, task, model: LightningAlone, alternate: Alternate) -> None:
 PAIRED = ("rnnbench (W&B offline)", "rnnbench (W&B disabled)", "Lightning alone", "plain loop (control)")
 
 
-def paired(side: str, blocks: int, block: int = 20) -> dict:
-    """One process's ratio of ``side`` to the bare loop on the same tensors, in alternating blocks."""
-    warmup = 2 * WARMUP
-    cfg = resolve({**SUITE, "train.max_steps": warmup + block * blocks, "train.val_every": 10**9,
-                   "train.diag": False})
-    L.seed_everything(0, verbose=False)
-    task, system = build(cfg)
-    alternate = Alternate(task, cfg.optim.clip, block, warmup)
+def side_config(steps: int):
+    """The suite's LSTM config for a paired process: ``steps`` Trainer steps, no validation, no probes."""
+    return resolve({**SUITE, "train.max_steps": steps, "train.val_every": 10**9, "train.diag": False})
+
+
+def run_side(side: str, cfg, task, system, callback: L.Callback) -> None:
+    """Train ``side`` (one of ``PAIRED``) on ``system``'s core and head, with ``callback`` called as a Trainer
+    calls it (``on_train_start``, ``on_train_batch_end``), whatever the side."""
     with tempfile.TemporaryDirectory() as tmp:
         if side == "plain loop (control)":
             task.setup()
             torch.use_deterministic_algorithms(True)  # as the Trainer's deterministic=True does for the others
-            plain_loop(cfg, task, LightningAlone(system.core, system.head, cfg.optim.lr), alternate)
+            plain_loop(cfg, task, LightningAlone(system.core, system.head, cfg.optim.lr), callback)
         elif side == "Lightning alone":
             task.setup()
             model = LightningAlone(system.core, system.head, cfg.optim.lr)
             trainer = L.Trainer(max_steps=cfg.train.max_steps, gradient_clip_val=cfg.optim.clip, deterministic=True,
                                 logger=False, enable_checkpointing=False, enable_model_summary=False,
                                 enable_progress_bar=False, num_sanity_val_steps=0, limit_val_batches=0,
-                                callbacks=[alternate])
+                                callbacks=[callback])
             trainer.fit(model, train_dataloaders=task.train_dataloader())
         else:
             loggers = make_loggers(cfg, tmp, "offline" if "offline" in side else "disabled", provenance())
-            trainer = trainer_for(cfg, loggers, callbacks=[alternate])
+            trainer = trainer_for(cfg, loggers, callbacks=[callback])
             trainer.fit(system, datamodule=task)
             close(loggers)
+
+
+def paired(side: str, blocks: int, block: int = 20) -> dict:
+    """One process's ratio of ``side`` to the bare loop on the same tensors, in alternating blocks."""
+    warmup = 2 * WARMUP
+    cfg = side_config(warmup + block * blocks)
+    L.seed_everything(0, verbose=False)
+    task, system = build(cfg)
+    alternate = Alternate(task, cfg.optim.clip, block, warmup)
+    run_side(side, cfg, task, system, alternate)
     bare = statistics.median(alternate.bare) / block
     return {"side": side, "ratio": alternate.ratio(), "blocks": len(alternate.ours), "bare_ms": 1e3 * bare,
             "ours_ms": 1e3 * statistics.median(alternate.ours) / block}
