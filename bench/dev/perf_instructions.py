@@ -8,10 +8,12 @@ of it. Valgrind's callgrind counts the instructions a process executes, which ho
 not move, and simulates the caches and branch predictor on that stream, which gives a deterministic estimate
 of cycles (callgrind's own: Ir + 10 x (L1 misses + branch mispredictions) + 100 x last-level misses).
 
-How. One process per side, under callgrind with instrumentation off until the counted window (imports and
-warm-up run uninstrumented). At step 40 of the side, the callback runs ``--steps`` bare-loop steps (``perf.HandLoop``
-on the side's own core and head, as in ``make bench``) to warm them, then ``--steps`` more that are counted and
-dumped as "bare", then the side trains ``--steps`` steps, counted and dumped as "side". Every thread of the
+How. One process per side, under callgrind with instrumentation off until the windows (imports and the first
+steps run uninstrumented). At step 40 of the side, the callback turns instrumentation on and runs ``--steps``
+bare-loop steps (``perf.HandLoop`` on the side's own core and head, as in ``make bench``), uncounted, to warm
+them and the simulated caches (which start empty: a first run put a cold start's last-level misses all on the
+bare window, and the side 3 % ahead), then ``--steps`` more that are counted and dumped as "bare", then the
+side trains ``--steps`` steps, counted and dumped as "side". Every thread of the
 process counts, so the W&B mirror's sender is in the side's window. ``--steps`` is a multiple of 10, so each
 window holds its share of the per-10-step W&B rows.
 
@@ -95,9 +97,11 @@ def worker(side: str, steps: int, helper: str) -> None:
             step = trainer.global_step
             if step == WARM:
                 with torch.enable_grad():
-                    for _ in range(steps):  # warm the bare loop's own optimizer state and iterator
-                        self.loop.step()
+                    # instrumented but not counted: the bare loop's own state and the simulated caches warm up
+                    # (instrumentation starts with empty caches, whose misses would all fall on the bare window)
                     cg.cg_start()
+                    for _ in range(steps):
+                        self.loop.step()
                     cg.cg_zero()
                     for _ in range(steps):
                         self.loop.step()
@@ -183,8 +187,8 @@ def run(side: str, steps: int, helper: Path, where: Path, cache_sim: bool) -> di
     dumps = {}
     for path in where.glob(f"{side}.out.*"):  # one file per dump: .1 is "bare", .2 is "side"
         text = path.read_text()
-        trigger = re.search(r"^desc: Trigger: Client Request: (\w+)", text, re.M)
-        if trigger:
+        trigger = re.search(r"^desc: Trigger: Client Request: (bare|side)$", text, re.M)
+        if trigger:  # and not the dump at the process's end, empty as instrumentation stopped
             dumps[trigger.group(1)] = path
     if done.returncode or set(dumps) != {"bare", "side"}:
         raise SystemExit(f"perf_instructions: the {SIDES[side]!r} process failed (exit {done.returncode}, dumps "
