@@ -58,6 +58,7 @@ from ..run.system import build
 from ..run.train import no_gpu_no_nvml, quiet, trainer_for
 
 SUITE = {"task": "adding", "arch": "lstm", "task.seq_len": 50, "arch.hidden_size": 64, "optim.lr": 3e-3}
+TINY = {"task.seq_len": 2, "arch.hidden_size": 4}  # a model too small to matter: a step is the harness and dispatch
 WARMUP = 20
 
 
@@ -295,9 +296,11 @@ def plain_loop(cfg, task, model: LightningAlone, alternate: L.Callback) -> None:
 PAIRED = ("rnnbench (W&B offline)", "rnnbench (W&B disabled)", "Lightning alone", "plain loop (control)")
 
 
-def side_config(steps: int):
-    """The suite's LSTM config for a paired process: ``steps`` Trainer steps, no validation, no probes."""
-    return resolve({**SUITE, "train.max_steps": steps, "train.val_every": 10**9, "train.diag": False})
+def side_config(steps: int, tiny: bool = False):
+    """The suite's LSTM config for a paired process (``TINY``'s model with ``tiny``): ``steps`` Trainer steps, no
+    validation, no probes."""
+    return resolve({**SUITE, **(TINY if tiny else {}), "train.max_steps": steps, "train.val_every": 10**9,
+                    "train.diag": False})
 
 
 def run_side(side: str, cfg, task, system, callback: L.Callback) -> None:
@@ -323,10 +326,10 @@ def run_side(side: str, cfg, task, system, callback: L.Callback) -> None:
             close(loggers)
 
 
-def paired(side: str, blocks: int, block: int = 20) -> dict:
+def paired(side: str, blocks: int, block: int = 20, tiny: bool = False) -> dict:
     """One process's ratio of ``side`` to the bare loop on the same tensors, in alternating blocks."""
     warmup = 2 * WARMUP
-    cfg = side_config(warmup + block * blocks)
+    cfg = side_config(warmup + block * blocks, tiny)
     L.seed_everything(0, verbose=False)
     task, system = build(cfg)
     alternate = Alternate(task, cfg.optim.clip, block, warmup)
@@ -336,19 +339,38 @@ def paired(side: str, blocks: int, block: int = 20) -> dict:
             "ours_ms": 1e3 * statistics.median(alternate.ours) / block}
 
 
-def paired_rounds(rounds: int, blocks: int, threads: int) -> dict[str, list[dict]]:
+def paired_rounds(rounds: int, blocks: int, threads: int, sides: tuple[str, ...] = PAIRED,
+                  tiny: bool = False) -> dict[str, list[dict]]:
     """``rounds`` fresh processes per side (the sides' order rotated each round): a process's memory layout
     moves its speed by a few %, so no single process speaks for a side."""
-    out: dict[str, list[dict]] = {side: [] for side in PAIRED}
+    out: dict[str, list[dict]] = {side: [] for side in sides}
     for r in range(rounds):
-        for side in PAIRED[r % len(PAIRED):] + PAIRED[:r % len(PAIRED)]:
+        for side in sides[r % len(sides):] + sides[:r % len(sides)]:
             cmd = [sys.executable, "-m", "bench.dev.perf", "--paired", side, "--blocks", str(blocks),
-                   "--threads", str(threads)]
+                   "--threads", str(threads), *(["--tiny"] if tiny else [])]
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode:
                 raise SystemExit(f"perf: the {side!r} process failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
             out[side].append(json.loads(done.stdout.strip().splitlines()[-1]))
     return out
+
+
+def harness_cost(full: dict[str, list[dict]], rounds: int, blocks: int, threads: int) -> None:
+    """The harness's own milliseconds a step, measured where the model costs next to nothing (``TINY``), the same
+    paired way; set beside the full model's bare step, they give the ratio a harness that cost that much would
+    have there. What it leaves out: Python slowed by the full model's kernels (caches), which callgrind's
+    simulation puts near zero (``make bench-instructions``)."""
+    sides = ("rnnbench (W&B offline)", "rnnbench (W&B disabled)", "plain loop (control)")
+    tiny = paired_rounds(rounds, blocks, threads, sides, tiny=True)
+    bare_full = statistics.median(r["bare_ms"] for runs in full.values() for r in runs)
+    print(f"the harness's own time: the same sides on an LSTM too small to matter (T={TINY['task.seq_len']}, "
+          f"H={TINY['arch.hidden_size']}), ms a step (median over {rounds} processes of side - bare loop):")
+    for side, runs in tiny.items():
+        extra = statistics.median(r["ours_ms"] - r["bare_ms"] for r in runs)
+        each = ", ".join(f"{r['ours_ms'] - r['bare_ms']:+.3f}" for r in runs)
+        print(f"  {side:<26} {extra:+.3f} ms over a {statistics.median(r['bare_ms'] for r in runs):.3f} ms bare "
+              f"step ({each}); beside the full model's bare step ({bare_full:.2f} ms): ratio "
+              f"{bare_full / (bare_full + max(extra, 0.0)):.3f}")
 
 
 def fit_seconds(steps: int, diag: bool) -> float:
@@ -428,12 +450,13 @@ def main() -> None:
                         help="torch threads [default: 1, as every sweep run and the reference train]")
     parser.add_argument("--fit-steps", type=int, default=1000, help="run length for the diagnostics cost")
     parser.add_argument("--paired", choices=PAIRED, help=argparse.SUPPRESS)  # one process of paired_rounds
+    parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # ... on TINY's model
     args = parser.parse_args()
     quiet()
     no_gpu_no_nvml()  # what trainer_for does, done first so that the hand loop, a bare PyTorch loop, runs alike
     torch.set_num_threads(args.threads)
     if args.paired:
-        print(json.dumps(paired(args.paired, args.blocks)))
+        print(json.dumps(paired(args.paired, args.blocks, tiny=args.tiny)))
         return
     p = provenance()
     print(f"LSTM on adding (T={SUITE['task.seq_len']}, H={SUITE['arch.hidden_size']}, batch 64); torch {p['torch']}, "
@@ -453,6 +476,7 @@ def main() -> None:
     print(f"ratio plain loop (control) / bare loop = {control:.3f}: another plain PyTorch loop, with no overhead "
           "to find; where it is below 1, the method is, and the sides' ratios are only as good as its spread")
     print("  over the control: " + ", ".join(f"{side} {median[side] / control:.3f}" for side in PAIRED[:3]))
+    harness_cost(results, args.rounds, args.blocks, args.threads)
     breakdown(args.steps, max(3, args.repeats // 2))
 
     with_diag, without = [], []

@@ -210,8 +210,8 @@ def report(results: dict[str, dict], steps: int) -> None:
         print(row)
     for side, r in results.items():
         bare, ours = r["bare"]["objects"], r["side"]["objects"]
-        extra = sum(ours.values()) - sum(bare.values())
-        print(f"where {SIDES[side]}'s extra instructions run, M a step (self cost by object; "
+        extra = r["side"]["totals"]["Ir"] - r["bare"]["totals"]["Ir"]
+        print(f"where {SIDES[side]}'s extra instructions run, M a step (self cost by object, bare and side; "
               f"{extra / steps / 1e6:+.3f}M in all):")
         for obj in sorted(set(bare) | set(ours), key=lambda o: -abs(ours[o] - bare[o]))[:6]:
             print(f"  {obj:<34} {bare[obj] / steps / 1e6:8.3f} {ours[obj] / steps / 1e6:8.3f} "
