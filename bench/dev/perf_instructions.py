@@ -20,7 +20,13 @@ window holds its share of the per-10-step W&B rows.
 What it cannot say. Instructions and a cache model are not a clock. Valgrind does not emulate AVX-512, so under
 it oneDNN runs its AVX2 kernels, which execute more instructions than the AVX-512 ones a native run uses; the
 harness's extra instructions (Python, mostly) are the same either way, so natively their share of a step is
-larger than printed here. The wall-clock figures of ``make bench`` stay beside these.
+larger than printed here. And a user-space count misses what the kernel does for the process (system calls,
+page faults, thread wake-ups) and how slowly the real core runs the interpreter's instructions: on this VM the
+harness's extra instructions (1.3 M a step, 1.9 %) cost 0.8-1.1 ms a step natively by ``make bench``'s
+measurement on a model too small to matter, where its control reads +0.04 ms, i.e. several times what 1.3 M
+instructions would take at one a cycle. So this bench says *which code* the extra is (the interpreter, running
+Lightning's and rnnbench's per-step Python) and that it is not the kernels or memory traffic; the clock's
+figures of ``make bench`` say what it costs.
 
 It needs valgrind (``callgrind``, ``callgrind_annotate``) and a C compiler with ``valgrind/callgrind.h``, to build
 the five-line helper that marks the windows (``CALLGRIND_*`` client requests). A process takes 15-25 minutes on
