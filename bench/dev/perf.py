@@ -30,6 +30,11 @@ that loop runs as a fourth side, ``plain loop (control)``, and the sides are als
 of a few % between sides are within that spread; a same-side A/B (one change, processes adjacent in time) is
 what resolved smaller steps (system.py: manual optimization, 7 pairs).
 
+Then the harness's own time: rnnbench and the control the same paired way on an LSTM too small to matter
+(T = 2, H = 4), where side minus bare is Python and dispatch alone; there the control reads about +0.04 ms, so
+this is the method's cleanest figure. Set beside the full model's bare step, it gives the ratio a harness that
+cost that much would have there (``make bench-instructions`` counts the same extra in instructions).
+
 A breakdown follows: the same step instrumented (callback hooks, a timed clip, Adam timed from the end of its
 closure), segment by segment, the bare loop beside rnnbench, in separate runs (median of alternating repeats).
 """
