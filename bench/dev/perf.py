@@ -134,7 +134,7 @@ class Segments:
 def rnnbench_segments(steps: int) -> dict[str, float]:
     """ms per step of each part of rnnbench's step (W&B offline; clipping, Adam, the pre-clip norms and the rows
     they log timed on their own)."""
-    cfg = resolve({**SUITE, "train.max_steps": steps + WARMUP, "train.val_every": 10**9, "train.diag": False})
+    cfg = side_config(steps + WARMUP)
     L.seed_everything(0, verbose=False)
     task, system = build(cfg)
     timer = StepTimer(WARMUP)

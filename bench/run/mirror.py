@@ -28,8 +28,9 @@ class WandbMirror(WandbLogger):
     A ``run.log`` hands its record to W&B's event-loop thread and waits for it. Measured on the bench LSTM
     (12 ms steps, bench/dev/perf.py's bare loop, 30 rows): a row logged inline made its step and the next one
     1.2-2.1 ms slower in all; sent from this thread, 0.8-1.4 ms (repeats spread by +-0.6 ms). W&B's own Python
-    still takes the GIL, so the thread hides only the waiting, and a W&B row still costs 1-2 % of a small RNN's
-    step on CPU. The training thread only queues the row; the sender logs them in order. ``flush`` waits for
+    still takes the GIL, so the thread hides only the waiting, and the W&B rows still cost 1-3 % of a small
+    RNN's training time on CPU (make bench's tiny-model line: +0.3 ms a step offline over disabled, a row every
+    10 steps). The training thread only queues the row; the sender logs them in order. ``flush`` waits for
     the queue and raises what a send raised (train.py flushes inside the run, so a failed send fails the run as
     a failed ``run.log`` did); ``log_now`` logs anything else (pictures) after the queued rows."""
 
