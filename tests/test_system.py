@@ -1,6 +1,7 @@
 """The system over every task x architecture: contract, smoke, determinism, gradient norms, divergence."""
 
 import csv
+import json
 import math
 import os
 import pickle
@@ -14,7 +15,7 @@ from conftest import small
 from lightning.pytorch.loggers.logger import Logger
 
 from bench.run.config import resolve
-from bench.run.mirror import WandbMirror
+from bench.run.mirror import WandbMirror, WandbProcess
 from bench.run.system import build, layer_of
 from bench.run.train import train
 
@@ -235,6 +236,73 @@ def test_the_wandb_mirror_pickles_for_ddp_spawn_with_its_rows_sent():
     assert sent == [{"x": 1, "trainer/global_step": 1}]  # sent before pickling, never lost
     assert copy._id == "r1" and copy._experiment is None and copy._sender is None  # attaches to the same run
     assert copy._rows is not mirror._rows and copy._rows.empty()
+
+
+FAKE_WANDB = """
+import json
+
+
+class Run:
+    def __init__(self, dir, **kwargs):
+        self.rows = open(dir + "/rows.jsonl", "a")
+
+    def log(self, row):
+        if row.get("x") == 3:
+            raise ValueError("W&B refused row 3")
+        self.rows.write(json.dumps(row) + "\\n")
+        self.rows.flush()
+
+    def finish(self, exit_code=0):
+        self.log({"finished": exit_code})
+
+
+def init(mode, **kwargs):
+    if mode == "bogus":
+        raise ValueError("W&B refused mode bogus")
+    return Run(**kwargs)
+"""
+
+
+def test_the_wandb_process_logs_rows_in_order_in_its_own_process_and_raises_what_wandb_raised(tmp_path,
+                                                                                                monkeypatch):
+    (tmp_path / "wandb.py").write_text(FAKE_WANDB)  # the mirror's process imports this W&B
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    rows = tmp_path / "rows.jsonl"
+
+    def sent():
+        return [json.loads(line) for line in rows.read_text().splitlines()]
+
+    mirror = WandbProcess({"id": "r1", "dir": str(tmp_path), "mode": "offline"})
+    for i in range(3):
+        mirror.log_metrics({"x": i}, step=i)
+    mirror.log_now({"picture": 1})
+    mirror.flush()
+    assert sent() == [{"x": i, "trainer/global_step": i} for i in range(3)] + [{"picture": 1}]
+    assert mirror.version == "r1"
+    mirror.log_metrics({"x": 3}, step=3)
+    mirror.log_metrics({"x": 4}, step=4)  # dropped: a row already failed
+    with pytest.raises(RuntimeError, match="refused row 3"):
+        mirror.flush()
+    mirror.log_metrics({"x": 5}, step=5)
+    mirror.log_metrics({"x": 3}, step=6)
+    mirror.finalize("failed")  # a run that failed already is recorded with its own error
+    mirror.finish("failed")
+    assert [row.get("x", row.get("finished")) for row in sent()] == [0, 1, 2, None, 5, 1]
+    mirror.finish()  # once finished, nothing left to do
+
+    failed = WandbProcess({"id": "r2", "dir": str(tmp_path), "mode": "bogus"})
+    failed.log_metrics({"x": 0}, step=0)  # dropped after the failed init
+    with pytest.raises(RuntimeError, match="refused mode bogus"):
+        failed.finish()
+
+    gone = WandbProcess({"id": "r3", "dir": str(tmp_path), "mode": "offline"})
+    gone._proc.kill()
+    gone._proc.wait()
+    with pytest.raises(RuntimeError, match="process is gone"):
+        for i in range(1000):  # the pipe's buffer takes the first rows
+            gone.log_metrics({"x": 0}, step=i)
+    with pytest.raises(TypeError, match="stays in its process"):
+        pickle.dumps(gone)
 
 
 def test_huge_learning_rate_is_recorded_as_diverged(tmp_path):

@@ -17,8 +17,8 @@ import statistics
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import WandbLogger
 
+from ..run.mirror import is_mirror
 from . import health, spectra
 from .verdict import spikes, verdict
 
@@ -180,7 +180,7 @@ class GradientDiagnostics(L.Callback):
 
     def _mirror_pictures(self, pl_module) -> None:
         """The flow heatmap, a few line profiles and the attention map to the W&B mirror, if the run has one."""
-        mirrors = [lg for lg in pl_module.loggers if isinstance(lg, WandbLogger)]
+        mirrors = [lg for lg in pl_module.loggers if is_mirror(lg)]
         if mirrors and self.attention is not None:
             self._mirror_attention(mirrors)
         if not mirrors or not self.history:
@@ -215,7 +215,7 @@ class GradientDiagnostics(L.Callback):
         plt.close(fig)
 
 
-def _log_now(logger: WandbLogger, row: dict) -> None:
+def _log_now(logger, row: dict) -> None:
     """``row`` to a W&B logger's run after the per-step rows it still sends (bench/run/mirror.py)."""
     log_now = getattr(logger, "log_now", None)
     (log_now or logger.experiment.log)(row)
