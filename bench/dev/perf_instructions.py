@@ -14,8 +14,9 @@ bare-loop steps (``perf.HandLoop`` on the side's own core and head, as in ``make
 them and the simulated caches (which start empty: a first run put a cold start's last-level misses all on the
 bare window, and the side 3 % ahead), then ``--steps`` more that are counted and dumped as "bare", then the
 side trains ``--steps`` steps, counted and dumped as "side". Every thread of the
-process counts, so the W&B mirror's sender is in the side's window. ``--steps`` is a multiple of 10, so each
-window holds its share of the per-10-step W&B rows.
+process counts; the W&B run itself lives in a process of its own (bench/run/mirror.py's ``WandbProcess``), so
+what a W&B row costs the trainer is pickling it into a pipe. ``--steps`` is a multiple of 10, so each window
+holds its share of the per-10-step W&B rows.
 
 What it cannot say. Instructions and a cache model are not a clock. Valgrind does not emulate AVX-512, so under
 it oneDNN runs its AVX2 kernels, which execute more instructions than the AVX-512 ones a native run uses; the
