@@ -338,3 +338,14 @@ def test_without_a_gpu_the_optimizer_step_skips_lightnings_nvml_check(monkeypatc
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     no_gpu_no_nvml()
     assert os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] == "0"
+
+
+def test_a_cpu_batch_skips_lightnings_transfer_walk_and_other_devices_keep_it(monkeypatch):
+    L.seed_everything(0, verbose=False)
+    task, system = build(resolve(small("adding", "lstm")))
+    batch = _batch(task)
+    assert system.transfer_batch_to_device(batch, torch.device("cpu"), 0) is batch
+    moved = []
+    monkeypatch.setattr(L.LightningModule, "transfer_batch_to_device", lambda self, b, d, i: moved.append(d) or b)
+    system.transfer_batch_to_device(batch, torch.device("meta"), 0)
+    assert moved == [torch.device("meta")]

@@ -117,6 +117,8 @@ def quiet() -> None:
     warnings.filterwarnings("ignore", message=".*Checkpoint directory.*")
     warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # the systems' own transfer_batch_to_device (a CPU fast path) is meant to win over the datamodule's default
+    warnings.filterwarnings("ignore", message=".*overridden `transfer_batch_to_device`.*")
 
 
 def train(cfg: RunConfig, out: Store | str | Path, wandb: str = "auto", progress: bool = False,
