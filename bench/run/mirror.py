@@ -9,9 +9,10 @@ A single-device run mirrors through ``WandbProcess``: the W&B run lives in a pro
 process cost far more than its ``run.log`` calls: on the bench's tiny LSTM (make bench's harness line) W&B
 offline added 0.3-1 ms a step over W&B disabled with a row every 10 steps, i.e. 3-10 ms a row, while a
 ``run.log`` alone takes 0.2 ms of CPU: the rest is its threads (W&B's event loop, the sender) taking the GIL
-from the training thread. A row into the pipe costs about 3 us (pickled and written: 2.6-4.0 us a row, 200 rows). A W&B sweep agent's run (which the agent
-made in this process) and a multi-device run (whose logger ``ddp_spawn`` pickles into its ranks, where W&B
-attaches to the same run) keep the in-process ``WandbMirror``.
+from the training thread. A row into the pipe costs about 3 us (pickled and written: 2.6-4.0 us a row over
+200 rows). A W&B sweep agent's run (which the agent made in this process) and a multi-device run (whose
+logger ``ddp_spawn`` pickles into its ranks, where W&B attaches to the same run) keep the in-process
+``WandbMirror``.
 """
 
 from __future__ import annotations
