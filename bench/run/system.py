@@ -25,7 +25,7 @@ reset at each epoch's start.
 Per-step scalars (``train/loss`` and ``grad/*``) go to the loggers as one row per optimizer step, straight
 through ``logger.log_metrics``: ``self.log`` costs about a millisecond per call on CPU (its result collection),
 which is 10-20 % of a small RNN's step. Epoch-level metrics (val, test) use ``self.log`` as usual.
-A logger with an ``every_n_steps`` attribute receives every n-th row only (the W&B mirror, see bench/run.py).
+A logger with an ``every_n_steps`` attribute receives every n-th row only (the W&B mirror, see bench/run/mirror.py).
 """
 
 from __future__ import annotations
