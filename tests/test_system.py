@@ -299,8 +299,7 @@ def test_the_wandb_process_logs_rows_in_order_in_its_own_process_and_raises_what
     gone._proc.kill()
     gone._proc.wait()
     with pytest.raises(RuntimeError, match="process is gone"):
-        for i in range(1000):  # the pipe's buffer takes the first rows
-            gone.log_metrics({"x": 0}, step=i)
+        gone.log_metrics({"x": 0}, step=0)  # nobody reads the pipe any more
     with pytest.raises(TypeError, match="stays in its process"):
         pickle.dumps(gone)
 

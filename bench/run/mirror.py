@@ -253,8 +253,7 @@ def make_loggers(cfg, csv_dir: str, mode: str, provenance: dict) -> list:
 
 
 def wandb_id(loggers: list) -> str | None:
-    return next((lg.id if isinstance(lg, WandbProcess) else lg.experiment.id for lg in loggers if is_mirror(lg)),
-                None)
+    return next((lg.version for lg in loggers if is_mirror(lg)), None)  # both mirrors' version is the run's id
 
 
 def flush(loggers: list) -> None:
