@@ -26,6 +26,10 @@ Per-step scalars (``train/loss`` and ``grad/*``) go to the loggers as one row pe
 through ``logger.log_metrics``: ``self.log`` costs about a millisecond per call on CPU (its result collection),
 which is 10-20 % of a small RNN's step. Epoch-level metrics (val, test) use ``self.log`` as usual.
 A logger with an ``every_n_steps`` attribute receives every n-th row only (the W&B mirror, see bench/run/mirror.py).
+
+A single-device run gives Lightning several of the task's batches per Lightning batch (a ``Group``,
+bench/run/groups.py): Lightning's per-batch work, 3-8 % of a small RNN's step on CPU, is paid once a group, and
+every update, validation, probe and logged row stays where it was.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from tasks.composed import ComposedTask
 
 from ..diag import flow
 from .config import OptimConfig, RunConfig
+from .groups import Group
 from .models import KINDS, Kind
 
 _LAYER = re.compile(r"_l(\d+)$")
@@ -105,7 +110,23 @@ class System(L.LightningModule):
         raise NotImplementedError
 
     def training_step(self, batch, batch_idx):
-        self._update(batch)
+        if not isinstance(batch, Group):
+            self._train_on(batch)
+            return
+        # several of the task's batches (bench/run/groups.py), pulled from its DataLoader one at a time
+        for one in batch:
+            if not self._train_on(self._to_device(one)):
+                return
+
+    def _train_on(self, batch) -> bool:
+        """Train on one of the task's batches; False if the run stopped (diverged)."""
+        return self._update(batch)
+
+    def start_train_epoch(self) -> None:
+        """A new epoch of the task's training data begins (Lightning's epoch, or a DataLoader epoch in groups)."""
+
+    def on_train_epoch_start(self):
+        self.start_train_epoch()
 
     def _update(self, batch) -> bool:
         """One optimizer step on ``batch``; False (nothing updated, the run stopped) if it diverged."""
@@ -130,6 +151,10 @@ class System(L.LightningModule):
         if device.type == "cpu":
             return batch
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+    def _to_device(self, batch):
+        # a group's batches come from the task's DataLoader after Lightning's transfer hooks saw the group
+        return self.transfer_batch_to_device(batch, self.device, 0)
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val")
@@ -278,16 +303,16 @@ class SequenceSystem(System):
             self.log(f"{split}/loss", loss, on_step=False, on_epoch=True)
         return loss
 
-    def training_step(self, batch, batch_idx):
+    def _train_on(self, batch) -> bool:
         if self.truncation is None:
-            self._update(batch)
-            return
+            return self._update(batch)
         # one optimizer step per truncation-step chunk; _step carries and detaches the state to the next chunk
         for chunk in zip(*(t.split(self.truncation, dim=1) for t in batch), strict=True):
             if not self._update(chunk):
-                return
+                return False
+        return True
 
-    def on_train_epoch_start(self):
+    def start_train_epoch(self):
         self._carried["train"] = None
 
     def on_validation_epoch_start(self):

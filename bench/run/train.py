@@ -26,13 +26,15 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 import tasks
+from tasks import Task
 
 from ..diag.callback import GradientDiagnostics
 from ..store import Store, atomic
 from . import checkpoint, records
 from .config import RunConfig
+from .groups import UpdateGroups, group_size
 from .mirror import close, flush, make_loggers, wandb_id, wandb_mode
-from .system import build
+from .system import System, build
 
 
 def no_gpu_no_nvml() -> None:
@@ -44,12 +46,37 @@ def no_gpu_no_nvml() -> None:
         os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "0"
 
 
-def trainer_for(cfg: RunConfig, loggers, progress: bool = False, callbacks=()) -> L.Trainer:
+def group_of(cfg: RunConfig) -> int:
+    """The task's batches per Lightning batch (bench/run/groups.py): 1 for a multi-device or DDP run, whose
+    distributed sampler Lightning puts into the task's DataLoader itself."""
+    if cfg.train.devices > 1 or cfg.train.strategy != "auto":
+        return 1
+    per_batch = tasks.get(cfg.task_name).updates_per_batch(cfg.task)
+    return group_size(cfg.train.val_every, cfg.train.max_steps, cfg.train.diag_cadence if cfg.train.diag else None,
+                      per_batch)
+
+
+def fit(trainer: L.Trainer, system: System, task: Task, cfg: RunConfig, group: int | None = None) -> None:
+    """``trainer.fit`` on ``task``: ``group`` (default ``group_of(cfg)``) of its batches per Lightning batch, in
+    ``UpdateGroups``, or the task itself as the datamodule where that is 1. ``trainer_for(cfg, ..., group)``
+    made ``trainer``."""
+    group = group_of(cfg) if group is None else group
+    if group == 1:
+        trainer.fit(system, datamodule=task)
+        return
+    task.setup("fit")
+    batches = cfg.train.max_steps // tasks.get(cfg.task_name).updates_per_batch(cfg.task)
+    groups = UpdateGroups(task.train_dataloader, group, batches, system.start_train_epoch)
+    trainer.fit(system, train_dataloaders=groups, val_dataloaders=task.val_dataloader())
+
+
+def trainer_for(cfg: RunConfig, loggers, progress: bool = False, callbacks=(), group: int | None = None) -> L.Trainer:
     no_gpu_no_nvml()
     task = tasks.get(cfg.task_name)
-    # max_steps counts optimizer steps; Lightning's val_check_interval counts batches (several steps each under
-    # truncated BPTT; config.validate makes val_every a multiple). The systems clip (manual optimization).
-    per_batch = task.updates_per_batch(cfg.task)
+    # max_steps counts optimizer steps; Lightning's val_check_interval counts Lightning batches: several steps
+    # each under truncated BPTT (config.validate makes val_every a multiple) and in groups (bench/run/groups.py,
+    # whose size divides it). The systems clip (manual optimization).
+    per_batch = task.updates_per_batch(cfg.task) * (group_of(cfg) if group is None else group)
     if cfg.train.devices > 1:
         # Spawned DDP processes otherwise take cpu_count // devices torch threads each (Lightning's default),
         # not the run's count, which the record states and bit-reproducibility depends on.
@@ -142,7 +169,7 @@ def train(cfg: RunConfig, out: Store | str | Path, wandb: str = "auto", progress
         handback = RankZeroHandback(Path(tmp) / "rank0.pkl", diag)
         trainer = trainer_for(cfg, loggers, progress, callbacks=[c for c in (diag, handback, *callbacks) if c])
         try:
-            trainer.fit(system, datamodule=task)
+            fit(trainer, system, task, cfg)
             steps = handback.restore(trainer, system)
             if system.divergence is None:
                 trainer.test(system, datamodule=task, verbose=False)
