@@ -104,3 +104,4 @@ def test_a_groups_batches_reach_the_systems_device_one_at_a_time(monkeypatch):
     system.training_step(next(iter(groups)), 0)
     # moved to the system's device, one at a time; the second reports a stop, so the third is never pulled
     assert moved == [torch.device("meta")] * 2 and [b[:2] for b in trained] == [("on", torch.device("meta"))] * 2
+

@@ -14,6 +14,7 @@ import torch
 from conftest import small
 from lightning.pytorch.loggers.logger import Logger
 
+import bench.run.train as train_module
 from bench.run.config import resolve
 from bench.run.mirror import WandbMirror, WandbProcess
 from bench.run.system import build, layer_of
@@ -348,3 +349,24 @@ def test_a_cpu_batch_skips_lightnings_transfer_walk_and_other_devices_keep_it(mo
     monkeypatch.setattr(L.LightningModule, "transfer_batch_to_device", lambda self, b, d, i: moved.append(d) or b)
     system.transfer_batch_to_device(batch, torch.device("meta"), 0)
     assert moved == [torch.device("meta")]
+
+
+def test_a_training_process_sets_both_malloc_thresholds_once(monkeypatch):
+    calls = []
+
+    class Libc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return 1
+
+    monkeypatch.setattr(train_module, "_heap_kept", False)
+    monkeypatch.setattr(train_module.platform, "libc_ver", lambda: ("glibc", "2.36"))
+    monkeypatch.setattr(train_module.ctypes, "CDLL", lambda name: Libc())
+    train_module.keep_heap()
+    train_module.keep_heap()
+    # both (the trim threshold alone fixes the mmap threshold at 128 KB: 5,400 page faults a step), and once
+    assert calls == [(-3, 32 << 20), (-1, 1 << 30)]
+    monkeypatch.setattr(train_module, "_heap_kept", False)
+    monkeypatch.setattr(train_module.platform, "libc_ver", lambda: ("", ""))
+    train_module.keep_heap()
+    assert len(calls) == 2  # not glibc: nothing to set

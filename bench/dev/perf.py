@@ -1,7 +1,8 @@
 """``make bench``: what rnnbench costs, measured side by side.
 
-1. Training throughput of rnnbench against a bare PyTorch loop, and of Lightning alone (a minimal
-   LightningModule) and of a second plain loop (the method's control), each against the same bare loop.
+1. Training throughput of rnnbench against a bare PyTorch loop, and of rnnbench with one update a Lightning
+   batch, Lightning alone (a minimal LightningModule) and a second plain loop (the method's control), each
+   against the same bare loop.
 2. Train time with the default gradient diagnostics against without (goal <= 1.10).
 3. One full diagnostics probe against one fused forward + backward of a training batch (goal <= 3).
 
@@ -11,38 +12,47 @@
 
 All sides train the suite's adding LSTM (T = 50, H = 64, batch 64): Adam, global norm clipping at 1. rnnbench
 goes through the Lightning Trainer with everything a real run does (pre-clip norms per layer every step, CSV
-and W&B offline logging); the bare loop does forward, backward, clip, step and nothing else.
+and W&B offline logging, ``GROUP`` = 25 updates a Lightning batch as the suite's run of this model trains:
+bench/run/groups.py); the bare loop does forward, backward, clip, step and nothing else.
 
 How (1) is timed. This VM's speed drifts by 10-15 % within seconds (the same bare loop: 9.6 to 16 ms a step
 in one minute), and two model instances of the same shape train a few % apart (where their tensors sit), so
 separate timed runs could not resolve a 5 % gap: their best and their median disagreed by 5 points. So the two
-sides alternate in one process, in blocks of 20 steps, on the same tensors: after every 20 steps of a side a
-callback runs 20 bare-loop steps on the side's own core and head (its own Adam at learning rate 0, the same
-arithmetic, and its own shuffle of the same data: the side's run is left as it would be, tested). A side's
-block is timed from the end of the bare block before it to its last step, so Lightning's work between steps is
-in it. Each side's block is compared with the mean of the bare blocks on either side; a process's ratio is the
-median of those; the ratio reported is the median over ``--rounds`` processes per side.
+sides alternate in one process, in blocks of ``GROUP`` steps, on the same tensors: after every block of a side
+a callback runs as many bare-loop steps on the side's own core and head (its own Adam at learning rate 0, the
+same arithmetic, and its own shuffle of the same data: the side's run is left as it would be, tested). A
+side's block is timed from the end of the bare block before it to its last step, so Lightning's work between
+steps is in it. Each side's block is compared with the mean of the bare blocks on either side; a process's
+ratio is the median of those; the ratio reported is the median over ``--rounds`` processes per side.
 
-What the method can and cannot say. ``HandLoop`` against itself as the side gave 0.99-1.01 (6 processes). But
-a second plain PyTorch loop written apart from it (no Lightning; the module's own Adam, the task's loader) gave
-0.86-1.00 a process, median 0.91: a bias or spread of the method, not overhead, that was not tracked down. So
-that loop runs as a fourth side, ``plain loop (control)``, and the sides are also printed over it. Differences
-of a few % between sides are within that spread; a same-side A/B (one change, processes adjacent in time) is
-what resolved smaller steps (system.py: manual optimization, 7 pairs).
+What the method can say. ``HandLoop`` against itself as the side gave 0.99-1.01 (6 processes), but a second
+plain loop written apart from it (``plain loop (control)``: no Lightning, the module's own Adam, the task's
+loader) gave 0.86-1.01 a process, median 0.91. The cause was glibc's heap, not the loops: that loop kept its
+last batch, output and loss alive through the bare block, and which tensors live across a switch moves where
+glibc trims its heap and which large tensors it maps afresh, so that one side faults in fresh pages (about
+3 us each here) where the other reuses them. With those three deleted before the bare block it read
+0.993-0.996 (3 processes); left alive, but with glibc's trim and mmap thresholds fixed, 0.991-1.000 (3). So
+every paired process runs with both thresholds fixed (``MALLOC_ENV``), as rnnbench's own training processes
+run anyway (bench/run/train.py ``keep_heap``: with glibc's defaults, a run of this model took 7-241 page
+faults a step, up to 0.7 ms). The control still runs as a side, and the sides are also printed over it.
 
 Then the harness's own time: rnnbench and the control the same paired way on an LSTM too small to matter
-(T = 2, H = 4), where side minus bare is Python and dispatch alone; there the control reads about +0.04 ms, so
-this is the method's cleanest figure. Set beside the full model's bare step, it gives the ratio a harness that
-cost that much would have there (``make bench-instructions`` counts the same extra in instructions).
+(T = 2, H = 4), where side minus bare is Python and dispatch alone. Set beside the full model's bare step, it
+gives the ratio a harness that cost that much would have there (``make bench-instructions`` counts the same
+extra in instructions). It misses Python slowed by the full model's kernels (caches): on the full model,
+Lightning's work around a ``training_step`` measured 0.3-0.8 ms, on the tiny one 0.06-0.12 ms.
 
-A breakdown follows: the same step instrumented (callback hooks, a timed clip, Adam timed from the end of its
-closure), segment by segment, the bare loop beside rnnbench, in separate runs (median of alternating repeats).
+A breakdown follows: the same step instrumented (where each update begins and ends, Lightning's backward hooks,
+a timed clip, Adam timed from the end of its closure), segment by segment, the bare loop beside rnnbench, in
+separate runs (median of alternating repeats), with the process's page faults a step.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -60,33 +70,46 @@ from ..run.config import resolve
 from ..run.mirror import close, make_loggers
 from ..run.records import provenance
 from ..run.system import build
-from ..run.train import no_gpu_no_nvml, quiet, trainer_for
+from ..run.train import fit, group_of, no_gpu_no_nvml, quiet, trainer_for
 
 SUITE = {"task": "adding", "arch": "lstm", "task.seq_len": 50, "arch.hidden_size": 64, "optim.lr": 3e-3}
 TINY = {"task.seq_len": 2, "arch.hidden_size": 4}  # a model too small to matter: a step is the harness and dispatch
-WARMUP = 20
+# The suite's LSTM run (1000 steps, validation every 250, a probe every 100) trains 25 updates a Lightning batch
+# (bench/run/groups.py); the paired sides run their blocks in that size, and the rnnbench sides with those groups.
+GROUP = group_of(resolve(SUITE))
+WARMUP = GROUP  # steps before timing; whole groups, so that the breakdown's runs validate only at their end
+# Fixed glibc malloc thresholds in the paired processes: see the module docstring ("What the method can say").
+MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": str(512 << 20), "MALLOC_MMAP_THRESHOLD_": str(512 << 20)}
 
 
 class StepTimer(L.Callback):
-    """Where each step's time goes after the warm-up (``Segments``), marked at Lightning's hooks."""
+    """Where each step's time goes after the warm-up (``Segments``), marked where the system's ``_update`` (one
+    optimizer step) begins and ends and at Lightning's backward hooks. What Lightning does between updates (its
+    loop and hooks, once a group) falls in "loop + data" with the next batch's fetch."""
 
     def __init__(self, warmup: int):
         self.warmup, self.steps, self.segments = warmup, 0, Segments()
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step == self.warmup:
-            self.segments.reset()
-        self.segments.mark("loop + data")  # since the previous step ended
+    def timed(self, update):
+        def timed_update(batch):
+            if self.trainer.global_step == self.warmup:
+                self.segments.reset()
+            self.segments.mark("loop + data")  # since the previous update ended
+            try:
+                return update(batch)
+            finally:
+                self.steps = self.trainer.global_step - self.warmup
+                self.segments.mark("optimizer step + Lightning")
+        return timed_update
+
+    def setup(self, trainer, pl_module, stage=None):
+        self.trainer = trainer
 
     def on_before_backward(self, trainer, pl_module, loss):
         self.segments.mark("forward + loss")
 
     def on_after_backward(self, trainer, pl_module):
         self.segments.mark("backward")
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.steps = trainer.global_step - self.warmup
-        self.segments.mark("optimizer step + Lightning")
 
 
 class Segments:
@@ -98,6 +121,7 @@ class Segments:
 
     def reset(self):
         self.totals, self.inner, self.last, self.open = {}, 0.0, time.perf_counter(), []
+        self.faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
     def mark(self, name: str) -> None:
         now = time.perf_counter()
@@ -127,8 +151,9 @@ class Segments:
         return timed
 
     def per_step(self, steps: int) -> dict[str, float]:
-        """Milliseconds per step of each segment."""
-        return {k: 1e3 * v / steps for k, v in self.totals.items()}
+        """Milliseconds per step of each segment, and the process's page faults a step since ``reset``."""
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - self.faults
+        return {**{k: 1e3 * v / steps for k, v in self.totals.items()}, "page faults": faults / steps}
 
 
 def rnnbench_segments(steps: int) -> dict[str, float]:
@@ -139,6 +164,7 @@ def rnnbench_segments(steps: int) -> dict[str, float]:
     task, system = build(cfg)
     timer = StepTimer(WARMUP)
     seg = timer.segments
+    system._update = timer.timed(system._update)
     system._write_row = seg.within("per-step rows (CSV, W&B)", system._write_row)
     measure = system._measure_gradients
     system._measure_gradients = seg.within("pre-clip norms", lambda: measure())
@@ -162,8 +188,8 @@ def rnnbench_segments(steps: int) -> dict[str, float]:
     system.configure_optimizers = timed_optimizers
     with tempfile.TemporaryDirectory() as tmp:
         loggers = make_loggers(cfg, tmp, "offline", provenance())
-        trainer = trainer_for(cfg, loggers, callbacks=[timer])
-        trainer.fit(system, datamodule=task)
+        trainer = trainer_for(cfg, loggers, callbacks=[timer], group=GROUP)
+        fit(trainer, system, task, cfg, GROUP)
         close(loggers)
     return seg.per_step(timer.steps)
 
@@ -298,7 +324,8 @@ def plain_loop(cfg, task, model: LightningAlone, alternate: L.Callback) -> None:
         alternate.on_train_batch_end(SimpleNamespace(global_step=step), model, None, None, step)
 
 
-PAIRED = ("rnnbench (W&B offline)", "rnnbench (W&B disabled)", "Lightning alone", "plain loop (control)")
+PAIRED = ("rnnbench (W&B offline)", "rnnbench (W&B disabled)", "rnnbench, 1 update a batch", "Lightning alone",
+          "plain loop (control)")
 
 
 def side_config(steps: int, tiny: bool = False):
@@ -308,9 +335,10 @@ def side_config(steps: int, tiny: bool = False):
                     "train.diag": False})
 
 
-def run_side(side: str, cfg, task, system, callback: L.Callback) -> None:
+def run_side(side: str, cfg, task, system, callback: L.Callback, group: int = GROUP) -> None:
     """Train ``side`` (one of ``PAIRED``) on ``system``'s core and head, with ``callback`` called as a Trainer
-    calls it (``on_train_start``, ``on_train_batch_end``), whatever the side."""
+    calls it (``on_train_start``, ``on_train_batch_end``), whatever the side; rnnbench's sides ``group`` updates
+    a Lightning batch (bench/run/groups.py), except the one that says 1, which is W&B offline too."""
     with tempfile.TemporaryDirectory() as tmp:
         if side == "plain loop (control)":
             task.setup()
@@ -325,15 +353,17 @@ def run_side(side: str, cfg, task, system, callback: L.Callback) -> None:
                                 callbacks=[callback])
             trainer.fit(model, train_dataloaders=task.train_dataloader())
         else:
-            loggers = make_loggers(cfg, tmp, "offline" if "offline" in side else "disabled", provenance())
-            trainer = trainer_for(cfg, loggers, callbacks=[callback])
-            trainer.fit(system, datamodule=task)
+            group = 1 if "1 update" in side else group
+            loggers = make_loggers(cfg, tmp, "disabled" if "disabled" in side else "offline", provenance())
+            trainer = trainer_for(cfg, loggers, callbacks=[callback], group=group)
+            fit(trainer, system, task, cfg, group)
             close(loggers)
 
 
-def paired(side: str, blocks: int, block: int = 20, tiny: bool = False) -> dict:
-    """One process's ratio of ``side`` to the bare loop on the same tensors, in alternating blocks."""
-    warmup = 2 * WARMUP
+def paired(side: str, blocks: int, block: int = GROUP, tiny: bool = False) -> dict:
+    """One process's ratio of ``side`` to the bare loop on the same tensors, in alternating blocks (a multiple of
+    ``GROUP`` steps, so that a block ends where a Lightning batch does)."""
+    warmup = 2 * block
     cfg = side_config(warmup + block * blocks, tiny)
     L.seed_everything(0, verbose=False)
     task, system = build(cfg)
@@ -353,7 +383,7 @@ def paired_rounds(rounds: int, blocks: int, threads: int, sides: tuple[str, ...]
         for side in sides[r % len(sides):] + sides[:r % len(sides)]:
             cmd = [sys.executable, "-m", "bench.dev.perf", "--paired", side, "--blocks", str(blocks),
                    "--threads", str(threads), *(["--tiny"] if tiny else [])]
-            done = subprocess.run(cmd, capture_output=True, text=True)
+            done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **MALLOC_ENV})
             if done.returncode:
                 raise SystemExit(f"perf: the {side!r} process failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
             out[side].append(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -365,7 +395,7 @@ def harness_cost(full: dict[str, list[dict]], rounds: int, blocks: int, threads:
     paired way; set beside the full model's bare step, they give the ratio a harness that cost that much would
     have there. What it leaves out: Python slowed by the full model's kernels (caches), which callgrind's
     simulation puts near zero (``make bench-instructions``)."""
-    sides = ("rnnbench (W&B offline)", "rnnbench (W&B disabled)", "plain loop (control)")
+    sides = ("rnnbench (W&B offline)", "rnnbench (W&B disabled)", "rnnbench, 1 update a batch", "plain loop (control)")
     tiny = paired_rounds(rounds, blocks, threads, sides, tiny=True)
     bare_full = statistics.median(r["bare_ms"] for runs in full.values() for r in runs)
     print(f"the harness's own time: the same sides on an LSTM too small to matter (T={TINY['task.seq_len']}, "
@@ -387,7 +417,7 @@ def fit_seconds(steps: int, diag: bool) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         trainer = trainer_for(cfg, make_loggers(cfg, tmp, "disabled", provenance()), callbacks=callbacks)
         start = time.perf_counter()
-        trainer.fit(system, datamodule=task)
+        fit(trainer, system, task, cfg)
         return time.perf_counter() - start
 
 
@@ -439,9 +469,13 @@ def breakdown(steps: int, repeats: int) -> None:
         print(f"  {k:<28} {hand:9.3f} {ours:9.3f} {ours - hand:+7.3f}")
     hand, ours = sum(median["hand loop"].values()), sum(median["rnnbench"].values())
     print(f"  {'step':<28} {hand:9.3f} {ours:9.3f} {ours - hand:+7.3f}")
+    faults = {side: statistics.median(r["page faults"] for r in rs) for side, rs in runs.items()}
+    print(f"  page faults a step (the process's minor faults, ~3 us each on this VM): hand loop "
+          f"{faults['hand loop']:.1f}, rnnbench {faults['rnnbench']:.1f} (train.keep_heap)")
     print("  (the hand loop's clip takes the total norm itself; rnnbench takes it with the per-layer norms and clips "
           "with it. 'optimizer step + Lightning' is Lightning's optimizer wrapper and bookkeeping after the update; "
-          "Lightning's loop and hooks also sit in 'loop + data', 'forward + loss' and 'backward')")
+          f"Lightning's loop and batch hooks, once every {GROUP} updates, sit in 'loop + data', its backward hooks in "
+          "'forward + loss' and 'backward')")
 
 
 def main() -> None:
@@ -450,7 +484,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=9,
                         help="alternating repeats of the breakdown and the diagnostics cost (half of it)")
     parser.add_argument("--rounds", type=int, default=5, help="processes per side for the throughput ratios")
-    parser.add_argument("--blocks", type=int, default=24, help="Trainer blocks of 20 steps per process")
+    parser.add_argument("--blocks", type=int, default=20, help=f"Trainer blocks of {GROUP} steps per process")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads [default: 1, as every sweep run and the reference train]")
     parser.add_argument("--fit-steps", type=int, default=1000, help="run length for the diagnostics cost")
@@ -466,7 +500,9 @@ def main() -> None:
     p = provenance()
     print(f"LSTM on adding (T={SUITE['task.seq_len']}, H={SUITE['arch.hidden_size']}, batch 64); torch {p['torch']}, "
           f"{torch.get_num_threads()} thread(s), {p['cpu']}")
-    print(f"throughput / a bare PyTorch loop on the same tensors, in alternating blocks of 20 steps ({args.blocks} "
+    print(f"rnnbench trains {GROUP} updates a Lightning batch here (bench/run/groups.py; the side '1 update a batch' "
+          "does not)")
+    print(f"throughput / a bare PyTorch loop on the same tensors, in alternating blocks of {GROUP} steps ({args.blocks} "
           f"blocks a process, {args.rounds} processes a side):")
     results = paired_rounds(args.rounds, args.blocks, args.threads)
     print(f"  {'side':<26} {'median':>7} {'min':>6} {'max':>6}  per process (bare loop, side: ms a step)")
@@ -480,9 +516,9 @@ def main() -> None:
           "(goal >= 0.95 with W&B offline, the default)")
     print(f"ratio plain loop (control) / bare loop = {control:.3f}: another plain PyTorch loop, with no overhead "
           "to find; where it is below 1, the method is, and the sides' ratios are only as good as its spread")
-    print("  over the control: " + ", ".join(f"{side} {median[side] / control:.3f}" for side in PAIRED[:3]))
+    print("  over the control: " + ", ".join(f"{side} {median[side] / control:.3f}" for side in PAIRED[:4]))
     harness_cost(results, args.rounds, args.blocks, args.threads)
-    breakdown(args.steps, max(3, args.repeats // 2))
+    breakdown(-(-args.steps // GROUP) * GROUP, max(3, args.repeats // 2))  # whole groups, as WARMUP
 
     with_diag, without = [], []
     for _ in range(max(3, args.repeats // 2)):

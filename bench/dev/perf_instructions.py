@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import math
 import os
 import re
 import shutil
@@ -49,7 +50,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 SIDES = {"offline": "rnnbench (W&B offline)", "disabled": "rnnbench (W&B disabled)",
-         "lightning": "Lightning alone", "control": "plain loop (control)"}
+         "ungrouped": "rnnbench, 1 update a batch", "lightning": "Lightning alone", "control": "plain loop (control)"}
 WARM = 40  # side steps before the windows, as make bench's paired processes
 HELPER = r"""
 #include <valgrind/callgrind.h>
@@ -117,10 +118,11 @@ def worker(side: str, steps: int, helper: str) -> None:
                 cg.cg_dump(b"side")
                 cg.cg_stop()
 
-    cfg = perf.side_config(WARM + steps + 1)
+    group = math.gcd(WARM, steps)  # rnnbench's Lightning batches (bench/run/groups.py) end where the windows do
+    cfg = perf.side_config(WARM + steps + group)
     L.seed_everything(0, verbose=False)
     task, system = build(cfg)
-    perf.run_side(SIDES[side], cfg, task, system, Windows(task, cfg.optim.clip))
+    perf.run_side(SIDES[side], cfg, task, system, Windows(task, cfg.optim.clip), group)
 
 
 EVENTS_CEST = {"L1m": ("I1mr", "D1mr", "D1mw"), "LLm": ("ILmr", "DLmr", "DLmw"), "Bm": ("Bcm", "Bim")}
@@ -229,8 +231,8 @@ def report(results: dict[str, dict], steps: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sides", nargs="+", choices=sorted(SIDES), default=["offline", "control"],
-                        help="which sides to count [default: offline control]; all four: offline disabled "
-                             "lightning control")
+                        help="which sides to count [default: offline control]; all five: offline disabled "
+                             "ungrouped lightning control")
     parser.add_argument("--steps", type=int, default=20, help="steps in each counted window (a multiple of 10)")
     parser.add_argument("--no-cache-sim", dest="cache_sim", action="store_false",
                         help="count instructions only (faster); without it caches and branches are simulated too")
