@@ -89,6 +89,7 @@ def fit(trainer: L.Trainer, system: System, task: Task, cfg: RunConfig, group: i
     if group == 1:
         trainer.fit(system, datamodule=task)
         return
+    task.prepare_data()  # what Lightning does with a datamodule (one process: rank 0), then its setup
     task.setup("fit")
     batches = cfg.train.max_steps // tasks.get(cfg.task_name).updates_per_batch(cfg.task)
     groups = UpdateGroups(task.train_dataloader, group, batches, system.start_train_epoch)
