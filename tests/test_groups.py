@@ -31,7 +31,7 @@ def _run(cfg, tmp_path, group: int, monkeypatch) -> tuple[dict, bytes]:
     # two updates a batch, the state carried from batch to batch and reset at each of the task's epochs
     ("charlm", "gru", {"train.max_steps": 200, "train.val_every": 100, "train.diag_every": 20}),
     ("translate", "gru", {"train.max_steps": 12, "train.val_every": 6, "train.diag_every": 6}),
-    # diverges at its third step, inside the first group
+    # diverges at step 3, inside its first group (of 4)
     ("adding", "vanilla", {"optim.name": "sgd", "optim.lr": 1e6, "optim.clip": 0, "train.max_steps": 40,
                            "train.val_every": 20}),
 ], ids=["adding-dropout", "charlm-tbptt", "translate", "diverges"])
