@@ -32,9 +32,9 @@ last batch, output and loss alive through the bare block, and which tensors live
 glibc trims its heap and which large tensors it maps afresh, so that one side faults in fresh pages (about
 3 us each here) where the other reuses them. With those three deleted before the bare block it read
 0.993-0.996 (3 processes); left alive, but with glibc's trim and mmap thresholds fixed, 0.991-1.000 (3). So
-every paired process runs with both thresholds fixed (``MALLOC_ENV``), as rnnbench's own training processes
-run anyway (bench/run/train.py ``keep_heap``: with glibc's defaults, a run of this model took 7-241 page
-faults a step, up to 0.7 ms). The control still runs as a side, and the sides are also printed over it.
+every paired process fixes both before any side trains, with the call rnnbench's own training processes make
+(bench/run/train.py ``keep_heap``: with glibc's defaults, a run of this model took 7-241 page faults a step,
+up to 0.7 ms). The control still runs as a side, and the sides are also printed over it.
 
 Then the harness's own time: rnnbench and the control the same paired way on an LSTM too small to matter
 (T = 2, H = 4), where side minus bare is Python and dispatch alone. Set beside the full model's bare step, it
@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -70,7 +69,7 @@ from ..run.config import resolve
 from ..run.mirror import close, make_loggers
 from ..run.records import provenance
 from ..run.system import build
-from ..run.train import fit, group_of, no_gpu_no_nvml, quiet, trainer_for
+from ..run.train import fit, group_of, keep_heap, no_gpu_no_nvml, quiet, trainer_for
 
 SUITE = {"task": "adding", "arch": "lstm", "task.seq_len": 50, "arch.hidden_size": 64, "optim.lr": 3e-3}
 TINY = {"task.seq_len": 2, "arch.hidden_size": 4}  # a model too small to matter: a step is the harness and dispatch
@@ -78,8 +77,6 @@ TINY = {"task.seq_len": 2, "arch.hidden_size": 4}  # a model too small to matter
 # (bench/run/groups.py); the paired sides run their blocks in that size, and the rnnbench sides with those groups.
 GROUP = group_of(resolve(SUITE))
 WARMUP = GROUP  # steps before timing; whole groups, so that the breakdown's runs validate only at their end
-# Fixed glibc malloc thresholds in the paired processes: see the module docstring ("What the method can say").
-MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": str(512 << 20), "MALLOC_MMAP_THRESHOLD_": str(512 << 20)}
 
 
 class StepTimer(L.Callback):
@@ -363,6 +360,7 @@ def run_side(side: str, cfg, task, system, callback: L.Callback, group: int = GR
 def paired(side: str, blocks: int, block: int = GROUP, tiny: bool = False) -> dict:
     """One process's ratio of ``side`` to the bare loop on the same tensors, in alternating blocks (a multiple of
     ``GROUP`` steps, so that a block ends where a Lightning batch does)."""
+    keep_heap()  # every side, the plain loops too, with the heap an rnnbench run keeps (module docstring)
     warmup = 2 * block
     cfg = side_config(warmup + block * blocks, tiny)
     L.seed_everything(0, verbose=False)
@@ -383,7 +381,7 @@ def paired_rounds(rounds: int, blocks: int, threads: int, sides: tuple[str, ...]
         for side in sides[r % len(sides):] + sides[:r % len(sides)]:
             cmd = [sys.executable, "-m", "bench.dev.perf", "--paired", side, "--blocks", str(blocks),
                    "--threads", str(threads), *(["--tiny"] if tiny else [])]
-            done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **MALLOC_ENV})
+            done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode:
                 raise SystemExit(f"perf: the {side!r} process failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
             out[side].append(json.loads(done.stdout.strip().splitlines()[-1]))
