@@ -41,7 +41,7 @@ sweep: install ## train the default suite into results-local/ and show it beside
 reference: install ## deliberately regenerate the committed reference results/ from scratch (every suite)
 	rm -rf results/runs results/sweeps
 	for suite in $(REFERENCE_SUITES); do $(PY) -m bench sweep $$suite --out results --workers $(WORKERS) || exit 1; done
-	$(PY) -m bench.dev.cost sweeps/anchors_gpu.yaml --out results  # what the pending GPU rows would cost here
+	$(PY) -m dev.cost sweeps/anchors_gpu.yaml --out results  # what the pending GPU rows would cost here
 	$(PY) -m bench leaderboard --out results --readme README.md
 	$(PY) -m bench report --out results
 
@@ -53,18 +53,18 @@ report: install ## results/report/index.html from the records: tables, learning 
 	$(PY) -m bench report --out results
 
 bench: install ## throughput vs a hand-written loop, TBPTT vs full BPTT memory, leaderboard at 10k/100k runs (~25 min)
-	$(PY) -m bench.dev.perf
-	$(PY) -m bench.dev.perf_memory
-	$(PY) -m bench.dev.perf_leaderboard
+	$(PY) -m dev.perf
+	$(PY) -m dev.perf_memory
+	$(PY) -m dev.perf_leaderboard
 
 bench-instructions: install ## a training step of rnnbench vs a bare loop in instructions and simulated cycles (valgrind; ~25 min)
-	$(PY) -m bench.dev.perf_instructions
+	$(PY) -m dev.perf_instructions
 
 bench-sweep: install ## the suite's wall time with 1 worker / 2 workers (goal >= 1.7; ~25 min; SUITE=... to change)
-	$(PY) -m bench.dev.perf_sweep --spec $(SUITE)
+	$(PY) -m dev.perf_sweep --spec $(SUITE)
 
 chaos: install ## SIGKILL a sweep 5 times (spread over its duration, 2 inside writes), resume, compare with an uninterrupted run
-	$(PY) -m bench.dev.chaos
+	$(PY) -m dev.chaos
 
 lint: install ## ruff
 	$(VENV)/bin/ruff check .

@@ -1,6 +1,6 @@
 """Bad input of every kind (CLI values, sweep files, files on disk): one line, exit 2, nothing written.
 
-In-process through ``bench.cli.main``, so each case costs milliseconds; ``python -m bench.dev.bad_input`` runs the
+In-process through ``bench.cli.main``, so each case costs milliseconds; ``python -m dev.bad_input`` runs the
 full table as real processes. Cases already in test_cli.py and test_sweep.py are not repeated here.
 """
 

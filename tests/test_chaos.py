@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.dev import chaos
+from dev import chaos
 
 ROOT = Path(__file__).resolve().parent.parent
 

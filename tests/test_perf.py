@@ -1,14 +1,14 @@
-"""bench/dev/perf.py: the bare loop that ``make bench`` times rnnbench against, in alternating blocks."""
+"""dev/perf.py: the bare loop that ``make bench`` times rnnbench against, in alternating blocks."""
 
 import lightning as L
 import torch
 
-from bench.dev.perf import SUITE, Alternate, LightningAlone
 from bench.run.config import resolve
 from bench.run.mirror import make_loggers
 from bench.run.records import provenance
 from bench.run.system import build
 from bench.run.train import fit, trainer_for
+from dev.perf import SUITE, Alternate, LightningAlone
 
 
 def _fit(tmp_path, blocks: int | None) -> tuple[list[torch.Tensor], Alternate | None]:

@@ -1,10 +1,10 @@
-"""bench/dev/perf_instructions.py: reading callgrind's dumps, and refusing to start without its tools."""
+"""dev/perf_instructions.py: reading callgrind's dumps, and refusing to start without its tools."""
 
 import sys
 
 import pytest
 
-from bench.dev import perf_instructions as pi
+from dev import perf_instructions as pi
 
 DUMP = """\
 version: 1

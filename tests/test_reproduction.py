@@ -1,6 +1,6 @@
 """Anchors and results/REPRODUCTION.md: every sweep file's anchors parse and plan, bad anchors are one line,
 the verdict rules on hand-made records, byte-stable output and README block, the leaderboard command, and
-bench.dev.cost's record."""
+dev.cost's record."""
 
 import copy
 import csv
@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from bench import cli
-from bench.dev import cost
 from bench.reports import reproduction as rep
 from bench.sweeps import anchor as anchors
 from bench.sweeps.plan import plan
 from bench.sweeps.spec import WANDB_KEYS, anchored, expand, load_documents, wandb_document
+from dev import cost
 from options import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -234,7 +234,7 @@ def test_pending_rows_say_what_they_need_and_what_they_would_cost():
     lstm, gru = lines_of(spec, seeds(0.5, 0.5), costs=[priced, other])
     assert (lstm.verdict, lstm.label, lstm.ours) == ("pending", "lstm", "—")
     assert lstm.why == ("GPU suite, not yet run on a GPU; on this CPU about 1.4 h per run "
-                        "(2.5 s/step, bench.dev.cost)")
+                        "(2.5 s/step, dev.cost)")
     assert gru.verdict == "reproduced"
     online = lines_of({"needs": "network", "rows": [{"published": 0.5}]}, [])  # one pending line per family
     assert [(line.label, line.verdict, line.why) for line in online] == [

@@ -6,9 +6,9 @@ import json
 import random
 import statistics
 
-from bench.dev.perf_leaderboard import bases, generate
 from bench.reports import leaderboard, tables
 from bench.store import PACK, Store
+from dev.perf_leaderboard import bases, generate
 
 CONFIGS, SEEDS = 600, 5
 

@@ -11,7 +11,7 @@ the seeds that finished ``ok``, Δ (ours − published), the verdict, "solved by
 files where the task has a threshold, and for a line that falls short one sentence *taken from its records*
 saying why (divergences, a vanishing flow verdict, gradient spikes, overfitting, or the budget it ran at). A
 configuration with no record yet is **pending**: a GPU suite not yet run on a GPU, or data that need the
-network, with what it would cost on this CPU where ``python -m bench.dev.cost`` measured it
+network, with what it would cost on this CPU where ``python -m dev.cost`` measured it
 (``<out>/cost/*.json``). Like the leaderboard, the output depends on those files only (no clock, no paths) and
 needs no torch.
 """
@@ -226,7 +226,7 @@ def _pending(anchor, spec: str, row, config: list[dict], varying: list[str], cos
     priced = [c for c in costs if all(c["dotted"].get(k) == v for k, v in settings.items())]
     if priced:
         what += (f"; on this CPU about {priced[0]['budget_hours']:.2g} h per run "
-                 f"({priced[0]['s_per_step']:g} s/step, bench.dev.cost)")
+                 f"({priced[0]['s_per_step']:g} s/step, dev.cost)")
     return Line(anchor=anchor, spec=spec, row=row, label=_label(config[0], varying), metric=anchor.metric or "",
                 mode="", published=_published(row), ours="—", mean=None, delta="—", verdict="pending", why=what,
                 budget="—", solved_by="—", hardware="—", commit="—", wall="—")
@@ -263,7 +263,7 @@ def build(records: list[dict], documents: list[tuple], runs: Path | None = None,
           costs: list[dict] = ()) -> list[Line]:
     """The anchor rows of ``documents`` ((where, anchor, override sets) per anchored sweep document): one line
     per configuration of the document that a row's ``match`` selects, pending where no record of it exists yet.
-    ``runs``: the folder of the records' metrics files (for "solved by step"); ``costs``: bench.dev.cost's
+    ``runs``: the folder of the records' metrics files (for "solved by step"); ``costs``: dev.cost's
     measured configurations, shown beside the pending rows they price."""
     lines = []
     flat = {id(r): (flatten(r["config"]), flatten(r.get("defaults", {}))) for r in records}  # once per record
@@ -350,7 +350,7 @@ def _mean(line: Line) -> float:
 
 
 def costs_of(store: Store) -> list[dict]:
-    """Every configuration priced by bench.dev.cost under ``<out>/cost``."""
+    """Every configuration priced by dev.cost under ``<out>/cost``."""
     return [c for path in sorted((store.root / "cost").glob("*.json")) for c in read_json(path, "cost record")["configs"]]
 
 

@@ -44,7 +44,7 @@ def section_key(rec: dict) -> str:
 
 def declared(rec: dict) -> tuple[dict, list[str]]:
     """The record's ``defaults`` and ``outside_question`` (schema 2). A schema-1 record, written before records
-    carried them, gets them from the declarations (which imports the registries; bench.dev.migrate upgrades a
+    carried them, gets them from the declarations (which imports the registries; dev.migrate upgrades a
     folder of records once, as it did the committed reference)."""
     if "defaults" in rec and "outside_question" in rec:
         return rec["defaults"], rec["outside_question"]

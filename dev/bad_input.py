@@ -1,6 +1,6 @@
 """Every class of bad input a user can give the suite, each run as the user would run it, in a table.
 
-    python -m bench.dev.bad_input [--markdown] [--jobs 3] [--only WORD] [--keep DIR]
+    python -m dev.bad_input [--markdown] [--jobs 3] [--only WORD] [--keep DIR]
 
 Each case writes its files into a fresh folder, runs ``python -m bench ...`` there as a subprocess (W&B
 disabled) and records the exit status, stderr and whether anything in the folder changed (a listing of every
@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 RUN = ["run", "--wandb", "disabled", "--out", "{out}"]
 ADDING = [*RUN, "--task", "adding", "--arch", "gru"]
 CHARLM = [*RUN, "--task", "charlm", "--arch", "lstm"]
@@ -308,7 +308,7 @@ def table(results: list[Result], base: Path, markdown: bool) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.dev.bad_input", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m dev.bad_input", description=__doc__.split("\n")[0])
     p.add_argument("--markdown", action="store_true", help="print a markdown table")
     p.add_argument("--jobs", type=int, default=3, help="cases run at once [default: 3]")
     p.add_argument("--only", default="", help="only cases whose description contains this")

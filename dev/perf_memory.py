@@ -1,6 +1,6 @@
 """Peak training memory of truncated BPTT against full BPTT as the stream window grows (part of ``make bench``).
 
-    python -m bench.dev.perf_memory [--windows 500 2000] [--tbptt 50] [--arch gru] [--hidden 256]
+    python -m dev.perf_memory [--windows 500 2000] [--tbptt 50] [--arch gru] [--hidden 256]
 
 Each configuration trains a few real charlm steps through the suite (``bench.run.train``, W&B off, no
 diagnostics) in a fresh process, and reports two peaks:
@@ -56,9 +56,8 @@ def measure(window: int, tbptt: int, arch: str, hidden: int, batch: int) -> dict
     import torch
 
     import tasks
-
-    from ..run.config import resolve
-    from ..run.train import train
+    from bench.run.config import resolve
+    from bench.run.train import train
 
     torch.set_num_threads(1)
     per_batch = window // tbptt if tbptt else 1
@@ -93,7 +92,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(f"{'window':>7} {'backprop':>9} {'saved for backward':>19} {'process peak (rss)':>19}")
     for window in args.windows:
         for tbptt in (args.tbptt, 0):
-            cmd = [sys.executable, "-m", "bench.dev.perf_memory", "--child", str(window), str(tbptt),
+            cmd = [sys.executable, "-m", "dev.perf_memory", "--child", str(window), str(tbptt),
                    "--arch", args.arch, "--hidden", str(args.hidden), "--batch", str(args.batch)]
             row = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
             rows.append(row)

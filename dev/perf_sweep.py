@@ -1,6 +1,6 @@
 """``make bench-sweep``: a sweep's wall time with 1 worker ÷ with 2 workers (goal >= 1.7 on 2 cores).
 
-    python -m bench.dev.perf_sweep [--spec sweeps/default.yaml] [--documents 1,3] [--workers 2]
+    python -m dev.perf_sweep [--spec sweeps/default.yaml] [--documents 1,3] [--workers 2]
 
 Each side runs the sweep the way a user does (``python -m bench sweep``, a fresh interpreter, one torch thread
 per run, W&B disabled) into a fresh temporary folder, one side after the other. The ratio uses the sweep's
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import yaml
 
-from ..sweeps.spec import load_documents
+from bench.sweeps.spec import load_documents
 
-SPEC = Path(__file__).resolve().parents[2] / "sweeps" / "default.yaml"
+SPEC = Path(__file__).resolve().parents[1] / "sweeps" / "default.yaml"
 
 
 def subset(spec: Path, documents: str, folder: Path) -> Path:
@@ -57,7 +57,7 @@ def timed_sweep(spec: Path, out: Path, workers: int) -> tuple[float, float, int]
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.dev.perf_sweep", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m dev.perf_sweep", description=__doc__.split("\n\n")[0])
     p.add_argument("--spec", type=Path, default=SPEC, help=f"sweep file [default: {SPEC}]")
     p.add_argument("--documents", default="",
                    help="only these YAML documents of the spec, e.g. 1,3 [default: all]")

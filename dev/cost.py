@@ -1,6 +1,6 @@
 """What a GPU suite would cost on this CPU: seconds per optimizer step of each of its models, measured.
 
-    python -m bench.dev.cost [sweeps/anchors_gpu.yaml] [--out results] [--steps 5]
+    python -m dev.cost [sweeps/anchors_gpu.yaml] [--out results] [--steps 5]
 
 For every configuration of the sweep file (its first seed), the model is built exactly as a run builds it
 (``bench.run.system.build``), then timed over ``--steps`` optimizer steps (after one warm-up) on synthetic inputs
@@ -28,13 +28,12 @@ from pathlib import Path
 import torch
 
 import tasks
+from bench.run.config import resolve
+from bench.run.records import provenance
+from bench.run.system import build
+from bench.store import Store
+from bench.sweeps.spec import expand_file
 from tasks.composed import ComposedTask
-
-from ..run.config import resolve
-from ..run.records import provenance
-from ..run.system import build
-from ..store import Store
-from ..sweeps.spec import expand_file
 
 
 def synthetic_batch(task, batch: int, length: int) -> torch.Tensor:
@@ -86,7 +85,7 @@ def measure(spec: Path, steps: int) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.dev.cost", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m dev.cost", description=__doc__.splitlines()[0])
     p.add_argument("spec", type=Path, nargs="?", default=Path("sweeps/anchors_gpu.yaml"))
     p.add_argument("--out", type=Path, default=Path("results"))
     p.add_argument("--steps", type=int, default=5, help="timed optimizer steps per configuration (>= 1)")

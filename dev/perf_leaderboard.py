@@ -1,7 +1,7 @@
 """The leaderboard at scale: wall time and peak memory of ``rnnbench leaderboard`` over generated records.
 
-    python -m bench.dev.perf_leaderboard                     # make bench: the three cases below (~15 min)
-    python -m bench.dev.perf_leaderboard --cases 2000x5 --keep /tmp/lb
+    python -m dev.perf_leaderboard                     # make bench: the three cases below (~15 min)
+    python -m dev.perf_leaderboard --cases 2000x5 --keep /tmp/lb
 
 Records are cloned from the committed ones (one per task x architecture, seed 0), each config a new learning
 rate, a number of seeds each, written through ``Store.write_record`` as a finished run writes them (record, then
@@ -25,9 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..store import Store
+from bench.store import Store
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def bases(pattern: str = "*__s0__*.json") -> list[dict]:
@@ -107,7 +107,7 @@ CASES = ["10000x5", "100000x5", "100000x50"]  # rows grow with the records; then
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(prog="python -m bench.dev.perf_leaderboard", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m dev.perf_leaderboard", description=__doc__.split("\n")[0])
     parser.add_argument("--cases", type=case, nargs="+", default=[case(c) for c in CASES],
                         help=f"RECORDSxSEEDS to measure (rows = records / seeds) [default: {' '.join(CASES)}]")
     parser.add_argument("--keep", type=Path, help="generate into this folder and keep it (one case only)")

@@ -1,6 +1,6 @@
 """``make bench-instructions``: a training step of rnnbench against a bare loop's, counted in instructions.
 
-    python -m bench.dev.perf_instructions [--sides offline control] [--steps 20] [--no-cache-sim]
+    python -m dev.perf_instructions [--sides offline control] [--steps 20] [--no-cache-sim]
 
 Why. ``make bench`` times sides against a bare loop in wall-clock time, and on this VM that cannot resolve a
 few %: a second plain loop that executes the same instructions as the bare loop (to 0.03 %) measured 0.86-1.00
@@ -85,8 +85,9 @@ def worker(side: str, steps: int, helper: str) -> None:
     import lightning as L
     import torch
 
-    from ..run.system import build
-    from ..run.train import no_gpu_no_nvml, quiet
+    from bench.run.system import build
+    from bench.run.train import no_gpu_no_nvml, quiet
+
     from . import perf
 
     quiet()
@@ -190,7 +191,7 @@ def run(side: str, steps: int, helper: Path, where: Path, cache_sim: bool) -> di
     out = where / f"{side}.out"
     cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
            *(["--cache-sim=yes", "--branch-sim=yes"] if cache_sim else []),
-           sys.executable, "-m", "bench.dev.perf_instructions", "--worker", side, "--steps", str(steps),
+           sys.executable, "-m", "dev.perf_instructions", "--worker", side, "--steps", str(steps),
            "--helper", str(helper)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     dumps = {}
@@ -251,7 +252,7 @@ def main() -> int:
         print(f"perf_instructions: needs valgrind, callgrind_annotate and a C compiler with "
               f"valgrind/callgrind.h; {lacking}", file=sys.stderr)
         return 2
-    from ..run.records import provenance
+    from bench.run.records import provenance
 
     p = provenance()
     print(f"LSTM on adding (make bench's config), counted under callgrind; torch {p['torch']}, 1 thread, {p['cpu']}")

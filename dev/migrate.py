@@ -1,6 +1,6 @@
 """Upgrade a results folder's schema-1 records and sweep summaries to what the leaderboard reads without torch.
 
-    python -m bench.dev.migrate results [--check]
+    python -m dev.migrate results [--check]
 
 Schema 2 records carry ``defaults`` (the default config of their task and architecture) and
 ``outside_question`` (the fields a leaderboard row ignores), both derived from the field declarations; sweep
@@ -21,12 +21,12 @@ import math
 import sys
 from pathlib import Path
 
-from ..diag.verdict import spikes
-from ..run.config import flatten, resolve
-from ..store import Store, read_json
-from ..sweeps.plan import plan
+from bench.diag.verdict import spikes
+from bench.run.config import flatten, resolve
+from bench.store import Store, read_json
+from bench.sweeps.plan import plan
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def upgrade_record(rec: dict) -> dict | None:
@@ -68,7 +68,7 @@ def upgrade_summary(summary: dict) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.dev.migrate", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m dev.migrate", description=__doc__.splitlines()[0])
     p.add_argument("out", type=Path, help="results folder")
     p.add_argument("--check", action="store_true", help="report what would change, write nothing")
     args = p.parse_args(argv)

@@ -1,7 +1,7 @@
 """``make chaos``: SIGKILL a sweep all along its run, inside record and checkpoint writes too, resume it each
 time, and check that nothing was lost, trained twice or changed.
 
-    python -m bench.dev.chaos [--spec sweeps/chaos.yaml] [--kills 5] [--write-kills 2] [--write-pause 0.3]
+    python -m dev.chaos [--spec sweeps/chaos.yaml] [--kills 5] [--write-kills 2] [--write-pause 0.3]
                               [--workers 2] [--seed 0] [--keep DIR]
 
 First the sweep runs uninterrupted into one folder: the reference, and a timeline (its duration D, its
@@ -49,11 +49,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..reports import leaderboard
-from ..store import Store
-from ..sweeps.plan import plan
+from bench.reports import leaderboard
+from bench.store import Store
+from bench.sweeps.plan import plan
 
-SPEC = Path(__file__).resolve().parents[2] / "sweeps" / "chaos.yaml"
+SPEC = Path(__file__).resolve().parents[1] / "sweeps" / "chaos.yaml"
 PAUSE_VAR = "RNNBENCH_WRITE_PAUSE"
 WRITES = ("record", "checkpoint", "metrics")  # the writes of a run a write kill aims at, in turn
 POLL = 0.01  # seconds between looks at the folder: well inside a paused write
@@ -343,7 +343,7 @@ def results_by_id(out: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.dev.chaos", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m dev.chaos", description=__doc__.split("\n\n")[0])
     p.add_argument("--spec", type=Path, default=SPEC, help=f"sweep file [default: {SPEC}]")
     p.add_argument("--kills", type=int, default=5, help="SIGKILLs to land, write kills included [default: 5]")
     p.add_argument("--write-kills", type=int, default=2,

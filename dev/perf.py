@@ -6,7 +6,7 @@
 2. Train time with the default gradient diagnostics against without (goal <= 1.10).
 3. One full diagnostics probe against one fused forward + backward of a training batch (goal <= 3).
 
-    python -m bench.dev.perf [--rounds 5] [--repeats 9]
+    python -m dev.perf [--rounds 5] [--repeats 9]
 
 ``--threads`` (default 1, as every sweep run trains) is set for every side.
 
@@ -62,14 +62,13 @@ import lightning as L
 import torch
 
 import architectures
-
-from ..diag import flow
-from ..diag.callback import GradientDiagnostics
-from ..run.config import resolve
-from ..run.mirror import close, make_loggers
-from ..run.records import provenance
-from ..run.system import build
-from ..run.train import fit, group_of, keep_heap, no_gpu_no_nvml, quiet, trainer_for
+from bench.diag import flow
+from bench.diag.callback import GradientDiagnostics
+from bench.run.config import resolve
+from bench.run.mirror import close, make_loggers
+from bench.run.records import provenance
+from bench.run.system import build
+from bench.run.train import fit, group_of, keep_heap, no_gpu_no_nvml, quiet, trainer_for
 
 SUITE = {"task": "adding", "arch": "lstm", "task.seq_len": 50, "arch.hidden_size": 64, "optim.lr": 3e-3}
 TINY = {"task.seq_len": 2, "arch.hidden_size": 4}  # a model too small to matter: a step is the harness and dispatch
@@ -379,7 +378,7 @@ def paired_rounds(rounds: int, blocks: int, threads: int, sides: tuple[str, ...]
     out: dict[str, list[dict]] = {side: [] for side in sides}
     for r in range(rounds):
         for side in sides[r % len(sides):] + sides[:r % len(sides)]:
-            cmd = [sys.executable, "-m", "bench.dev.perf", "--paired", side, "--blocks", str(blocks),
+            cmd = [sys.executable, "-m", "dev.perf", "--paired", side, "--blocks", str(blocks),
                    "--threads", str(threads), *(["--tiny"] if tiny else [])]
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode:
