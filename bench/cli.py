@@ -111,8 +111,8 @@ def build_parser(run_epilog: str | None = None) -> Parser:
     r.add_argument("--out", default=LOCAL_OUT, help=f"results folder [default: {LOCAL_OUT}]")
     r.add_argument("--wandb", default="auto", help="auto, online, offline, disabled [default: auto]")
     r.add_argument("--progress", action="store_true",
-                   help="show Lightning's progress bar (one epoch; a tick is a group of optimizer steps, "
-                        "bench/run/groups.py)")
+                   help="show Lightning's progress bar (a tick is a batch: several optimizer steps under "
+                        "truncated BPTT)")
     r.add_argument("--threads", type=positive_int, default=1,
                    help="torch CPU threads [default: 1, as each sweep worker and the reference use: results are "
                         "bit-identical only for the same thread count]")

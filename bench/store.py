@@ -11,7 +11,7 @@ Layout of ``<out>``:
     runs/<name>__<id>.metrics.csv      its per-step metrics
     runs/<name>__<id>.samples.jsonl    text sampled from it (char-LM runs)
     index/<name>__<id>.json            its summary: the record without the diagnostics' profiles (git-ignored)
-    checkpoints/<name>__<id>.pt        its trained weights (git-ignored)
+    checkpoints/<name>__<id>/          its Lightning checkpoints, best.ckpt and last.ckpt (git-ignored)
     units/<name>__<id>.{html,png,json} its interpretable-units page (char-LM runs)
     sweeps/<spec>.json                 how long a sweep invocation took, on what
     locks/<id>.lock                    held while a process trains that run (flock: dropped when it dies)
@@ -301,8 +301,9 @@ class Store:
     def samples_path(self, name: str, run_id: str) -> Path:
         return self.runs / f"{stem(name, run_id)}.samples.jsonl"
 
-    def checkpoint_path(self, name: str, run_id: str) -> Path:
-        return self.checkpoints / f"{stem(name, run_id)}.pt"
+    def checkpoint_dir(self, name: str, run_id: str) -> Path:
+        """A run's Lightning checkpoints (``best.ckpt``, ``last.ckpt``) and, while it trains, its per-step log."""
+        return self.checkpoints / stem(name, run_id)
 
     def units_path(self, name: str, run_id: str, suffix: str) -> Path:
         return self.root / "units" / f"{stem(name, run_id)}{suffix}"

@@ -83,6 +83,19 @@ class GradientDiagnostics(L.Callback):
         self._probe_batch = None
         self._due = 0  # the next step at which a probe is due
         self.attention: dict | None = None  # a composed model's attention map of one probe example
+        self._resumed: dict | None = None
+
+    def state_dict(self) -> dict:
+        # what a run resumed from a checkpoint needs to carry on probing where the interrupted one was
+        return {"history": self.history, "due": self._due}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._resumed = state_dict  # taken up when training starts: testing a checkpoint keeps this run's probes
+
+    def on_train_start(self, trainer, pl_module):
+        if self._resumed is not None:
+            self.history, self._due = list(self._resumed["history"]), self._resumed["due"]
+            self._resumed = None
 
     def setup(self, trainer, pl_module, stage=None):
         pl_module.task.setup(stage)
@@ -216,6 +229,5 @@ class GradientDiagnostics(L.Callback):
 
 
 def _log_now(logger, row: dict) -> None:
-    """``row`` to a W&B logger's run after the per-step rows it still sends (bench/run/mirror.py)."""
-    log_now = getattr(logger, "log_now", None)
-    (log_now or logger.experiment.log)(row)
+    """``row`` (pictures) straight to a W&B logger's run."""
+    logger.experiment.log(row)

@@ -22,6 +22,7 @@ from typing import Any
 from options import SEED_MAX, ConfigError, check, coerce, default_of, opt, role
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
+SCHEDULES = ("none", "cosine", "step")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 STRATEGIES = ("auto", "ddp", "ddp_spawn")
 ACCELERATORS = ("auto", "cpu", "cuda", "gpu")
@@ -33,6 +34,12 @@ class OptimConfig:
     lr: float = opt(1e-3, "learning rate", gt=0)
     weight_decay: float = opt(0.0, "L2 weight decay", ge=0)
     clip: float = opt(1.0, "clip the global gradient L2 norm to this value (0 disables)", ge=0)
+    # Added after records existed: shown only when changed, so older run ids stay as they were.
+    schedule: str = opt("none", "learning-rate schedule, stepped every optimizer step: none, cosine (lr to 0 over "
+                                "train.max_steps) or step (times optim.gamma every optim.step_every steps)",
+                        choices=SCHEDULES, omit_default=True)
+    step_every: int = opt(1000, "the step schedule's period in optimizer steps", ge=1, omit_default=True)
+    gamma: float = opt(0.1, "the step schedule's factor", gt=0, le=1, omit_default=True)
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,12 @@ class TrainConfig:
                         choices=STRATEGIES, identity=False, omit_default=True)
     diag: bool = opt(True, "gradient diagnostics (flow profile, spectra, unit health, verdict); see bench/diag")
     diag_every: int = opt(0, "probe the diagnostics every this many steps (0: max_steps // 10)", ge=0)
+    # Added after records existed: shown only when set, so older run ids stay as they were. Stopping early saves
+    # time; the record says at which step and why, and the test still reads the best validation checkpoint.
+    patience: int = opt(0, "stop after this many validations without improvement (Lightning's EarlyStopping on "
+                           "the task's metric; 0: never)", ge=0, omit_default=True)
+    stop_when_solved: bool = opt(False, "stop at the first validation past the task's solved threshold",
+                                 omit_default=True)
 
     @property
     def diag_cadence(self) -> int:
@@ -216,6 +229,8 @@ def validate(cfg: RunConfig, check_machine: bool = True) -> None:
     if size is not None and size < cfg.task.batch_size:
         raise ConfigError(f"task.batch_size ({cfg.task.batch_size}) is larger than the {size} training examples "
                           f"of this {cfg.task_name} config: not one batch to train on")
+    if cfg.train.stop_when_solved and task(cfg.task).solved_threshold is None:
+        raise ConfigError(f"train.stop_when_solved: task {cfg.task_name} declares no solved threshold; valid: false")
     per_batch = task.updates_per_batch(cfg.task)
     for name in ("max_steps", "val_every"):
         value = getattr(cfg.train, name)

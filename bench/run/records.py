@@ -144,7 +144,8 @@ def provenance() -> dict:
 
 def make(cfg, task, *, status, error, divergence, steps, params, test, val_last, val_best, grad_norm,
          wall_time_s, provenance, wandb_mode, accelerator, metrics_file, diagnostics=None,
-         wandb_id=None, checkpoint=None, extra=None, cpu_time_s=None) -> dict:
+         wandb_id=None, checkpoint=None, extra=None, cpu_time_s=None, test_last=None, checkpoint_last=None,
+         stopped=None, resumed_from=None, test_from=None) -> dict:
     info = task.describe()
     return {
         "schema": SCHEMA,
@@ -160,12 +161,17 @@ def make(cfg, task, *, status, error, divergence, steps, params, test, val_last,
         "outside_question": cfg.outside("question"),  # dotted fields a leaderboard row ignores
         "task_info": info,
         "metric": {
-            "name": info["metric"], "mode": info["mode"], "test": test, "val_last": val_last,
+            # test: the best validation checkpoint's (test_from "best"); records from before checkpoints hold
+            # the last model's there, and no test_from (the leaderboard reads them as "last")
+            "name": info["metric"], "mode": info["mode"], "test": test, "test_last": test_last,
+            "test_from": test_from, "val_last": val_last,
             "val_best": val_best, "baseline": info["baseline"],
             "solved": task.is_solved(test) if test is not None else (False if status != "ok" else None),
             "extra": extra or {},  # metrics beside the main one, e.g. {"test/ppl": ..., "val/ppl": ...}
         },
         "divergence": divergence,
+        "stopped": stopped,  # {"step", "reason"} when train.patience or train.stop_when_solved ended it early
+        "resumed_from": resumed_from,  # the step of the last.ckpt an interrupted attempt left, if any
         "error": error,
         "steps": steps,
         "params": params,
@@ -180,7 +186,10 @@ def make(cfg, task, *, status, error, divergence, steps, params, test, val_last,
         "wandb_mode": wandb_mode,
         "wandb_id": wandb_id,  # project rnnbench; None when W&B was disabled
         "metrics_file": metrics_file,
-        "checkpoint": checkpoint,  # relative to the results folder; git-ignored, so absent from a fresh clone
+        # Lightning checkpoints relative to the results folder (the best validation one, and the last);
+        # git-ignored, so absent from a fresh clone
+        "checkpoint": checkpoint,
+        "checkpoint_last": checkpoint_last,
         "diagnostics": diagnostics,
         "provenance": provenance,
     }

@@ -1,46 +1,45 @@
 """The suite's LightningModules: a recurrent core + a linear head (``SequenceSystem``), or a composed model
 (``ComposedSystem``: encoder-decoder, captioner, VQA, classifier, frame tagger; bench/run/models.py), over one
-``System`` base that owns the optimizer, the pre-clip gradient norms, the metrics and divergence.
+``System`` base that owns the optimizer and its schedule, the pre-clip gradient norms, the metrics and divergence.
 
-It never looks at task or architecture names: the task says which outputs to read, the loss and the metric;
-the core says how its parameters group into layers. Metric keys are ``split/name``: ``train/loss``,
-``val/mse``, ``val/mse_best``, ``test/acc``; pre-clip gradient norms go under ``grad/`` every step.
+    task, system = build(resolve({"task": "adding", "arch": "lstm"}))   # freshly initialised, seed first
+    system = System.load_from_checkpoint("best.ckpt")               # rebuilt from the checkpoint alone
 
-Every system uses Lightning's manual optimization: ``_update`` does forward, zero_grad, backward, the pre-clip
-norms, clipping and the optimizer step: the same operations in the same order as automatic optimization with
-the Trainer's norm clipping (the metrics CSVs are byte-identical to what automatic optimization wrote), without
-the automatic loop's closure and its two extra hooks a step: 1.7 % of a small RNN's step (bench/dev/perf.py's
-alternating blocks, 7 processes each way: median 0.930 of a bare loop against 0.913).
+A system is built from the run's config (``RunConfig.to_dict()``), which ``save_hyperparameters`` puts into every
+checkpoint, so ``load_from_checkpoint(path)`` needs no other input. It never looks at task or architecture
+names: the task says which outputs to read, the loss and the metric; the core says how its parameters group
+into layers. Metric keys are ``split/name``: ``train/loss``, ``val/mse``, ``val/mse_best``, ``test/acc``; the
+pre-clip gradient norms go under ``grad/`` (``grad/total`` and one per layer) every step.
 
-Truncated BPTT (tasks that declare ``truncation``, e.g. charlm): Lightning 2 dropped it, so the system does as
-Lightning's TBPTT page does, with the fixes that page needs: the batch is cut into k-step chunks with
-``split(k)`` (not ``tensor_split``, which makes k chunks), the carried state is detached whether it is a
-tensor or an LSTM's (h, c) tuple, and the pre-clip gradient norm is measured per chunk *before* clipping (in
-manual optimization ``on_before_optimizer_step`` runs after it). One optimizer step per chunk, so
-``trainer.global_step``, ``train.max_steps``, ``train.val_every``, the diagnostics cadence and the step of
-every logged row all count optimizer updates (chunks), never batches. Tasks that declare ``carries_state``
-read consecutive batches of parallel streams: the state goes from one batch to the next, per split, and is
-reset at each epoch's start.
+Lightning owns the loop. Automatic optimization wherever a task has no truncation: ``training_step`` returns the
+loss, the Trainer clips (``gradient_clip_val``, norm), and ``on_before_optimizer_step`` measures the gradient
+norms before clipping with ``lightning.pytorch.utilities.grad_norm``.
 
-Per-step scalars (``train/loss`` and ``grad/*``) go to the loggers as one row per optimizer step, straight
-through ``logger.log_metrics``: ``self.log`` costs about a millisecond per call on CPU (its result collection),
-which is 10-20 % of a small RNN's step. Epoch-level metrics (val, test) use ``self.log`` as usual.
-A logger with an ``every_n_steps`` attribute receives every n-th row only (the W&B mirror, see bench/run/mirror.py).
+Truncated BPTT (tasks that declare ``truncation``, e.g. charlm) uses manual optimization, as Lightning's TBPTT
+page does, with the fixes that page needs: the batch is cut into k-step chunks with ``split(k)`` (not
+``tensor_split``, which makes k chunks), the carried state is detached whether it is a tensor or an LSTM's
+(h, c) tuple, and the norms are measured per chunk *before* ``clip_gradients`` (in manual optimization
+``on_before_optimizer_step`` runs inside ``opt.step()``, after clipping). One optimizer step per chunk, so
+``trainer.global_step``, ``train.max_steps``, ``train.val_every`` and the diagnostics cadence count chunks;
+``self.log`` keeps one row per batch, the last chunk's, while the record's gradient history keeps every chunk.
+Tasks that declare ``carries_state`` read consecutive batches of parallel streams: the state goes from one
+batch to the next, per split, and is reset at each epoch's start.
 
-A single-device run gives Lightning several of the task's batches per Lightning batch (a ``Group``,
-bench/run/groups.py): Lightning's per-batch work, 3-8 % of a small RNN's step on CPU, is paid once a group, and
-every update, validation, probe and logged row stays where it was.
+Every row carries ``step`` = the optimizer step it belongs to (Lightning would otherwise put epoch-level rows at
+its count of batches), so train, validation, probe and test rows line up on one axis.
+
+A checkpoint also holds what the record is made of besides the weights (best validation value, gradient history,
+a carried state), so a run resumed from ``last.ckpt`` ends with the record an uninterrupted run writes.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
 
 import lightning as L
 import torch
-import torchmetrics
+from lightning.pytorch.utilities import grad_norm
 from torch import nn
 
 import architectures
@@ -51,12 +50,11 @@ from tasks import Task
 from tasks.composed import ComposedTask
 
 from ..diag import flow
-from .config import OptimConfig, RunConfig
-from .groups import Group
-from .models import KINDS, Kind
+from .config import RunConfig, flatten, resolve
+from .models import KINDS
 
 _LAYER = re.compile(r"_l(\d+)$")
-_PLAIN = frozenset({"_current_fx_name", "_train_loss", "_preclip_total"})
+_NORM_KEY = "grad_2.0_norm"  # grad_norm's key prefix for norm_type=2
 
 
 def detach_state(state: State | None) -> State | None:
@@ -75,86 +73,67 @@ def layer_of(param_name: str) -> str:
 
 
 class System(L.LightningModule):
-    """What every system shares: one optimizer, pre-clip gradient norms per layer and step, metrics per split
-    with the best validation value, and divergence as a recorded stop. Subclasses own the model and ``_step``."""
+    """What every system shares: the run's config, its task, one optimizer (and schedule), pre-clip gradient norms
+    per layer and step, metrics per split with the best validation value, and divergence as a recorded stop.
+    Subclasses build the model and own ``_step``."""
 
-    def __init__(self, task: Task, metric: Callable[[], torchmetrics.Metric], extras: Callable[[], dict],
-                 optim: OptimConfig | None = None):
+    def __init__(self, config: dict):
         super().__init__()
-        self.task = task
-        self.optim = optim if optim is not None else OptimConfig()
-        self.metrics = nn.ModuleDict({split: metric() for split in ("val", "test")})
-        self.extra_metrics = nn.ModuleDict({split: nn.ModuleDict(extras()) for split in ("val", "test")})
-        self.key = task.metric_name
+        self.save_hyperparameters()  # the config alone rebuilds the system: load_from_checkpoint(path)
+        self.cfg: RunConfig = resolve(flatten(config), check_machine=False)
+        self.task: Task = tasks.get(self.cfg.task_name)(self.cfg.task)
+        self.optim = self.cfg.optim
+        self.key = self.task.metric_name
+        self.metrics = nn.ModuleDict({split: self.task.make_metric() for split in ("val", "test")})
+        self.extra_metrics = nn.ModuleDict({split: nn.ModuleDict(self.task.make_extra_metrics())
+                                            for split in ("val", "test")})
         self.best: float | None = None
         self.last: dict[str, float] = {}  # latest computed metric per split
         self.grad_history: list[float] = []  # pre-clip total norm per optimizer step
         self.divergence: dict | None = None
+        self.test_prefix = "test"  # "test_last" while the last model (not the best checkpoint) is tested
         self._train_loss: float | None = None
-        self._layers: list[str] | None = None  # layer names, for per-layer grad norms
-        self._layer_index: list[int] | None = None  # parameter -> its layer's index in _layers
-        self._preclip_total: torch.Tensor | None = None  # this step's pre-clip total norm, reused for clipping
-        self._params: list[nn.Parameter] | None = None  # every parameter, in named_parameters order
-        self.automatic_optimization = False  # see the module docstring
+        self.truncation: int | None = self.task.truncation
+        self.automatic_optimization = self.truncation is None
 
-    def __setattr__(self, name: str, value) -> None:
-        # Lightning names the running hook on the module around every hook call (~46 times a step), and this
-        # system keeps two per-step values: plain attributes, never parameters, buffers or modules, so
-        # nn.Module's checks (2 us a call, 1 % of a small RNN's step) are skipped for them.
-        if name in _PLAIN:
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, *args, **kwargs):
+        """Lightning's ``load_from_checkpoint``; on ``System`` itself, the subclass the checkpoint's config needs."""
+        if cls is System:
+            hparams = torch.load(checkpoint_path, map_location="cpu", weights_only=True)["hyper_parameters"]
+            cls = system_class(hparams["config"]["task"]["name"])
+        return super(System, cls).load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     def _step(self, batch, split: str) -> torch.Tensor:
         raise NotImplementedError
 
     def training_step(self, batch, batch_idx):
-        if not isinstance(batch, Group):
-            self._train_on(batch)
-            return
-        # several of the task's batches (bench/run/groups.py), pulled from its DataLoader one at a time
-        for one in batch:
-            if not self._train_on(self._to_device(one)):
-                return
-
-    def _train_on(self, batch) -> bool:
-        """Train on one of the task's batches; False if the run stopped (diverged)."""
-        return self._update(batch)
-
-    def start_train_epoch(self) -> None:
-        """A new epoch of the task's training data begins (Lightning's epoch, or a DataLoader epoch in groups)."""
-
-    def on_train_epoch_start(self):
-        self.start_train_epoch()
-
-    def _update(self, batch) -> bool:
-        """One optimizer step on ``batch``; False (nothing updated, the run stopped) if it diverged."""
+        if self.truncation is not None:
+            return self._train_truncated(batch)
         loss = self._step(batch, "train")
         if not math.isfinite(self._train_loss):
-            self._write_row({"train/loss": self._train_loss})
+            self._log_step({"train/loss": self._train_loss})
             self._diverge(f"non-finite loss {self._train_loss}")
-            return False
-        opt = self.optimizers()
-        opt.zero_grad()
-        self.manual_backward(loss)
-        self._measure_gradients()
-        if self.divergence is not None:
-            return False
-        self.configure_gradient_clipping(opt, self.optim.clip)
-        opt.step()
-        return True
+            return None  # Lightning skips backward and the optimizer step
+        return loss
 
-    def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
-        # Lightning's default walks the batch and calls .to(device) on every tensor, every step: 2 % of a small
-        # RNN's step on CPU, where a batch from the suite's loaders already is (on CPU .to returns the tensor).
-        if device.type == "cpu":
-            return batch
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
-
-    def _to_device(self, batch):
-        # a group's batches come from the task's DataLoader after Lightning's transfer hooks saw the group
-        return self.transfer_batch_to_device(batch, self.device, 0)
+    def _train_truncated(self, batch) -> None:
+        """One optimizer step per ``truncation``-step chunk; ``_step`` carries and detaches the state."""
+        opt, schedule = self.optimizers(), self.lr_schedulers()
+        for chunk in zip(*(t.split(self.truncation, dim=1) for t in batch), strict=True):
+            loss = self._step(chunk, "train")
+            if not math.isfinite(self._train_loss):
+                self._log_step({"train/loss": self._train_loss})
+                self._diverge(f"non-finite loss {self._train_loss}")
+                return
+            opt.zero_grad()
+            self.manual_backward(loss)
+            if not self._measure_gradients():
+                return
+            self.clip_gradients(opt, gradient_clip_val=self.optim.clip or None, gradient_clip_algorithm="norm")
+            opt.step()
+            if schedule is not None:
+                schedule.step()
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val")
@@ -165,69 +144,74 @@ class System(L.LightningModule):
     def configure_optimizers(self):
         o = self.optim
         cls = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop, "sgd": torch.optim.SGD}[o.name]
-        return cls(self.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        optimizer = cls(self.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        if o.schedule == "none":
+            return optimizer
+        if o.schedule == "cosine":  # from lr to 0 over the budget
+            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.cfg.train.max_steps)
+        else:
+            schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=o.step_every, gamma=o.gamma)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     # ---- hooks -----------------------------------------------------------------------------------------
+    def on_train_epoch_start(self):
+        self.start_train_epoch()
+
+    def start_train_epoch(self) -> None:
+        """A new epoch of the task's training data begins."""
+
+    def on_before_optimizer_step(self, optimizer):
+        if self.automatic_optimization:  # manual optimization measured before it clipped (_train_truncated)
+            self._measure_gradients()
+
     def on_validation_epoch_end(self):
-        # Lightning puts epoch-level rows at its count of batches; a logged "step" overrides that, so val rows
-        # sit at the optimizer step like every other row (they differ under truncated BPTT).
-        self.log("step", float(self.global_step))
         value = self._compute("val")
         better = self.best is None or (value < self.best if self.task.metric_mode == "min" else value > self.best)
         if math.isfinite(value) and better:
             self.best = value
         if self.best is not None:
             self.log(f"val/{self.key}_best", self.best)
+        self.log("step", float(self.global_step))
 
     def on_test_epoch_end(self):
-        self.log("step", float(self.global_step))
         self._compute("test")
+        self.log("step", float(self.global_step))
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["rnnbench"] = {"best": self.best, "last": dict(self.last), "grad_history": self.grad_history,
+                                  "divergence": self.divergence}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if self._trainer is not None and self.trainer.state.fn != "fit":
+            return  # testing a checkpoint's weights: this run's own history stays
+        state = checkpoint.get("rnnbench", {})
+        self.best, self.last = state.get("best"), dict(state.get("last", {}))
+        self.grad_history = list(state.get("grad_history", []))
+        self.divergence = state.get("divergence")
+
+    # ---- gradients -------------------------------------------------------------------------------------
     def _layer_name(self, param_name: str) -> str:
         return layer_of(param_name)
 
-    def _measure_gradients(self) -> None:
-        # Lightning's grad_norm utility gives per-parameter norms one op each; we want per-layer norms, so all
-        # parameter norms come from one fused kernel and are summed per layer. The parameters are listed once:
-        # walking the module tree for them (metrics included) three times a step cost 2 % of a small RNN's step.
-        if self._params is None:
-            named = list(self.named_parameters())
-            names = [self._layer_name(name) for name, _ in named]
-            self._layers = list(dict.fromkeys(names))
-            self._layer_index = [self._layers.index(n) for n in names]
-            self._params = [p for _, p in named]
-        grads = [p.grad for p in self._params]
-        present = [g for g in grads if g is not None]
-        filled = [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, self._params, strict=True)]
-        norms = torch.stack(torch._foreach_norm(filled))
-        if len(present) == len(grads) and len({(g.device, g.dtype) for g in grads}) == 1:
-            # get_total_norm's own arithmetic on the same per-parameter norms (one device and dtype: one group, in
-            # order), so clipping with it stays bit-identical to clip_grad_norm_, and the norms are taken once
-            self._preclip_total = torch.linalg.vector_norm(norms, 2.0)
-        else:
-            self._preclip_total = torch.nn.utils.get_total_norm(present)
-        # Per layer in float64, summed in parameter order: the same IEEE operations as index_add_ of the squares
-        # in a double tensor, without three torch ops a step. The root stays torch's: its vectorised sqrt is not
-        # always math.sqrt to the last bit.
-        squares = [0.0] * len(self._layers)
-        for layer, norm in zip(self._layer_index, norms.tolist(), strict=True):
-            squares[layer] += norm * norm
-        values = torch.tensor(squares, dtype=torch.float64).sqrt().tolist()
-        total = float(self._preclip_total)
+    def _measure_gradients(self) -> bool:
+        """Log the pre-clip gradient norms (total and per layer) of this step; False (and no update: the
+        gradients are dropped) if they are not finite, which ends the run as diverged."""
+        norms = grad_norm(self, norm_type=2)
+        total = float(norms.pop(f"{_NORM_KEY}_total"))
+        squares: dict[str, float] = {}
+        for key, norm in norms.items():
+            layer = self._layer_name(key.removeprefix(f"{_NORM_KEY}/"))
+            squares[layer] = squares.get(layer, 0.0) + float(norm) ** 2
         row = {"train/loss": self._train_loss, "grad/total": total}
-        row.update({f"grad/{k}": v for k, v in zip(self._layers, values, strict=True)})
-        self._write_row(row)
+        row.update({f"grad/{layer}": math.sqrt(s) for layer, s in squares.items()})
+        self._log_step(row)
         if math.isfinite(total):
             self.grad_history.append(total)
-        else:
-            self._diverge(f"non-finite gradient norm {total}")
-
-    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
-        # Lightning's "norm" clipping is clip_grad_norm_, i.e. get_total_norm + clip_grads_with_norm_: the same
-        # two calls here, with the total already measured with the per-layer norms.
-        if gradient_clip_val:
-            params = self._params if self._params is not None else list(self.parameters())
-            torch.nn.utils.clip_grads_with_norm_(params, gradient_clip_val, self._preclip_total)
+            return True
+        self._diverge(f"non-finite gradient norm {total}")
+        for p in self.parameters():
+            p.grad = None  # the optimizer then leaves every parameter (and its own state) as it was
+        return False
 
     # ---- diagnostics (bench/diag/callback.py) ------------------------------------------------------------
     @property
@@ -246,24 +230,22 @@ class System(L.LightningModule):
         return None
 
     # ---- helpers -----------------------------------------------------------------------------------------
-    def _write_row(self, row: dict) -> None:
-        # A logger may thin per-step rows (the W&B mirror does); the CSV beside the record keeps every step.
-        for logger in self.loggers:
-            if self.global_step % getattr(logger, "every_n_steps", 1) == 0:
-                logger.log_metrics(row, step=self.global_step)
+    def _log_step(self, row: dict) -> None:
+        self.log_dict({**row, "step": float(self.global_step)}, on_step=True, on_epoch=False)
 
     def _compute(self, split: str) -> float:
+        name = self.test_prefix if split == "test" else split
         metric = self.metrics[split]
         value = float(metric.compute())
         metric.reset()
-        self.last[split] = value
-        self.log(f"{split}/{self.key}", value)
-        for name, extra in self.extra_metrics[split].items():
+        self.last[name] = value
+        self.log(f"{name}/{self.key}", value)
+        for extra_name, extra in self.extra_metrics[split].items():
             if not extra.update_called:  # e.g. an attention metric of a model without attention
                 continue
-            self.last[f"{split}/{name}"] = float(extra.compute())
+            self.last[f"{name}/{extra_name}"] = float(extra.compute())
             extra.reset()
-            self.log(f"{split}/{name}", self.last[f"{split}/{name}"])
+            self.log(f"{name}/{extra_name}", self.last[f"{name}/{extra_name}"])
         return value
 
     def _diverge(self, reason: str) -> None:
@@ -276,11 +258,10 @@ class System(L.LightningModule):
 class SequenceSystem(System):
     """A recurrent core and a linear head over a task's (B, T, D) inputs."""
 
-    def __init__(self, core: RecurrentCore, task: Task, optim: OptimConfig | None = None):
-        super().__init__(task, task.make_metric, task.make_extra_metrics, optim)
-        self.core = core
-        self.head = nn.Linear(task.readout_size(core.output_size), task.output_size)
-        self.truncation = task.truncation
+    def __init__(self, config: dict):
+        super().__init__(config)
+        self.core = architectures.build(self.cfg.arch_name, self.task.input_size, self.cfg.arch)
+        self.head = nn.Linear(self.task.readout_size(self.core.output_size), self.task.output_size)
         self._carried: dict[str, State | None] = {"train": None, "val": None, "test": None}
 
     def forward(self, x: torch.Tensor, state=None):
@@ -300,17 +281,8 @@ class SequenceSystem(System):
             self.task.metric_update(self.metrics[split], pred, target)
             for metric in self.extra_metrics[split].values():
                 metric.update(pred, target)
-            self.log(f"{split}/loss", loss, on_step=False, on_epoch=True)
+            self.log(f"{self.test_prefix if split == 'test' else split}/loss", loss, on_step=False, on_epoch=True)
         return loss
-
-    def _train_on(self, batch) -> bool:
-        if self.truncation is None:
-            return self._update(batch)
-        # one optimizer step per truncation-step chunk; _step carries and detaches the state to the next chunk
-        for chunk in zip(*(t.split(self.truncation, dim=1) for t in batch), strict=True):
-            if not self._update(chunk):
-                return False
-        return True
 
     def start_train_epoch(self):
         self._carried["train"] = None
@@ -320,6 +292,15 @@ class SequenceSystem(System):
 
     def on_test_epoch_start(self):
         self._carried["test"] = None
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["rnnbench"]["carried"] = self._carried["train"]  # a carries_state task's stream, mid-epoch
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        if self._trainer is None or self.trainer.state.fn == "fit":
+            self._carried["train"] = checkpoint.get("rnnbench", {}).get("carried")
 
     @property
     def probed(self) -> nn.Module:
@@ -340,10 +321,12 @@ class ComposedSystem(System):
     task that names it. Decoders train with teacher forcing and are scored on what they decode (greedy, or beam
     search with ``model.beam`` > 1); the teacher-forced loss is logged on every split."""
 
-    def __init__(self, net: nn.Module, kind: Kind, options, task: ComposedTask, optim: OptimConfig | None = None):
-        super().__init__(task, task.make_metric, task.make_extra_metrics, optim)
-        self.model, self.kind, self.options = net, kind, options
-        self.max_len = task.sizes().get("max_len", 0)  # decoding's step limit, read once (sizes scan the data)
+    def __init__(self, config: dict):
+        super().__init__(config)
+        self.kind, self.options = KINDS[self.task.model], self.cfg.model
+        self.task.setup()  # the model's sizes (vocabularies) come from the data
+        self.model = self.kind.build(self.task, self.cfg.arch_name, self.cfg.arch, self.options)
+        self.max_len = self.task.sizes().get("max_len", 0)  # decoding's step limit, read once (sizes scan the data)
 
     def _step(self, batch, split: str) -> torch.Tensor:
         loss, scored, _ = self.kind.forward(self.model, batch)
@@ -352,7 +335,8 @@ class ComposedSystem(System):
         else:
             scored.tokens = self.kind.decode(self.model, batch, self.options, self.max_len)
             self.task.score({self.key: self.metrics[split], **self.extra_metrics[split]}, scored, batch)
-            self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, batch_size=_rows(batch))
+            self.log(f"{self.test_prefix if split == 'test' else split}/loss", loss, on_step=False, on_epoch=True,
+                     batch_size=_rows(batch))
         return loss
 
     def _layer_name(self, param_name: str) -> str:
@@ -390,13 +374,12 @@ def _rows(batch: dict) -> int:
     return len(next(iter(batch.values())))
 
 
+def system_class(task_name: str) -> type[System]:
+    """The system a task trains with: a composed model for a task that names one, else a core and a head."""
+    return ComposedSystem if issubclass(tasks.get(task_name), ComposedTask) else SequenceSystem
+
+
 def build(cfg: RunConfig) -> tuple[Task, System]:
     """The task and the system ``cfg`` describes, freshly initialised (seed first for the same weights)."""
-    task = tasks.get(cfg.task_name)(cfg.task)
-    if isinstance(task, ComposedTask):
-        kind = KINDS[task.model]
-        task.setup()  # the model's sizes (vocabularies) come from the data
-        net = kind.build(task, cfg.arch_name, cfg.arch, cfg.model)
-        return task, ComposedSystem(net, kind, cfg.model, task, cfg.optim)
-    core = architectures.build(cfg.arch_name, task.input_size, cfg.arch)
-    return task, SequenceSystem(core, task, cfg.optim)
+    system = system_class(cfg.task_name)(cfg.to_dict())
+    return system.task, system

@@ -3,121 +3,124 @@
     rnnbench run --task adding --arch lstm --seed 0
 
 The record ``<out>/runs/<task>__<arch>__s<seed>__<id>.json`` is the truth; per-step metrics sit beside it as
-``.metrics.csv`` (layout: bench/store.py); W&B mirrors the run (offline unless logged in; bench/run/mirror.py). A NaN/Inf loss or gradient ends the run
-as ``diverged``; an exception ends it as ``failed``; either way the caller gets a record and carries on.
+``.metrics.csv`` (Lightning's ``CSVLogger``; layout: bench/store.py); W&B mirrors the run (Lightning's
+``WandbLogger``, offline unless logged in; bench/run/mirror.py). A NaN/Inf loss or gradient ends the run as
+``diverged``; an exception ends it as ``failed``; either way the caller gets a record and carries on.
+
+Lightning's ``ModelCheckpoint`` keeps the best validation checkpoint (the task's metric and direction) and the
+last one in ``<out>/checkpoints/<name>__<id>/`` (git-ignored), with the per-step log while the run trains. A run
+that finds a ``last.ckpt`` there and no record resumes from it: the loop, the optimizer, the data order
+(bench/run/resumable.py), the RNG and the log, so it ends with the record an uninterrupted run writes. The test
+metric is measured twice: on the last model (``test_last/*``) and on the best validation checkpoint (``test/*``,
+what the record's ``metric.test`` holds).
 """
 
 from __future__ import annotations
 
 import csv
-import ctypes
 import logging
 import os
 import pickle
-import platform
+import shutil
 import statistics
-import tempfile
 import time
 import traceback
 import warnings
+import zipfile
 from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-import tasks
 from tasks import Task
 
 from ..diag.callback import GradientDiagnostics
 from ..store import Store, atomic
-from . import checkpoint, records
+from . import records
 from .config import RunConfig
-from .groups import UpdateGroups, group_size
-from .mirror import close, flush, make_loggers, wandb_id, wandb_mode
+from .mirror import close, make_loggers, wandb_id, wandb_mode
+from .resumable import ResumableLoader
 from .system import System, build
 
 
-def no_gpu_no_nvml() -> None:
-    """Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 (a CUDA check that cannot poison a fork), which makes
-    every ``optimizer.step`` try to load NVML again on a machine without a GPU: 0.1-0.2 ms a step, 1-2 % of a
-    small RNN's. Where NVML finds no GPU this process will not use one, so torch's own check (a cached failure)
-    is as safe and costs a microsecond."""
-    if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == "1" and torch.cuda.device_count() == 0:
-        os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "0"
-
-
-def keep_heap() -> None:
-    """Keep freed heap memory in this process for the next training step (glibc; elsewhere a no-op).
-
-    A training step frees and reallocates the same few MB of tensors. glibc's defaults gave a run of the suite's
-    LSTM 7 to 241 page faults a step (separate runs, same config; a bare loop on its own ~0), each a fresh page
-    from the kernel at about 3 us on this VM: up to 0.7 ms, 7 % of a step. They came from trimming the heap's
-    top and from mmap-ing large tensors afresh. Both thresholds set (``M_TRIM_THRESHOLD`` alone turns off the
-    adaptive mmap threshold and made it 5,400 faults a step): 9.3 faults a step in every run, the rest Python's
-    own arenas. The process then holds its peak heap, which a training loop reaches every step anyway."""
-    global _heap_kept
-    if _heap_kept or platform.libc_ver()[0] != "glibc":
-        return
-    libc = ctypes.CDLL(None)
-    libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)  # the cap of glibc's own adaptive threshold on 64-bit
-    libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
-    _heap_kept = True
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # malloc.h
-_heap_kept = False
-
-
-def group_of(cfg: RunConfig) -> int:
-    """The task's batches per Lightning batch (bench/run/groups.py): 1 for a multi-device or DDP run, whose
-    distributed sampler Lightning puts into the task's DataLoader itself."""
-    if cfg.train.devices > 1 or cfg.train.strategy != "auto":
-        return 1
-    per_batch = tasks.get(cfg.task_name).updates_per_batch(cfg.task)
-    return group_size(cfg.train.val_every, cfg.train.max_steps, cfg.train.diag_cadence if cfg.train.diag else None,
-                      per_batch)
-
-
-def fit(trainer: L.Trainer, system: System, task: Task, cfg: RunConfig, group: int | None = None) -> None:
-    """``trainer.fit`` on ``task``: ``group`` (default ``group_of(cfg)``) of its batches per Lightning batch, in
-    ``UpdateGroups``, or the task itself as the datamodule where that is 1. ``trainer_for(cfg, ..., group)``
-    made ``trainer``."""
-    keep_heap()
-    group = group_of(cfg) if group is None else group
-    if group == 1:
-        trainer.fit(system, datamodule=task)
-        return
-    task.prepare_data()  # what Lightning does with a datamodule (one process: rank 0), then its setup
-    task.setup("fit")
-    batches = cfg.train.max_steps // tasks.get(cfg.task_name).updates_per_batch(cfg.task)
-    groups = UpdateGroups(task.train_dataloader, group, batches, system.start_train_epoch)
-    trainer.fit(system, train_dataloaders=groups, val_dataloaders=task.val_dataloader())
-
-
-def trainer_for(cfg: RunConfig, loggers, progress: bool = False, callbacks=(), group: int | None = None) -> L.Trainer:
-    no_gpu_no_nvml()
-    task = tasks.get(cfg.task_name)
-    # max_steps counts optimizer steps; Lightning's val_check_interval counts Lightning batches: several steps
-    # each under truncated BPTT (config.validate makes val_every a multiple) and in groups (bench/run/groups.py,
-    # whose size divides it). The systems clip (manual optimization).
-    per_batch = task.updates_per_batch(cfg.task) * (group_of(cfg) if group is None else group)
-    if min(cfg.train.val_every, cfg.train.max_steps) % per_batch:
-        raise ValueError(f"a group of {per_batch} updates does not divide the validation cadence "
-                         f"{min(cfg.train.val_every, cfg.train.max_steps)}: validation would move (group_of divides it)")
+def trainer_for(cfg: RunConfig, task: Task, loggers, progress: bool = False, callbacks=()) -> L.Trainer:
+    # max_steps counts optimizer steps; Lightning's val_check_interval counts batches: several steps each under
+    # truncated BPTT (config.validate makes val_every a multiple of them).
+    per_batch = type(task).updates_per_batch(cfg.task)
     if cfg.train.devices > 1:
         # Spawned DDP processes otherwise take cpu_count // devices torch threads each (Lightning's default),
         # not the run's count, which the record states and bit-reproducibility depends on.
         os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
+    clip = cfg.optim.clip or None
     return L.Trainer(
         accelerator=cfg.train.accelerator, devices=cfg.train.devices, strategy=cfg.train.strategy,
         max_steps=cfg.train.max_steps, max_epochs=-1,
         val_check_interval=min(cfg.train.val_every, cfg.train.max_steps) // per_batch, check_val_every_n_epoch=None,
         num_sanity_val_steps=0, log_every_n_steps=1, deterministic=True, logger=loggers,
-        enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=progress,
-        callbacks=list(callbacks),
+        # manual optimization (truncated BPTT) clips in the system: Lightning refuses a Trainer-level clip there
+        gradient_clip_val=None if task.truncation else clip, gradient_clip_algorithm="norm",
+        enable_model_summary=False, enable_progress_bar=progress, callbacks=list(callbacks),
     )
+
+
+def checkpointing(task: Task, folder: Path) -> ModelCheckpoint:
+    """The best validation checkpoint (``best.ckpt``, by the task's metric and direction) and ``last.ckpt``,
+    both written at every validation."""
+    return ModelCheckpoint(dirpath=folder, filename="best", monitor=f"val/{task.metric_name}", mode=task.metric_mode,
+                           save_top_k=1, save_last=True, auto_insert_metric_name=False, enable_version_counter=False)
+
+
+def stoppers(cfg: RunConfig, task: Task) -> list[EarlyStopping]:
+    """``train.patience`` and ``train.stop_when_solved`` as Lightning's EarlyStopping, checked at validations."""
+    monitor, mode = f"val/{task.metric_name}", task.metric_mode
+    out = []
+    if cfg.train.patience:
+        out.append(EarlyStopping(monitor, mode=mode, patience=cfg.train.patience, check_on_train_epoch_end=False))
+    if cfg.train.stop_when_solved:  # the threshold alone: patience can never run out
+        out.append(EarlyStopping(monitor, mode=mode, stopping_threshold=task.solved_threshold,
+                                 patience=cfg.train.max_steps + 1, check_finite=False, check_on_train_epoch_end=False))
+    return out
+
+
+class LogAtCheckpoint(L.Callback):
+    """Writes the CSV log's buffered rows with every checkpoint and notes the log's length in it, so a resumed
+    run cuts the rows logged after its checkpoint (they are logged again) and appends to the rest."""
+
+    def __init__(self, logger: CSVLogger):
+        self.logger = logger
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        self.logger.save()
+        path = Path(self.logger.experiment.metrics_file_path)
+        checkpoint["rnnbench_log_bytes"] = path.stat().st_size if path.is_file() else 0
+
+
+def resumable(path: Path) -> Path | None:
+    """``path`` if it is a checkpoint a run can resume from (a complete zip archive, as torch.save writes)."""
+    return path if path.is_file() and zipfile.is_zipfile(path) else None
+
+
+def continue_log(logger: CSVLogger, kept: bytes) -> None:
+    """Start ``logger``'s file with ``kept`` (the rows a resumed run's checkpoint had), header included."""
+    writer = logger.experiment  # Lightning's writer deletes an earlier file as it starts: write after it
+    Path(writer.metrics_file_path).write_bytes(kept)
+    header = kept.split(b"\n", 1)[0].decode()
+    writer.metrics_keys = next(csv.reader([header]), []) if header else []
+
+
+def fit(trainer: L.Trainer, system: System, task: Task, cfg: RunConfig, ckpt_path: Path | None = None) -> None:
+    """``trainer.fit`` on ``task``, from ``ckpt_path`` if given. A single-device run trains on the task's loader
+    made resumable mid-epoch; a multi-device one hands Lightning the datamodule (its sampler goes in the loader)."""
+    if cfg.train.devices > 1:
+        trainer.fit(system, datamodule=task, ckpt_path=ckpt_path)
+        return
+    task.prepare_data()  # what Lightning does with a datamodule (one process: rank 0), then its setup
+    task.setup("fit")
+    trainer.fit(system, train_dataloaders=ResumableLoader(task.train_dataloader()),
+                val_dataloaders=task.val_dataloader(), ckpt_path=ckpt_path)
 
 
 class RankZeroHandback(L.Callback):
@@ -173,14 +176,14 @@ def quiet() -> None:
     warnings.filterwarnings("ignore", message=".*Checkpoint directory.*")
     warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    # the systems' own transfer_batch_to_device (a CPU fast path) is meant to win over the datamodule's default
-    warnings.filterwarnings("ignore", message=".*overridden `transfer_batch_to_device`.*")
+    # a resumed run's log folder holds the rows it keeps (continue_log writes them back after the writer starts)
+    warnings.filterwarnings("ignore", message=".*Experiment logs directory.*")
 
 
 def train(cfg: RunConfig, out: Store | str | Path, wandb: str = "auto", progress: bool = False,
           callbacks: tuple[L.Callback, ...] = ()) -> dict:
-    """Run ``cfg`` to completion, write its record into the results store ``out`` and return the record.
-    ``callbacks`` join the run's own (benchmarks measure through them)."""
+    """Run ``cfg`` to completion (resuming its ``last.ckpt`` if an earlier attempt left one), write its record into
+    the results store ``out`` and return the record. ``callbacks`` join the run's own."""
     quiet()
     store = out if isinstance(out, Store) else Store(out)
     provenance = records.provenance()
@@ -188,49 +191,84 @@ def train(cfg: RunConfig, out: Store | str | Path, wandb: str = "auto", progress
     rank_zero = rank_zero_only.rank == 0
     mode = wandb_mode(wandb) if rank_zero else "disabled"
     started, cpu_started = time.time(), time.process_time()
+    folder = store.checkpoint_dir(cfg.name, cfg.run_id)
+    # a record means the run finished: rerunning it trains afresh
+    resume = None if store.record_path(cfg.name, cfg.run_id).is_file() else resumable(folder / "last.ckpt")
+    kept = _kept_log(resume) if resume else b""
+    if resume is None and rank_zero:
+        shutil.rmtree(folder, ignore_errors=True)  # what an earlier attempt left, from before its first checkpoint
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     task, system = build(cfg)
     params = sum(p.numel() for p in system.parameters())
-    status, error, test_value, steps = "ok", None, None, 0
-    with tempfile.TemporaryDirectory(prefix="rnnbench-") as tmp:
-        loggers = make_loggers(cfg, tmp, mode, provenance)
-        diag = GradientDiagnostics(cfg.train.diag_cadence) if cfg.train.diag else None
-        handback = RankZeroHandback(Path(tmp) / "rank0.pkl", diag)
-        trainer = trainer_for(cfg, loggers, progress, callbacks=[c for c in (diag, handback, *callbacks) if c])
-        try:
-            fit(trainer, system, task, cfg)
-            steps = handback.restore(trainer, system)
-            if system.divergence is None:
-                trainer.test(system, datamodule=task, verbose=False)
-                handback.restore(trainer, system)
-                test_value = system.last["test"]
-            else:
-                status, steps = "diverged", system.divergence["step"]
-            flush(loggers)  # the W&B rows still queued: a failed send fails the run, as it would have inline
-        except Exception as exc:  # a failed run is data too: record it and let the sweep carry on
-            status, error = "failed", "".join(traceback.format_exception_only(exc)).strip()
-            traceback.print_exc()
-        finally:
-            close(loggers, "success" if status == "ok" else status)
-        ckpt = checkpoint.save(system, cfg, store) if status != "failed" and rank_zero else None
-        metrics_src, metrics_dest = Path(tmp) / "metrics.csv", store.metrics_path(cfg.name, cfg.run_id)
-        record = records.make(
-            cfg, task, status=status, error=error, divergence=system.divergence, steps=steps, params=params,
-            test=test_value, val_last=system.last.get("val"),
-            val_best=system.best, grad_norm=_summary(system.grad_history), wall_time_s=time.time() - started,
-            # spawned DDP ranks train in other processes: their CPU time is not ours to report
-            cpu_time_s=time.process_time() - cpu_started if cfg.train.devices == 1 else None,
-            provenance=provenance, wandb_mode=mode, accelerator=str(trainer.accelerator.__class__.__name__),
-            wandb_id=wandb_id(loggers), metrics_file=metrics_dest.name if metrics_src.exists() else None,
-            checkpoint=str(ckpt.relative_to(store.root)) if ckpt else None,
-            extra={k: v for k, v in system.last.items() if "/" in k},
-            diagnostics=diag.summary(system.grad_history, cfg.optim.clip, status == "diverged") if diag else None,
-        )
-        if metrics_src.exists() and rank_zero:
-            store.copy_in(metrics_src, metrics_dest)
+    status, error, steps, tests, stopped = "ok", None, 0, {}, None
+    loggers = make_loggers(cfg, folder, mode, provenance)
+    continue_log(loggers[0], kept)
+    diag = GradientDiagnostics(cfg.train.diag_cadence) if cfg.train.diag else None
+    handback = RankZeroHandback(folder / "rank0.pkl", diag)
+    saver, stops = checkpointing(task, folder), stoppers(cfg, task)
+    trainer = trainer_for(cfg, task, loggers, progress, callbacks=[
+        c for c in (diag, handback, saver, LogAtCheckpoint(loggers[0]), *stops, *callbacks) if c])
+    try:
+        fit(trainer, system, task, cfg, resume)
+        steps = handback.restore(trainer, system)
+        stopped = next(({"step": steps, "reason": s.stopping_reason_message} for s in stops
+                        if s.stopping_reason_message), None)
+        if system.divergence is None:
+            tests = test(trainer, system, task, saver, handback)
+        else:
+            status, steps = "diverged", system.divergence["step"]
+    except Exception as exc:  # a failed run is data too: record it and let the sweep carry on
+        status, error = "failed", "".join(traceback.format_exception_only(exc)).strip()
+        traceback.print_exc()
+    finally:
+        close(loggers, "success" if status == "ok" else status)
+    metrics_src, metrics_dest = Path(loggers[0].experiment.metrics_file_path), store.metrics_path(cfg.name, cfg.run_id)
+    best, last = Path(saver.best_model_path) if saver.best_model_path else None, folder / "last.ckpt"
+    record = records.make(
+        cfg, task, status=status, error=error, divergence=system.divergence, steps=steps, params=params,
+        test=tests.get("test"), test_last=tests.get("test_last"), test_from=tests.get("from"), val_last=system.last.get("val"),
+        val_best=system.best, grad_norm=_summary(system.grad_history), wall_time_s=time.time() - started,
+        # spawned DDP ranks train in other processes: their CPU time is not ours to report
+        cpu_time_s=time.process_time() - cpu_started if cfg.train.devices == 1 else None,
+        provenance=provenance, wandb_mode=mode, accelerator=str(trainer.accelerator.__class__.__name__),
+        wandb_id=wandb_id(loggers), metrics_file=metrics_dest.name if metrics_src.exists() else None,
+        checkpoint=_relative(best if best and best.is_file() else last, store),
+        checkpoint_last=_relative(last, store), stopped=stopped,
+        resumed_from=int(torch.load(resume, map_location="cpu", weights_only=True)["global_step"]) if resume else None,
+        extra={k: v for k, v in system.last.items() if "/" in k},
+        diagnostics=diag.summary(system.grad_history, cfg.optim.clip, status == "diverged") if diag else None,
+    )
     if rank_zero:
+        if metrics_src.exists():
+            store.copy_in(metrics_src, metrics_dest)
         store.write_record(record)
     return record
+
+
+def test(trainer: L.Trainer, system: System, task: Task, saver: ModelCheckpoint, handback) -> dict:
+    """The test metric of the last model (``test_last``), then of the best validation checkpoint (``test``; the
+    last model's where no validation gave one)."""
+    system.test_prefix = "test_last"
+    trainer.test(system, dataloaders=task.test_dataloader(), verbose=False)
+    handback.restore(trainer, system)
+    out = {"test_last": system.last["test_last"]}
+    system.test_prefix = "test"
+    if saver.best_model_path:
+        trainer.test(system, dataloaders=task.test_dataloader(), ckpt_path=saver.best_model_path, verbose=False)
+        handback.restore(trainer, system)
+        return {**out, "test": system.last["test"], "from": "best"}
+    return {**out, "test": out["test_last"], "from": "last"}
+
+
+def _kept_log(checkpoint: Path) -> bytes:
+    """The per-step log's rows up to ``checkpoint`` (what a resumed run appends to)."""
+    size = torch.load(checkpoint, map_location="cpu", weights_only=True).get("rnnbench_log_bytes", 0)
+    log = checkpoint.parent / "log" / "metrics.csv"
+    return log.read_bytes()[:size] if size and log.is_file() else b""
+
+
+def _relative(path: Path | None, store: Store) -> str | None:
+    return str(path.relative_to(store.root)) if path is not None and path.is_file() else None
 
 
 def _summary(history: list[float]) -> dict:
