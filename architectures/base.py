@@ -1,12 +1,22 @@
 """The recurrent-core contract shared by every architecture family (the registry is ``registry.py``).
 
-A core wraps one fused torch kernel (``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU``, cuDNN on GPU) and adds a
-step-by-step *reference* path that reads the very same parameters. The fused path trains fast; the reference
-path exposes every layer's hidden state h_t as its own autograd node, which is what per-timestep gradient
-diagnostics and hand-written variants need.
+A family is written once, as its step function ``cell`` (one step of one layer), and the base class runs it as
+a layer: stacked, bidirectional, over packed or right-padded sequences (each sequence's final state at its own
+length), with dropout between layers. Two paths read the very same parameters:
 
-    y, state = core(x, state)                       # x: (B, T, D) -> y: (B, T, H * directions)
+- the **fast path**, ``core(x, state)``: a fused torch kernel where the family has one (``fused_cls`` =
+  ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU``, cuDNN on GPU); a family without one (``fused_cls = None``, the generic
+  path: IndRNN, ...) runs its cell step by step here too;
+- the **reference path**, ``core.forward_reference(x, state, lengths)``: step by step through ``cell``, every
+  layer's hidden state h_t its own autograd node, which is what per-timestep gradient diagnostics need.
+
+    y, state = core(x, state)                       # x: (B, T, D) or a PackedSequence -> y: (B, T, H * directions)
     y, state, trace = core.forward_reference(x)     # trace.h[k][t]: (B, H), a graph node
+
+Parameters are named as torch's kernels name theirs on both paths (``rnn.weight_ih_l0``, ``rnn.weight_hh_l0``,
+``rnn.bias_ih_l0``, ``rnn.weight_hh_l0_reverse``, ...): ``layer_params``, checkpoints and the per-layer
+gradient norms (``layer_of`` in bench/run/system.py groups ``*_l<k>``) read every family alike. A generic cell
+declares its tensors in ``layer_shapes``; W_hh may be a vector u (a diagonal recurrence, h_{t-1} * u).
 
 State follows torch's layout: a tensor (L * directions, B, H), or for the LSTM a tuple (h, c) of such tensors.
 
@@ -20,15 +30,16 @@ entry is an ordinary recurrence that diagnostics replay the same way, and entry 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .config import RECURRENT_INITS
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
-
 
 
 @dataclass
@@ -76,14 +87,39 @@ def reversal(lengths: torch.Tensor, steps: int) -> torch.Tensor:
     return torch.where(t < n, n - 1 - t, t)
 
 
+def suffix(layer: int, direction: int) -> str:
+    """torch's name ending for one layer and direction: ``l1``, or ``l1_reverse``."""
+    return f"l{layer}{'_reverse' if direction else ''}"
+
+
+class CellWeights(nn.Module):
+    """The generic path's stand-in for the torch kernel's parameters: the tensors a cell declares, one set per
+    layer and direction, named as the kernel would name them (``weight_ih_l0``, ``weight_hh_l1_reverse``)."""
+
+    def __init__(self, shapes: dict[str, tuple[int, ...]], hidden_size: int):
+        super().__init__()
+        self.hidden_size = hidden_size
+        for name, shape in shapes.items():
+            self.register_parameter(name, nn.Parameter(torch.empty(shape)))
+        self.reset_parameters()  # as torch's kernels do on construction (the core draws again)
+
+    def reset_parameters(self) -> None:
+        """torch's RNN init, U(-1/sqrt(H), 1/sqrt(H)) for every tensor in the kernel's order: a generic twin
+        of a fused family draws the same numbers from the same seed."""
+        bound = 1 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+
 class RecurrentCore(nn.Module):
     """Base class: a stack of ``layers`` recurrent layers of width ``hidden_size``.
 
-    Subclasses set ``fused_cls`` (the torch module), ``gate_names`` (how W_hh splits into blocks, torch's
-    order) and implement ``cell`` (one step of one layer); ``reset_parameters`` applies their init options.
+    Subclasses implement ``cell`` (one step of one layer) and set ``gate_names`` (how W_hh splits into blocks,
+    torch's order) and ``fused_cls``: the torch module of the same equations, or None for the generic path,
+    whose tensors ``layer_shapes`` declares. ``reset_parameters`` applies their init options.
     """
 
-    fused_cls: type[nn.RNNBase]
+    fused_cls: type[nn.RNNBase] | None = None
     gate_names: tuple[str, ...] = ("",)
     has_cell_state = False
 
@@ -100,11 +136,25 @@ class RecurrentCore(nn.Module):
         self.input_size, self.hidden_size, self.layers, self.dropout = input_size, hidden_size, layers, dropout
         self.recurrent_init, self.init_scale = recurrent_init, init_scale
         self.directions = 2 if bidirectional else 1
-        self.rnn = self.fused_cls(
-            input_size, hidden_size, num_layers=layers, dropout=dropout if layers > 1 else 0.0,
-            batch_first=True, bidirectional=bidirectional, **fused_kwargs,
-        )
+        if self.fused_cls is None:  # fused_kwargs only repeat, for a kernel, options the cell reads itself
+            self.rnn = CellWeights(self._shapes(input_size), hidden_size)
+        else:
+            self.rnn = self.fused_cls(
+                input_size, hidden_size, num_layers=layers, dropout=dropout if layers > 1 else 0.0,
+                batch_first=True, bidirectional=bidirectional, **fused_kwargs,
+            )
         self.reset_parameters()
+
+    def layer_shapes(self, input_size: int) -> dict[str, tuple[int, ...]]:
+        """Generic path: the tensors of one layer and direction reading ``input_size`` features. By default
+        torch's four, with one (H, .) block per gate; a diagonal recurrence declares ``weight_hh`` as (H,)."""
+        g = len(self.gate_names) * self.hidden_size
+        return {"weight_ih": (g, input_size), "weight_hh": (g, self.hidden_size), "bias_ih": (g,), "bias_hh": (g,)}
+
+    def _shapes(self, input_size: int) -> dict[str, tuple[int, ...]]:
+        widths = [input_size] + [self.directions * self.hidden_size] * (self.layers - 1)
+        return {f"{name}_{suffix(layer, d)}": shape for layer, d in self.layers_and_directions()
+                for name, shape in self.layer_shapes(widths[layer]).items()}
 
     def reset_parameters(self) -> None:
         self.rnn.reset_parameters()
@@ -114,17 +164,37 @@ class RecurrentCore(nn.Module):
     def output_size(self) -> int:
         return self.directions * self.hidden_size
 
-    def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
-        """Fused path. x: (B, T, D) -> y: (B, T, H * directions), final state."""
-        return self.rnn(x, state)
+    def forward(self, x: torch.Tensor | PackedSequence, state: State | None = None
+                ) -> tuple[torch.Tensor | PackedSequence, State]:
+        """Fast path. x: (B, T, D) -> y: (B, T, H * directions), final state; a PackedSequence in gives one out,
+        and each sequence's final state at its own length, as torch's kernels do."""
+        if self.fused_cls is not None:
+            return self.rnn(x, state)
+        if isinstance(x, PackedSequence):
+            return self._packed(x, state)
+        y, state, _ = self.forward_reference(x, state)
+        return y, state
+
+    def _packed(self, x: PackedSequence, state: State | None) -> tuple[PackedSequence, State]:
+        """The generic path over a packed batch: unpacked to right-padded with lengths, run, packed again with
+        the input's batch order (states stay in the caller's order, as torch's kernels keep them)."""
+        padded, lengths = pad_packed_sequence(x, batch_first=True)
+        y, state, _ = self.forward_reference(padded, state, lengths.to(padded.device))
+        order = x.sorted_indices if x.sorted_indices is not None else torch.arange(len(lengths))
+        data = pack_padded_sequence(y[order], lengths[order.cpu()], batch_first=True).data
+        return x._replace(data=data), state
 
     # ---- reference path -------------------------------------------------------------------------------
-    def layer_params(self, layer: int, direction: int = 0) -> tuple[torch.Tensor, ...]:
-        """(W_ih, W_hh, b_ih, b_hh) of ``layer`` (``direction`` 1: its reverse half): the fused module's own
-        tensors, not copies."""
-        r, suffix = self.rnn, f"l{layer}{'_reverse' if direction else ''}"
-        return (getattr(r, f"weight_ih_{suffix}"), getattr(r, f"weight_hh_{suffix}"),
-                getattr(r, f"bias_ih_{suffix}"), getattr(r, f"bias_hh_{suffix}"))
+    def layer_params(self, layer: int, direction: int = 0) -> tuple[torch.Tensor | None, ...]:
+        """(W_ih, W_hh, b_ih, b_hh) of ``layer`` (``direction`` 1: its reverse half): the module's own tensors,
+        not copies; None for a tensor the cell does not have (IndRNN's one bias is b_ih)."""
+        r, end = self.rnn, suffix(layer, direction)
+        return tuple(getattr(r, f"{name}_{end}", None) for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+
+    def project(self, layer: int, x: torch.Tensor, direction: int = 0) -> torch.Tensor:
+        """x W_ih^T + b_ih of every step at once, (B, T, D_l) -> (B, T, G): the ``x_proj`` that ``cell`` reads."""
+        w_ih, _, b_ih, _ = self.layer_params(layer, direction)
+        return x @ w_ih.T if b_ih is None else x @ w_ih.T + b_ih
 
     def layers_and_directions(self) -> list[tuple[int, int]]:
         """Every (layer, direction) in torch's order, which is the trace's and the state's."""
@@ -145,7 +215,7 @@ class RecurrentCore(nn.Module):
 
     def forward_reference(self, x: torch.Tensor, state: State | None = None,
                           lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, State, Trace]:
-        """Step-by-step path with the fused path's parameters; every h_t is a separate graph node.
+        """Step-by-step path with the fast path's parameters; every h_t is a separate graph node.
 
         ``trace.inputs[k]`` keeps each entry's input sequence (B, T, D_l) so diagnostics can replay a step.
         ``lengths`` (B,), for right-padded x, is what packing the input does on the fused path: a reverse
@@ -153,7 +223,7 @@ class RecurrentCore(nn.Module):
         ``lengths`` steps (outputs at padded positions are computed but mean nothing).
 
         Between layers it applies dropout like the fused kernel, but with its own random mask: the two paths
-        agree exactly only with dropout 0 or in eval mode.
+        agree exactly only with dropout 0 or in eval mode (on the generic path they are one path).
         """
         batch, steps = x.shape[:2]
         state = self.initial_state(batch, x) if state is None else state
@@ -185,8 +255,7 @@ class RecurrentCore(nn.Module):
     def _run(self, layer: int, direction: int, seq: torch.Tensor, s: State, trace: Trace) -> State:
         """One layer in one direction over ``seq`` (B, T, D_l) from state ``s``; appends its steps to
         ``trace`` and returns the state after the last step."""
-        w_ih, _, b_ih, _ = self.layer_params(layer, direction)
-        x_proj = seq @ w_ih.T + b_ih
+        x_proj = self.project(layer, seq, direction)
         hs, cs = [], []
         for t in range(seq.shape[1]):
             s = self.cell(layer, x_proj[:, t], s, direction)
@@ -199,9 +268,10 @@ class RecurrentCore(nn.Module):
         return s
 
     # ---- introspection --------------------------------------------------------------------------------
-    def recurrent_weights(self) -> dict[str, torch.Tensor]:
-        """Each layer's W_hh, split into gate blocks: keys ``l{layer}`` or ``l{layer}.{gate}``
-        (``l{layer}r``... for a reverse direction)."""
+    def recurrent_blocks(self) -> dict[str, torch.Tensor]:
+        """Each layer's W_hh split into gate blocks, as views of the parameters (what ``init_recurrent`` writes
+        through): keys ``l{layer}`` or ``l{layer}.{gate}`` (``l{layer}r``... for a reverse direction). A block
+        is (H, H), or (H,) for a diagonal recurrence."""
         out = {}
         for layer, direction in self.layers_and_directions():
             w_hh = self.layer_params(layer, direction)[1]
@@ -211,15 +281,26 @@ class RecurrentCore(nn.Module):
                 out[f"{name}.{gate}" if gate else name] = block
         return out
 
+    def recurrent_weights(self) -> dict[str, torch.Tensor]:
+        """What each block multiplies h_{t-1} by, keyed as ``recurrent_blocks``: a matrix, or the vector u of
+        a diagonal recurrence, real or complex (the spectra read |u| and |eigenvalues|). The blocks themselves
+        by default; a cell whose recurrence is computed from them (a bounded u) returns what it computes."""
+        return self.recurrent_blocks()
+
     def init_recurrent(self, how: str, scale: float = 1.0) -> None:
-        """Re-initialise every W_hh block: ``default`` (torch), ``orthogonal`` or ``identity`` (times scale)."""
+        """Re-initialise every W_hh block: ``default`` (torch), ``orthogonal`` or ``identity`` (times scale).
+        A diagonal block u gets the diagonal of such a matrix: u_i = scale, or |u_i| = scale with a random sign
+        (a random phase if complex), the diagonal orthogonal (unitary) matrices."""
         if how == "default":
             return
+        if how not in ("identity", "orthogonal"):
+            raise ValueError(f"unknown recurrent_init {how!r}; valid: {', '.join(RECURRENT_INITS)}")
         with torch.no_grad():
-            for block in self.recurrent_weights().values():
-                if how == "identity":
+            for block in self.recurrent_blocks().values():
+                if block.dim() == 1:
+                    unit = torch.randn_like(block) if how == "orthogonal" else torch.ones_like(block)
+                    block.copy_(scale * unit / unit.abs())
+                elif how == "identity":
                     block.copy_(scale * torch.eye(self.hidden_size))
-                elif how == "orthogonal":
-                    nn.init.orthogonal_(block, gain=scale)
                 else:
-                    raise ValueError(f"unknown recurrent_init {how!r}; valid: {', '.join(RECURRENT_INITS)}")
+                    nn.init.orthogonal_(block, gain=scale)

@@ -74,12 +74,12 @@ def test_trace_states_are_graph_nodes(name):
 
 
 @pytest.mark.parametrize("name", ARCHS)
-def test_recurrent_weights_are_views_of_the_parameters(name):
+def test_recurrent_blocks_are_views_of_the_parameters(name):
     core = make(name, 2)
-    blocks = core.recurrent_weights()
+    blocks = core.recurrent_blocks()
     gates = len(core.gate_names)
-    assert len(blocks) == 2 * gates
-    assert all(b.shape == (6, 6) for b in blocks.values())
+    assert len(blocks) == 2 * gates and set(blocks) == set(core.recurrent_weights())
+    assert all(b.shape in ((6, 6), (6,)) for b in blocks.values())  # (6,): a diagonal recurrence's u
     first = next(iter(blocks.values()))
     with torch.no_grad():
         first.fill_(0.5)

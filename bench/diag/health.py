@@ -18,8 +18,7 @@ def unit_health(core, trace) -> dict:
             h = torch.stack(hs, dim=1)  # (B, T, H)
             out["saturation"][name] = float((h.abs() > 0.99).float().mean())
             out["dead_units"][name] = float((h == 0).all(dim=0).all(dim=0).float().mean())
-            w_ih, _, b_ih, _ = core.layer_params(layer, direction)
-            x_proj = trace.inputs[k] @ w_ih.T + b_ih  # (B, T, G)
+            x_proj = core.project(layer, trace.inputs[k], direction)  # (B, T, G)
             # Every step's previous state, stacked (B, T, H): all gates of the layer in one batched call.
             prev = [trace.state_before(k, t) for t in range(len(hs))]
             prev = (tuple(torch.stack([p[i] for p in prev], dim=1) for i in range(2))

@@ -1,5 +1,9 @@
 """Spectra: sigma_max and spectral radius of every W_hh block, and the recurrent Jacobian's spectral norm.
 
+A block is a matrix W (real or complex), or the vector u of a diagonal recurrence h_{t-1} -> u * h_{t-1}
+(IndRNN; a complex u for LRU-like cells): diag(u) has singular values and eigenvalue magnitudes both |u_i|,
+so sigma_max = radius = max_i |u_i|.
+
 The recurrent Jacobian is d s_t / d s_{t-1} of one layer's full state s (h, or (h, c) concatenated for the
 LSTM), evaluated on the probe batch through the core's own cell (one batched backward per layer).
 Its exact spectral norm (largest singular value) is taken for 4 sequences x 4 evenly spaced steps per probe
@@ -13,13 +17,19 @@ import torch
 
 
 def weight_spectra(core) -> dict[str, dict[str, float]]:
-    out = {}
     with torch.no_grad():
-        for name, w in core.recurrent_weights().items():
-            w = w.detach().double()
-            out[name] = {"sigma_max": float(torch.linalg.matrix_norm(w, ord=2)),
-                         "radius": float(torch.linalg.eigvals(w).abs().max())}
-    return out
+        return {name: spectrum(w) for name, w in core.recurrent_weights().items()}
+
+
+def spectrum(w: torch.Tensor) -> dict[str, float]:
+    """sigma_max and spectral radius of one block: a matrix, or a diagonal recurrence's vector u."""
+    # float64, or complex128: .double() would drop a complex block's imaginary part
+    w = w.detach().to(torch.complex128 if w.is_complex() else torch.float64)
+    if w.dim() == 1:
+        top = float(w.abs().max())
+        return {"sigma_max": top, "radius": top}
+    return {"sigma_max": float(torch.linalg.matrix_norm(w, ord=2)),
+            "radius": float(torch.linalg.eigvals(w).abs().max())}
 
 
 def _flat(state) -> torch.Tensor:
@@ -42,10 +52,10 @@ def jacobian_norms(core, trace, samples: int = 4, steps: int = 4) -> dict[str, f
     ts = sorted({round(i * (T - 1) / max(1, steps - 1)) for i in range(min(steps, T))})
     for k in range(len(trace.h)):  # one entry per layer and direction, each in its processing order
         layer, direction = trace.where(k)
-        w_ih, _, b_ih, _ = core.layer_params(layer, direction)
         like = trace.state_before(k, 0)
         with torch.no_grad():
-            x_proj = (trace.inputs[k][:samples] @ w_ih.T + b_ih)[:, ts].reshape(-1, w_ih.shape[0])
+            x_proj = core.project(layer, trace.inputs[k][:samples], direction)[:, ts]
+            x_proj = x_proj.reshape(-1, x_proj.shape[-1])
             prev = torch.stack([_flat(trace.state_before(k, t))[:samples] for t in ts], dim=1)
             prev = prev.reshape(-1, prev.shape[-1])  # (N, n): N (sequence, step) pairs, state size n
         n_pairs, n = prev.shape
