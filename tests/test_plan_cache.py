@@ -1,6 +1,7 @@
-"""The plan cache (bench/sweeps/plan_cache.py): a hit plans the runs that resolving plans, without torch; an
-edited source or a changed file that planning read misses it; errors are repeated verbatim, and the machine
-check is made again on every hit. Every test keeps its entries in a temporary folder."""
+"""The plan cache (bench/sweeps/plan_cache.py): a hit plans the runs that resolving plans, without torch; an entry
+goes stale when any file that planning used changes (a task file the sweep does not even name, a new task file,
+a corpus it read); a plan that ends in an error is not kept; the machine check is made again on every hit. Every
+test keeps its entries in a temporary folder."""
 
 import json
 import os
@@ -12,6 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import SMALL_ADDING, SMALL_TASK
 
+import architectures
+import tasks
 from bench import cli
 from bench.run import config
 from bench.store import Store
@@ -27,6 +30,7 @@ TWO = SMALL_ADDING + "  arch.name: {values: [vanilla, gru]}\n  seed: {values: [0
 def cache(tmp_path, monkeypatch) -> Path:
     folder = tmp_path / "plans"
     monkeypatch.setenv("RNNBENCH_PLAN_CACHE", str(folder))
+    monkeypatch.chdir(ROOT)  # an entry is named by the working directory too
     # conftest imported the registries, so this process would only read the cache; these tests write it too
     monkeypatch.setattr(plan_cache, "watchable", lambda: True)
     return folder
@@ -52,6 +56,16 @@ def test_a_hit_plans_the_runs_that_resolving_plans(cache, spec):
         assert now.config() == was.cfg
 
 
+def test_an_entry_holds_every_module_loaded_and_every_file_read(cache):
+    planned(ROOT / "sweeps" / "tiny.yaml")
+    (entry,) = entries(cache)
+    registries = (tasks.__name__, architectures.__name__)
+    registered = {m.__file__ for name, m in list(sys.modules.items()) if name.partition(".")[0] in registries}
+    assert len(registered) > len(tasks.names()) and registered <= entry["files"].keys()  # tiny.yaml names two
+    assert {str(ROOT / "sweeps" / "tiny.yaml"), config.__file__, plan_cache.__file__} <= entry["files"].keys()
+    assert all(plan_cache.fingerprint(path) == seen for path, seen in entry["files"].items())
+
+
 def test_a_warm_dry_run_imports_neither_torch_nor_lightning_and_writes_nothing(cache, tmp_path):
     spec, out = tmp_path / "two.yaml", tmp_path / "out"
     spec.write_text(TWO)
@@ -65,8 +79,9 @@ def test_a_warm_dry_run_imports_neither_torch_nor_lightning_and_writes_nothing(c
     probe = ("import sys\nfrom bench import cli\n"
              f"code = cli.main(['sweep', {str(spec)!r}, '--dry-run', '--out', {str(out)!r}])\n"
              "print(code, 'torch' in sys.modules, 'lightning' in sys.modules)")
+    # os.environ, exactly: a library loaded here may have set variables in the C environment that it does not show
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "RNNBENCH_PLAN_CACHE": str(cache)})
+                            env=dict(os.environ))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         f"sweep {spec}: 2 runs; 1 already recorded in {out}; 1 to run (dry run: nothing trains)",
@@ -76,20 +91,26 @@ def test_a_warm_dry_run_imports_neither_torch_nor_lightning_and_writes_nothing(c
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
 
 
-def test_an_edited_source_misses(cache, tmp_path, monkeypatch):
-    spec, copy = ROOT / "sweeps" / "tiny.yaml", tmp_path / "repo"
-    for rel in plan_cache.sources():
-        (copy / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(ROOT / rel, copy / rel)
-    assert plan_cache.key(spec, True, copy) == plan_cache.key(spec, True)
-    planned(spec)
-    with open(copy / "tasks" / "adding.py", "a") as f:
-        f.write("# an edit\n")
-    assert plan_cache.key(spec, True, copy) != plan_cache.key(spec, True)
-    monkeypatch.setattr(plan_cache, "ROOT", copy)  # plan with the edited sources
-    assert all(r.cfg is not None for r in planned(spec)) and len(entries(cache)) == 2
-    (copy / "tasks" / "new_task.py").write_text("")  # a new file in a package is a new source too
-    assert plan_cache.key(spec, True) != plan_cache.key(spec, True, ROOT)
+def test_an_edited_or_added_source_makes_the_entry_stale(cache, tmp_path):
+    """Planned from a copy of the code in a fresh process (as a command line plans), so the entry names the copy's
+    files; then the copy is edited, put back, and given a new task file."""
+    copy = tmp_path / "repo"
+    for package in ("bench", "tasks", "architectures", "options", "sweeps"):
+        shutil.copytree(ROOT / package, copy / package, ignore=shutil.ignore_patterns("__pycache__"))
+    probe = "from bench.sweeps.plan import planned; print(len(planned('sweeps/tiny.yaml')))"
+    result = subprocess.run([sys.executable, "-c", probe], cwd=copy, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    (entry,) = entries(cache)
+    assert str(copy / "tasks" / "copy.py") in entry["files"] and str(copy / "tasks") in entry["files"]
+    assert plan_cache.current(entry)
+    edited = copy / "tasks" / "copy.py"  # a task that tiny.yaml does not train: the registry still loads it
+    original = edited.read_bytes()
+    edited.write_bytes(original + b"# an edit\n")
+    assert not plan_cache.current(entry)
+    edited.write_bytes(original)  # the same bytes again, though a newer file: the entry holds
+    assert plan_cache.current(entry)
+    (copy / "tasks" / "parity.py").write_text("")  # a new file in the task package may register a task
+    assert not plan_cache.current(entry)
 
 
 def test_a_file_that_planning_read_misses_when_it_changes(cache, tmp_path):
@@ -99,16 +120,18 @@ def test_a_file_that_planning_read_misses_when_it_changes(cache, tmp_path):
                     f"  task.corpus: {{value: {corpus}}}\n" + small)
     with pytest.raises(ConfigError, match="is not a file"):
         planned(spec)
+    assert entries(cache) == []  # an error is not kept
     corpus.write_text("the quick brown fox jumps over the lazy dog. " * 200)  # the missing corpus, supplied
-    assert [r.cfg is not None for r in planned(spec)] == [True]  # the cached error was not repeated
+    assert [r.cfg is not None for r in planned(spec)] == [True]
     assert [r.cfg is None for r in planned(spec)] == [True]
-    assert [list(e["reads"]) for e in entries(cache)] == [[str(corpus)]]  # the one entry: its key is the same
+    (entry,) = entries(cache)
+    assert str(corpus) in entry["files"]
     with open(corpus, "a") as f:
         f.write("and a few more words.")
     assert [r.cfg is not None for r in planned(spec)] == [True]
 
 
-def test_a_bad_sweep_file_fails_again_from_the_cache_with_the_same_line(cache, tmp_path, capsys, monkeypatch):
+def test_a_bad_sweep_file_is_refused_again_with_the_same_line_and_not_kept(cache, tmp_path, capsys):
     spec, out = tmp_path / "bad.yaml", tmp_path / "out"
     spec.write_text(SMALL_ADDING + "  arch.name: {values: [gru, lstmm]}\n")
 
@@ -119,11 +142,10 @@ def test_a_bad_sweep_file_fails_again_from_the_cache_with_the_same_line(cache, t
         return capsys.readouterr().err
 
     first = refused()
-    assert first == f"rnnbench: error: {spec} document 1: unknown architecture 'lstmm'; valid: gru, irnn, lstm, vanilla\n"
-    assert [e["error"] for e in entries(cache)] == [first.removeprefix("rnnbench: error: ").rstrip("\n")]
-    forbid_resolving(monkeypatch)
+    valid = ", ".join(architectures.names())
+    assert first == f"rnnbench: error: {spec} document 1: unknown architecture 'lstmm'; valid: {valid}\n"
     assert refused() == first
-    assert not out.exists()
+    assert entries(cache) == [] and not out.exists()
 
 
 @pytest.mark.parametrize("extra, tight", [

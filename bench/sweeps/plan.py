@@ -8,14 +8,15 @@ hashes the resolved config, so the same run planned twice is one run. ``pending`
 results store: runs without a readable record are to do (an unreadable record is named and its run trained
 again), and with ``retry_failed`` so are runs recorded as ``failed`` (diverged runs are results, not failures).
 
-Resolving imports the registries, so torch and Lightning; a plan is therefore kept (bench/sweeps/plan_cache.py):
-for each run its id, name and overrides, or the one-line error planning stopped at, and what the machine check
-reads of each run. ``planned`` answers from it without torch and checks this machine's memory again every time
-(GPUs asked for still need torch to be counted); ``Planned.config`` resolves a run when it is to train.
+Resolving imports the registries, so torch and Lightning; a plan without error is therefore kept
+(bench/sweeps/plan_cache.py): for each run its id, name and overrides, and what the machine check reads of each
+run. ``planned`` answers from it without torch and checks this machine's memory again every time (GPUs asked for
+still need torch to be counted); ``Planned.config`` resolves a run when it is to train.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -58,47 +59,46 @@ def planned(path: Path, check_machine: bool = True) -> list[Planned]:
     name = plan_cache.key(path, check_machine)
     entry, cfgs = plan_cache.load(name), None
     if entry is None:
-        storable = plan_cache.watchable()  # asked before planning imports the registries
-        entry, cfgs, reads = _resolve_all(path, check_machine)
-        if storable and name == plan_cache.key(path, check_machine):  # file and code unchanged meanwhile
-            plan_cache.store(name, entry, reads)
+        storable, started = plan_cache.watchable(), time.time_ns()  # asked before planning imports the registries
+        with plan_cache.reads() as reads:
+            entry, cfgs = _resolve_all(path, check_machine)
+        if storable and entry["error"] is None:
+            plan_cache.store(name, entry, reads, started)
     runs = _replay(entry, path)
     return runs if cfgs is None else [replace(run, cfg=cfg) for run, cfg in zip(runs, cfgs, strict=True)]
 
 
-def _resolve_all(path: Path, check_machine: bool) -> tuple[dict, list[RunConfig], set[str]]:
-    """Plan ``path`` from its overrides: the entry the cache keeps, the configs, and the files planning read."""
+def _resolve_all(path: Path, check_machine: bool) -> tuple[dict, list[RunConfig]]:
+    """Plan ``path`` from its overrides: the entry the cache keeps (with the error planning stopped at) and the
+    configs."""
     entry: dict = {"runs": [], "checks": [], "error": None}
     try:
         documents = expand_file(path)
     except ConfigError as exc:
         entry["error"] = str(exc)
-        return entry, [], set()
-    import architectures  # noqa: F401  imported before the watch: their files are in the key already
+        return entry, []
     import tasks
 
-    from ..run import models  # noqa: F401
     from ..run.config import memory_need, resolve
 
     seen, cfgs = set(), []
-    with plan_cache.outside_reads() as reads:
-        for doc, overrides in documents:
-            try:
-                cfg = resolve(overrides, check_machine=False)
-                if check_machine:
-                    check = {"doc": doc, "accelerator": cfg.train.accelerator, "devices": cfg.train.devices,
-                             "memory": None}
-                    entry["checks"].append(check)  # before the estimate: GPUs are checked first, as validate does
-                    if cfg.model is None:  # composed models' sizes come from their data: not estimated
-                        check["memory"] = memory_need(cfg, tasks.get(cfg.task_name)(cfg.task))
-            except ConfigError as exc:
-                entry["error"] = f"{path} document {doc}: {exc}"
-                break
-            if cfg.run_id not in seen:
-                seen.add(cfg.run_id)
-                cfgs.append(cfg)
-                entry["runs"].append({"id": cfg.run_id, "name": cfg.name, "overrides": overrides})
-    return entry, cfgs, reads
+    for doc, overrides in documents:
+        try:
+            cfg = resolve(overrides, check_machine=False)
+            if check_machine:
+                check = {"doc": doc, "accelerator": cfg.train.accelerator, "devices": cfg.train.devices,
+                         "memory": None}
+                entry["checks"].append(check)  # before the estimate: GPUs are checked first, as validate does
+                if cfg.model is None:  # composed models' sizes come from their data: not estimated
+                    check["memory"] = memory_need(cfg, tasks.get(cfg.task_name)(cfg.task))
+        except ConfigError as exc:
+            entry["error"] = f"{path} document {doc}: {exc}"
+            break
+        if cfg.run_id not in seen:
+            seen.add(cfg.run_id)
+            cfgs.append(cfg)
+            entry["runs"].append({"id": cfg.run_id, "name": cfg.name, "overrides": overrides})
+    return entry, cfgs
 
 
 def _replay(entry: dict, path: Path) -> list[Planned]:

@@ -1,23 +1,25 @@
-"""The plan cache: what planning a sweep file found, kept so that planning it again imports neither torch nor
-Lightning (the registries that resolve a run take seconds to import; reading this takes milliseconds).
+"""The plan cache: what planning a sweep file found, kept with a fingerprint of everything planning used, so that
+planning it again imports neither torch nor Lightning (resolving imports both, which takes seconds).
 
-    python -c "from bench.sweeps import plan_cache; print(plan_cache.folder())"    # .cache/plans
-    RNNBENCH_PLAN_CACHE=/tmp/plans rnnbench sweep sweeps/default.yaml --dry-run   # another folder
+    RNNBENCH_PLAN_CACHE=/tmp/plans rnnbench sweep sweeps/default.yaml --dry-run   # another folder than .cache/plans
 
-A plan is a function of the sweep file, the code that resolves it and what that code reads outside itself, so
-an entry's key (``key``) hashes the file's path and bytes, every source file that decides a resolved config,
-its run id or its name (``sources``: each path name with its bytes), whether the machine is checked, the
-interpreter and the installed packages (a task checks that one is there), and where ``~`` and the torch cache
-point. Besides that, some tasks read files while they validate: a corpus whose alphabet sizes the model, data
-folders, cached weights, a package's data. Planning records every path it stats, opens or lists
-(``outside_reads``) with its size and modification time (``fingerprints``), and an entry whose files changed is
-a miss: a bad path fixed, or a corpus edited, plans again. A read is seen only the first time a process makes it
-(tasks keep what they read in memory), so a plan is stored only by a process that had run no task code before
-(``watchable``): every command line does; a test or a notebook that trained first only reads the cache.
+No list says what a plan depends on: an entry records what planning used, and a lookup checks exactly that
+again (``files``, path -> fingerprint):
+- the file of every module loaded when planning ended (``sys.modules``): the suite's code, every task and
+  architecture file the registries found, the installed packages;
+- every file planning opened and every folder it listed (audit events, PEP 578): the sweep file, a corpus whose
+  alphabet sizes the model, a package's data, the task package's folder (a new file there is a new task).
+This project's files are fingerprinted by their bytes (sha256), installed files (under the interpreter's
+prefixes, which installing rewrites) by modification time and size, a folder by its names (but ``__pycache__``),
+a missing path as missing. An entry is named by the sweep file's path, the working directory, the interpreter,
+whether the machine is checked and the whole environment: what planning reads of it (``~``) cannot be watched.
 
-What the entry holds is bench/sweeps/plan.py's business; the machine check (memory, GPUs) is never cached, only
-what it reads of each run, so that a hit checks this machine again. Entries are ``<folder>/<key>.json``, written
-atomically; the oldest go beyond ``KEEP`` entries.
+Only a plan without error is kept: a task may refuse a path it only looked at (``os.path.exists`` raises no audit
+event), and a run that trains is resolved, so checked, again (``Planned.config``). A read is seen only the first
+time a process makes it (tasks keep what they read in memory), so only a process whose planning loads the task
+package itself writes an entry (``watchable``): every command line does. The machine check (memory, GPUs) is
+never cached, only what it reads of each run (bench/sweeps/plan.py), so a hit checks this machine again.
+Entries are ``<folder>/<name>.json``, written atomically; the oldest go beyond ``KEEP`` entries.
 """
 
 from __future__ import annotations
@@ -34,10 +36,8 @@ from pathlib import Path
 from ..store import atomic
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("architectures", "options", "tasks")  # every *.py below them, at any depth
-FILES = ("bench/run/config.py", "bench/run/models.py", "bench/sweeps/anchor.py", "bench/sweeps/plan.py",
-         "bench/sweeps/plan_cache.py", "bench/sweeps/spec.py")
-ENVIRONMENT = ("HOME", "TORCH_HOME", "XDG_CACHE_HOME")  # where ~ and torch's cache of weights point
+INSTALLED = tuple(sorted({os.path.join(p, "") for p in (sys.prefix, sys.base_prefix, sys.exec_prefix,
+                                                        sys.base_exec_prefix, *site.getsitepackages())}))
 SYSTEM = ("/proc/", "/sys/", "/dev/")  # what a machine reports, not what a plan reads
 KEEP = 256
 
@@ -46,65 +46,71 @@ def folder() -> Path:
     return Path(os.environ.get("RNNBENCH_PLAN_CACHE") or ROOT / ".cache" / "plans")
 
 
-def sources(root: Path | None = None) -> list[Path]:
-    """The files that decide a resolved config, its run id and name, relative to ``root``, sorted."""
-    root = root or ROOT
-    found = [p.relative_to(root) for package in PACKAGES for p in (root / package).rglob("*.py")]
-    return sorted(found + [Path(f) for f in FILES])
-
-
-def key(spec: Path, check_machine: bool, root: Path | None = None) -> str | None:
-    """The entry's name for planning ``spec`` with the sources under ``root``; None when ``spec`` cannot be read
-    (a missing file or a folder: planning says so in one line)."""
-    root = root or ROOT
-    try:
-        text = Path(spec).read_bytes()
-    except OSError:
-        return None
+def key(spec: Path, check_machine: bool) -> str:
+    """The entry's name for planning ``spec`` here."""
     h = hashlib.sha256()
-    for part in (str(spec).encode(), text, str(check_machine).encode(), *_environment()):
-        _add(h, part)
-    for path in sources(root):
-        _add(h, path.as_posix().encode())
-        _add(h, (root / path).read_bytes())
+    for part in (os.fspath(spec), os.getcwd(), sys.executable, sys.version, str(check_machine),
+                 *sorted(f"{k}={v}" for k, v in os.environ.items())):
+        data = part.encode("utf-8", "surrogateescape")
+        h.update(len(data).to_bytes(8, "big") + data)  # length-prefixed: no two sequences of parts hash alike
     return h.hexdigest()
 
 
-def _add(h, data: bytes) -> None:
-    h.update(len(data).to_bytes(8, "big") + data)  # length-prefixed: no two sequences of parts hash alike
-
-
-def _environment() -> list[bytes]:
-    # Installing or removing a package changes its site folder's modification time.
-    folders = [*site.getsitepackages(), site.getusersitepackages()]
-    return [sys.version.encode(), *(f"{f} {_stamp(f)}".encode() for f in folders),
-            *(f"{name}={os.environ.get(name, '')}".encode() for name in ENVIRONMENT)]
-
-
-def load(name: str | None) -> dict | None:
-    """The entry ``name``, or None: none stored, unreadable, or a file it read has changed since."""
-    if name is None:
-        return None
+def load(name: str) -> dict | None:
+    """The entry ``name``, or None: none stored, unreadable, or a file it used has changed since."""
     try:
         entry = json.loads((folder() / f"{name}.json").read_text(encoding="utf-8"))
-        reads = entry["reads"]
-    except (OSError, ValueError, KeyError, TypeError):
+        return entry if current(entry) else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    return entry if all(_stamp(path) == stamp for path, stamp in reads.items()) else None
 
 
-def store(name: str | None, entry: dict, reads: set[str]) -> None:
-    """Write the entry with the fingerprints of what planning read; a cache that cannot be written is no error
-    (the next plan resolves again)."""
-    if name is None:
+def current(entry: dict) -> bool:
+    """Whether every file the entry's plan used is as it was."""
+    return all(fingerprint(path) == seen for path, seen in entry["files"].items())
+
+
+def store(name: str, entry: dict, reads: set[str], started: int) -> None:
+    """Write the entry with the fingerprints of the modules loaded and the paths read; not when one of them
+    changed after ``started`` (``time.time_ns()`` when planning began: the plan may predate the change). A cache
+    that cannot be written is no error (the next plan resolves again)."""
+    paths = sorted(modules() | {p for p in reads if not p.startswith(SYSTEM) and "__pycache__" not in p})
+    if any(_mtime(p) >= started for p in paths if not os.path.isdir(p)):
         return
     try:
-        text = json.dumps({**entry, "reads": fingerprints(reads)})  # overrides keep their order
+        text = json.dumps({**entry, "files": {p: fingerprint(p) for p in paths}})  # overrides keep their order
         with atomic(folder() / f"{name}.json") as tmp:
             tmp.write_text(text, encoding="utf-8")
         _prune()
     except (OSError, TypeError, ValueError):  # TypeError: an override YAML gave as a date, not JSON
         pass
+
+
+def modules() -> set[str]:
+    """The file of every module loaded in this process."""
+    return {os.path.abspath(f) for m in list(sys.modules.values())
+            if isinstance(f := getattr(m, "__file__", None), str)}
+
+
+def fingerprint(path: str) -> str | list[int] | None:
+    try:
+        if os.path.isdir(path):
+            names = "\0".join(sorted(set(os.listdir(path)) - {"__pycache__"})).encode("utf-8", "surrogateescape")
+            return "folder " + hashlib.sha256(names).hexdigest()
+        if path.startswith(INSTALLED):
+            st = os.stat(path)
+            return [st.st_mtime_ns, st.st_size]
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except (OSError, ValueError):
+        return None  # missing counts too: a file that appears (weights fetched, data unpacked) is a change
+
+
+def _mtime(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except (OSError, ValueError):
+        return -1
 
 
 def _prune() -> None:
@@ -113,59 +119,34 @@ def _prune() -> None:
         path.unlink(missing_ok=True)
 
 
-def fingerprints(paths: set[str]) -> dict[str, list[int] | None]:
-    """Each path read outside the code (not compiled modules, not /proc) -> its modification time and size."""
-    return {p: _stamp(p) for p in sorted(paths) if not p.startswith(SYSTEM) and "__pycache__" not in p}
-
-
-def _stamp(path: str) -> list[int] | None:
-    try:
-        st = os.stat(path)
-    except (OSError, ValueError):
-        return None  # absent counts too: a file that appears (weights fetched, data unpacked) is a change
-    return [st.st_mtime_ns, st.st_size]
-
-
 _watching: list[set[str]] = []
 _hooked = False
-REGISTRIES = ("architectures", "tasks", "bench.run.models")
 
 
 def watchable() -> bool:
-    """Whether no task code has run in this process yet: what it cached in memory (a corpus read once, say)
-    would be read again without a trace, so only a plan that imports the registries itself is stored."""
-    return not any(name in sys.modules for name in REGISTRIES)
+    """Whether no task code has run in this process yet: what it keeps in memory (a corpus read once) would be
+    used again without a read, so only a plan that loads the task package itself is stored."""
+    return "tasks" not in sys.modules
 
 
 @contextmanager
-def outside_reads() -> Iterator[set[str]]:
-    """Collects the paths the code in the block stats (``os.stat``: exists, isfile, Path.exists), opens or lists.
-    Open and list are audit events (PEP 578); a stat is not, so ``os.stat`` is wrapped while the block runs."""
+def reads() -> Iterator[set[str]]:
+    """Collects the paths the code in the block opens or lists: audit events (PEP 578); the hook stays for the
+    life of the process and returns at once outside a block."""
     global _hooked
     if not _hooked:
-        sys.addaudithook(_audit)  # for the life of the process: it returns at once outside a block
+        sys.addaudithook(_audit)
         _hooked = True
     seen: set[str] = set()
-    real = os.stat
-
-    def stat(path, *args, **kwargs):
-        _note(path)
-        return real(path, *args, **kwargs)
-
     _watching.append(seen)
-    os.stat = stat
     try:
         yield seen
     finally:
-        os.stat = real
         _watching.pop()
 
 
 def _audit(event: str, args: tuple) -> None:
     if _watching and event in ("open", "os.listdir", "os.scandir"):
-        _note(args[0])
-
-
-def _note(path) -> None:
-    if _watching and isinstance(path, (str, bytes, os.PathLike)):  # not a file descriptor
-        _watching[-1].add(os.fsdecode(path))
+        path = args[0]
+        if isinstance(path, (str, bytes, os.PathLike)):  # not a file descriptor
+            _watching[-1].add(os.path.abspath(os.fsdecode(path)))
