@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .plugins import Registry
+from options.registry import Registry
 
 ATTENTION = Registry("attention")
 

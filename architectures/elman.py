@@ -27,6 +27,8 @@ class ElmanConfig(CoreConfig):
 
 
 class ElmanRNN(RecurrentCore):
+    version = "1"
+    gate_names = ("",)  # one block: W_hh is not split into gates
     fused_cls = nn.RNN
 
     def __init__(self, input_size: int, nonlinearity: str = "tanh", zero_bias: bool = False, **core):

@@ -23,6 +23,7 @@ class GRUConfig(CoreConfig):
 
 
 class GRU(RecurrentCore):
+    version = "1"
     fused_cls = nn.GRU
     gate_names = ("r", "z", "n")
 

@@ -28,6 +28,7 @@ class LSTMConfig(CoreConfig):
 
 
 class LSTM(RecurrentCore):
+    version = "1"
     fused_cls = nn.LSTM
     gate_names = ("i", "f", "g", "o")
     has_cell_state = True

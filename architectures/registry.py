@@ -1,7 +1,9 @@
 """Registry of architecture names -> (core class, config dataclass, preset defaults).
 
 A name is a family plus preset options: ``irnn`` is the Elman core with ReLU and identity W_hh. The config
-dataclass documents every option (it becomes ``--help``); ``build`` turns a config into a core.
+dataclass documents every option (it becomes ``--help``); ``build`` turns a config into a core. The registry
+is the shared one (options/registry.py): duplicates refused, a typo lists the valid names, and a core that
+does not declare its ``version``, ``gate_names`` or ``cell`` is refused when it registers.
 """
 
 from __future__ import annotations
@@ -9,7 +11,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from options.registry import Registry, undeclared
+
 from .base import RecurrentCore
+
+# ``version`` names the code: bump it when a change alters what a config computes (init, equations), and the
+# run ids change with it, so a sweep trains the family again (bench/run/config.py, ``RunConfig.run_id``).
+DECLARES = ("version", "gate_names", "cell")
 
 
 @dataclass(frozen=True)
@@ -23,27 +31,19 @@ class Entry:
         return replace(self.config(), **self.preset)
 
 
-_REGISTRY: dict[str, Entry] = {}
+ARCHITECTURES = Registry("architecture", check=lambda e: undeclared(e.core, DECLARES, RecurrentCore))
 
 
 def register(name: str, core: type[RecurrentCore], config: type, **preset: Any) -> None:
-    """Add ``name``; duplicates are refused so two files cannot silently claim one name."""
-    if name in _REGISTRY:
-        raise ValueError(f"architecture {name!r} is already registered")
+    """Add ``name``; duplicates are refused so two files cannot silently claim one name, and so is a core that
+    does not declare what ``DECLARES`` lists."""
     unknown = set(preset) - set(config.__dataclass_fields__)
     if unknown:
         raise ValueError(f"preset for {name!r} sets unknown fields {sorted(unknown)}")
-    _REGISTRY[name] = Entry(name, core, config, preset)
+    ARCHITECTURES.add(name, Entry(name, core, config, preset))
 
 
-def names() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def entry(name: str) -> Entry:
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown architecture {name!r}; valid: {', '.join(names())}")
-    return _REGISTRY[name]
+names, entry = ARCHITECTURES.names, ARCHITECTURES.get
 
 
 def build(name: str, input_size: int, config=None) -> RecurrentCore:

@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from .plugins import Registry
+from options.registry import Registry
 
 IMAGE_ENCODERS = Registry("image encoder")
 RESNETS = (18, 34, 50)

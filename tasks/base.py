@@ -17,30 +17,35 @@ import torchmetrics
 from torch.utils.data import DataLoader, TensorDataset
 
 from options import SEED_MAX, opt
+from options.registry import Registry, undeclared
 
 SHAPES = ("many-to-one", "many-to-many", "seq2seq", "one-to-many")
 
-_REGISTRY: dict[str, type[Task]] = {}
+METRIC_MODES = ("min", "max")
+
+
+def _problem(cls: type[Task]) -> str | None:
+    # The contract is the nearest base that lists ``declares`` (Task, or ComposedTask for composed models).
+    contract = next(k for k in cls.__mro__ if "declares" in vars(k))
+    if missing := undeclared(cls, contract.declares, contract):
+        return missing
+    if cls.shape not in SHAPES:
+        return f"has shape {cls.shape!r}; valid: {', '.join(SHAPES)}"
+    if cls.metric_mode not in METRIC_MODES:
+        return f"has metric_mode {cls.metric_mode!r}; valid: {', '.join(METRIC_MODES)}"
+    return None
+
+
+TASKS = Registry("task", check=_problem)
 
 
 def register(cls: type[Task]) -> type[Task]:
-    """Class decorator adding a task under ``cls.name``; duplicates are refused."""
-    if cls.name in _REGISTRY:
-        raise ValueError(f"task {cls.name!r} is already registered")
-    if cls.shape not in SHAPES:
-        raise ValueError(f"task {cls.name!r} has shape {cls.shape!r}; valid: {', '.join(SHAPES)}")
-    _REGISTRY[cls.name] = cls
-    return cls
+    """Class decorator adding a task under ``cls.name``; refused: a duplicate, a missing declaration, a shape
+    or a metric direction the suite does not know."""
+    return TASKS.add(cls.name or cls.__qualname__, cls)  # LightningDataModule's ``name`` is None until declared
 
 
-def names() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def get(name: str) -> type[Task]:
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown task {name!r}; valid: {', '.join(names())}")
-    return _REGISTRY[name]
+names, get = TASKS.names, TASKS.get
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,8 @@ class Task(L.LightningDataModule):
     """Subclasses set the ClassVars and implement ``make_splits``, ``loss`` and ``make_metric``."""
 
     name: ClassVar[str]
+    # Bumped whenever what a config computes changes (generated data, loss, scoring): it is part of run ids,
+    # so a sweep trains the new version again (bench/run/config.py, ``RunConfig.run_id``).
     version: ClassVar[str]
     shape: ClassVar[str]
     variant: ClassVar[str] = ""
@@ -83,6 +90,10 @@ class Task(L.LightningDataModule):
     # A text task: it has a ``vocab`` (one character per input index) and the ``text`` it reads, so the text
     # tools (rnnbench sample, rnnbench units) work on its runs.
     is_text: ClassVar[bool] = False
+    # What a registered task must define itself (or through a shared base such as ``Classification``): the
+    # registry refuses it otherwise, naming what is missing, instead of a NotImplementedError mid-run.
+    declares: ClassVar[tuple[str, ...]] = ("name", "version", "shape", "metric_name", "metric_mode", "input_size",
+                                           "output_size", "seq_len", "baseline", "loss", "make_metric", "make_splits")
 
     def __init__(self, config: TaskConfig | None = None):
         super().__init__()

@@ -135,6 +135,8 @@ class ComposedTask(Task):
     ``sizes`` and ``score``, and declare ``metric_name``/``metric_mode``/``baseline`` as every task does."""
 
     model: ClassVar[str]
+    declares = ("name", "version", "shape", "metric_name", "metric_mode", "model", "baseline", "make_metric",
+                "make_splits", "sizes", "score")
 
     def sizes(self) -> dict:
         """What the model builder needs: ``src_vocab``/``tgt_vocab``/``max_len`` (seq2seq), ``tgt_vocab``,

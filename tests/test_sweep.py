@@ -12,7 +12,6 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from conftest import SMALL_ADDING
@@ -370,9 +369,7 @@ def test_an_executor_plugs_in_with_the_shared_plan_progress_and_summary(tmp_path
                          runs_per_gpu=self.options.runs_per_gpu)
             return [progress.result(base.run_locked(c, store, self.options.wandb)) for c in todo]
 
-    monkeypatch.setattr(base, "names", lambda: ["fake", "local", "ray", "wandb"])
-    monkeypatch.setitem(sys.modules, "bench.sweeps.executors.fake", SimpleNamespace())
-    monkeypatch.setitem(base._REGISTRY, "fake", Fake)
+    monkeypatch.setitem(base.EXECUTORS._items, "fake", Fake)  # registered here, not found as a file
     spec, out = tmp_path / "one.yaml", tmp_path / "out"
     spec.write_text(SMALL_ADDING + "  arch.name: {value: gru}\n  seed: {values: [0]}\n")
     results = sweep.run(spec, out, wandb="disabled", executor="fake", address="ray://head:10001", runs_per_gpu=4)
@@ -388,6 +385,7 @@ def test_a_missing_executor_package_is_one_line_before_any_work(tmp_path, monkey
         raise ModuleNotFoundError("No module named 'ray'", name="ray")
 
     monkeypatch.setattr(base.importlib, "import_module", no_ray)
+    monkeypatch.delitem(base.EXECUTORS._items, "ray", raising=False)  # as if no test had imported it yet
     spec = tmp_path / "one.yaml"
     spec.write_text(SMALL_ADDING + "  arch.name: {value: gru}\n")
     with pytest.raises(ConfigError, match=r"^executor 'ray' needs the 'ray' package: pip install 'ray\[tune\]'$"):

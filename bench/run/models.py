@@ -1,7 +1,7 @@
 """The composed models of ``ComposedTask``s (tasks/composed.py): their ``model.*`` options, how each is built from
 the architecture registry, and what one batch costs (loss), scores (``Scored``) and shows the diagnostics.
 
-    kind = KINDS[task.model]                       # "seq2seq", "caption", "vqa", "classify" or "frames"
+    kind = KINDS[task.model]                       # KINDS.names(): one per @kind("...") below
     net = kind.build(task, cfg.arch_name, cfg.arch, cfg.model)
     loss, scored = kind.forward(net, batch)        # teacher forcing for decoders
     tokens = kind.decode(net, batch, cfg.model, max_len)   # greedy (model.beam = 1) or beam; None if no decoder
@@ -35,6 +35,7 @@ from architectures.composed import FUSIONS, FrameTagger, QuestionAnswerer, Seque
 from architectures.seq2seq import Seq2Seq
 from architectures.vision import IMAGE_ENCODERS, weights_problem
 from options import opt
+from options.registry import Registry
 from tasks.composed import END, PAD, START, Scored
 
 MAX_BEAM = 64
@@ -95,6 +96,17 @@ def _ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.flatten(0, -2), target.flatten(), ignore_index=PAD)
 
 
+KINDS = Registry("model")  # a task's ``model`` names one of these
+
+
+def kind(name: str):
+    """Class decorator: register ``name`` as one instance of the class (a kind holds no state)."""
+    def add(cls: type[Kind]) -> type[Kind]:
+        KINDS.add(name, cls())
+        return cls
+    return add
+
+
 class Kind:
     """How one composed model is built and run; subclasses fill in the four methods."""
 
@@ -144,6 +156,7 @@ class _Decoding(Kind):
         raise NotImplementedError
 
 
+@kind("seq2seq")
 class Seq2SeqKind(_Decoding):
     Options = Seq2SeqOptions
 
@@ -164,6 +177,7 @@ class Seq2SeqKind(_Decoding):
         return batch["src"], batch["src_len"]
 
 
+@kind("caption")
 class CaptionKind(_Decoding):
     Options = CaptionOptions
     encodes = False  # the image encoder is a CNN: the one recurrent core is the decoder
@@ -184,6 +198,7 @@ class CaptionKind(_Decoding):
         return (batch["image"],)
 
 
+@kind("vqa")
 class VQAKind(Kind):
     Options = VQAOptions
 
@@ -198,6 +213,7 @@ class VQAKind(Kind):
         return F.cross_entropy(logits, batch["answer"]), Scored(logits), {"question": (net.encoder.core, trace)}
 
 
+@kind("classify")
 class ClassifyKind(Kind):
     Options = ClassifyOptions
 
@@ -210,6 +226,7 @@ class ClassifyKind(Kind):
         return F.cross_entropy(logits, batch["label"]), Scored(logits), {"encoder": (net.encoder.core, trace)}
 
 
+@kind("frames")
 class FramesKind(Kind):
     Options = FramesOptions
 
@@ -235,10 +252,6 @@ def check(options) -> str | None:
         problem = weights_problem(options.image_encoder, True)
         return problem and f"model.pretrained: {problem}"
     return None
-
-
-KINDS: dict[str, Kind] = {"seq2seq": Seq2SeqKind(), "caption": CaptionKind(), "vqa": VQAKind(),
-                          "classify": ClassifyKind(), "frames": FramesKind()}
 
 
 def options_for(task_cls) -> type | None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from options import ConfigError
+from options.registry import Registry
 
 from ...store import Store
 
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
     from ..progress import Progress
 
 PACKAGE = __name__.rpartition(".")[0]
-_REGISTRY: dict[str, type[Executor]] = {}
 
 
 @dataclass(frozen=True)
@@ -79,37 +79,34 @@ class Executor:
         raise NotImplementedError
 
 
-def register(cls: type[Executor]) -> type[Executor]:
-    """Class decorator: add an executor under ``cls.name``, which must be its file's name; no duplicates."""
-    module = cls.__module__.rpartition(".")[2]
-    if cls.name != module:
-        raise ValueError(f"executor {cls.name!r} must live in executors/{cls.name}.py, not {module}.py")
-    if cls.name in _REGISTRY:
-        raise ValueError(f"executor {cls.name!r} is already registered")
-    _REGISTRY[cls.name] = cls
-    return cls
+INSTALL = {"ray": "ray[tune]"}  # pip names that differ from the module's
 
 
-def names() -> list[str]:
+def _files() -> list[str]:
     """Every executor file of this package, found without importing any."""
-    folder = Path(__file__).parent
-    return sorted(m.name for m in pkgutil.iter_modules([str(folder)]) if m.name != "base")
+    return [m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]) if m.name != "base"]
 
 
-def get(name: str) -> type[Executor]:
-    """The executor class ``name``, imported now; a missing package is one line before any work."""
-    if name not in names():
-        raise ConfigError(f"unknown executor {name!r}; valid: {', '.join(names())}")
+def _load(name: str) -> None:
+    """Import executor ``name`` (which registers it); a missing package is one line before any work."""
     try:
         importlib.import_module(f"{PACKAGE}.{name}")
     except ModuleNotFoundError as exc:
         package = (exc.name or "").split(".")[0]
         raise ConfigError(f"executor {name!r} needs the {package!r} package: pip install "
                           f"'{INSTALL.get(package, package)}'") from None
-    return _REGISTRY[name]
 
 
-INSTALL = {"ray": "ray[tune]"}  # pip names that differ from the module's
+EXECUTORS = Registry("executor", find=_files, load=_load)
+names, get = EXECUTORS.names, EXECUTORS.get
+
+
+def register(cls: type[Executor]) -> type[Executor]:
+    """Class decorator: add an executor under ``cls.name``, which must be its file's name; no duplicates."""
+    module = cls.__module__.rpartition(".")[2]
+    if cls.name != module:
+        raise ValueError(f"executor {cls.name!r} must live in executors/{cls.name}.py, not {module}.py")
+    return EXECUTORS.add(cls.name, cls)
 
 
 def skipped(cfg: RunConfig, reason: str) -> dict:
