@@ -9,6 +9,9 @@ import zipfile
 
 import pytest
 
+import tasks
+from architectures.attention import ATTENTION
+from architectures.vision import IMAGE_ENCODERS
 from bench import cli
 
 ADDING = ["run", "--task", "adding", "--arch", "gru", "--wandb", "disabled"]
@@ -52,11 +55,11 @@ def listing(folder):
     ([*ADDING, "--train.accelerator", "gpu", "--train.devices", "64"], "train.devices 64: this machine has"),
     ([*CHARLM, "--task.max_chars", "500"], "task.corpus pydoc: 500 characters (task.max_chars) are too few"),
     ([*ADDING, "--model.size", "3"], "unknown option model.size: task adding trains a core and a linear head"),
-    (["run", "--task", "bogus", "--arch", "gru"], "unknown task 'bogus'; valid: adding, caption, charlm, copy"),
-    ([*TRANSLATE, "--model.attention", "dot"], "unknown model.attention 'dot'; valid: additive, multiplicative, none"),
+    (["run", "--task", "bogus", "--arch", "gru"], f"unknown task 'bogus'; valid: {', '.join(tasks.names())}"),
+    ([*TRANSLATE, "--model.attention", "dot"], f"unknown model.attention 'dot'; valid: {', '.join(ATTENTION.names())}"),
     ([*TRANSLATE, "--model.beam", "0"], "model.beam must be >= 1 and <= 64, got 0"),
     ([*CAPTION, "--model.image_encoder", "resnet7"],
-     "unknown model.image_encoder 'resnet7'; valid: cnn, cnn-small, resnet18, resnet34, resnet50"),
+     f"unknown model.image_encoder 'resnet7'; valid: {', '.join(IMAGE_ENCODERS.names())}"),
     ([*CAPTION, "--model.image_encoder", "cnn", "--model.pretrained", "true"],
      "model.pretrained: image encoder 'cnn' is trained from scratch; pretrained weights exist for: resnet18"),
     ([*CAPTION, "--task.source", "coco"], "task.coco_root is empty; task.source coco needs the COCO"),
@@ -105,7 +108,7 @@ def test_an_out_folder_that_is_a_file_is_refused_before_training(capsys, tmp_pat
     (GRID + "  arch.hidden_size: {value: true}\n",
      "document 1: arch.hidden_size: cannot read True as int (true/false are not numbers)"),
     (GRID + "  task.seq_len: {values: [10, 0]}\n", "document 1: task.seq_len must be >= 2, got 0"),
-    (GRID + "---\n" + GRID.replace("adding", "addng"), "document 2: unknown task 'addng'; valid: adding"),
+    (GRID + "---\n" + GRID.replace("adding", "addng"), f"document 2: unknown task 'addng'; valid: {', '.join(tasks.names())}"),
     (GRID.replace("grid", "random") + "run_cap: many\n", "run_cap must be a whole number >= 1, got 'many'"),
 ])
 def test_bad_sweep_files(capsys, tmp_path, text, message):

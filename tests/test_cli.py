@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+import architectures
 import tasks
 from bench.cli import main
 from bench.run.config import resolve
@@ -19,7 +20,8 @@ def run_main(capsys, *argv):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["run", "--task", "adding", "--arch", "lstmm"], "unknown architecture 'lstmm'; valid: gru, irnn, lstm, vanilla"),
+    (["run", "--task", "adding", "--arch", "lstmm"],
+     f"unknown architecture 'lstmm'; valid: {', '.join(architectures.names())}"),
     (["run", "--task", "addng", "--arch", "lstm"], f"unknown task 'addng'; valid: {', '.join(tasks.names())}"),
     (["run", "--task", "adding", "--arch", "lstm", "--optim.lrr", "1"], "unknown option optim.lrr; valid:"),
     (["run", "--task", "adding", "--arch", "lstm", "--task.delay", "3"], "unknown option task.delay; valid:"),
@@ -80,4 +82,5 @@ def test_cli_process_exits_2_with_one_line():
     out = subprocess.run([sys.executable, "-m", "bench", "run", "--task", "adding", "--arch", "lstmm"],
                          capture_output=True, text=True)
     assert out.returncode == 2
-    assert out.stderr == "rnnbench: error: unknown architecture 'lstmm'; valid: gru, irnn, lstm, vanilla\n"
+    valid = ", ".join(architectures.names())
+    assert out.stderr == f"rnnbench: error: unknown architecture 'lstmm'; valid: {valid}\n"

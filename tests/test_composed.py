@@ -9,7 +9,9 @@ import torch
 from conftest import ARCHS, small
 
 import tasks
+from architectures.attention import ATTENTION
 from architectures.composed import FrameTagger, QuestionAnswerer, SequenceClassifier
+from architectures.vision import IMAGE_ENCODERS
 from bench.diag import flow
 from bench.reports import leaderboard
 from bench.reports.tables import Tables
@@ -24,7 +26,8 @@ COMPOSED = [n for n in tasks.names() if issubclass(tasks.get(n), ComposedTask)]
 
 
 def test_the_five_shapes_of_the_notes_are_here():
-    assert {tasks.get(n).model for n in COMPOSED} == {"seq2seq", "caption", "vqa", "classify", "frames"}
+    # the notes' five shapes, each trained by a task; more may join without changing this test
+    assert {tasks.get(n).model for n in COMPOSED} >= {"seq2seq", "caption", "vqa", "classify", "frames"}
 
 
 @pytest.mark.parametrize("name", COMPOSED)
@@ -92,9 +95,10 @@ def test_old_run_ids_do_not_change_and_model_options_are_refused_where_there_is_
     assert "model" not in resolve(small("adding", "gru")).to_dict()
     with pytest.raises(ConfigError, match="take no model"):
         resolve(small("adding", "gru", **{"model.attention": "none"}))
-    for task, bad, match in (("translate", ("model.attention", "dot"), "valid: additive, multiplicative, none"),
+    for task, bad, match in (("translate", ("model.attention", "dot"), f"valid: {', '.join(ATTENTION.names())}$"),
                              ("translate", ("model.beam", 0), "model.beam must be >= 1"),
-                             ("caption", ("model.image_encoder", "resnet7"), "valid: cnn, cnn-small, resnet18"),
+                             ("caption", ("model.image_encoder", "resnet7"),
+                              f"valid: {', '.join(IMAGE_ENCODERS.names())}$"),
                              ("translate", ("model.image_encoder", "cnn"), "valid: model.attention, model.beam"),
                              ("translate", ("model.bogus", 1), "unknown option model.bogus")):
         with pytest.raises(ConfigError, match=match):

@@ -102,8 +102,9 @@ def test_the_leaderboard_reads_records_alone_without_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "out")], capture_output=True, text=True,
                          cwd=ROOT, check=True).stdout.splitlines()[-1]
     assert out == "0 []"
-    rows = leaderboard.build_rows(Store(tmp_path / "out").records().records)
-    assert {r.label for r in rows} == {"vanilla", "irnn", "lstm", "gru", "gru-2l"}
+    records = Store(tmp_path / "out").records().records
+    rows = leaderboard.build_rows(records)
+    assert {r.label for r in rows} == {r["arch_label"] for r in records} and len(rows) > 1
 
 
 def test_provenance_reads_git_at_the_repository_root():
