@@ -75,6 +75,7 @@ def load_text(corpus: str, hf_field: str = "text") -> str:
 class CharLM(Task):
     name = "charlm"
     version = "2"
+    id_base_version = "2"  # its committed records were made at version 2, before versions joined run ids
     shape = "many-to-many"
     variant = "next character, contiguous splits, streams with carried state"
     carries_state = True

@@ -109,12 +109,27 @@ class RunConfig:
 
     @property
     def run_id(self) -> str:
-        """Deterministic hash of the resolved config, without the fields declared outside its identity."""
+        """Deterministic hash of the resolved config, without the fields declared outside its identity, and of
+        the task's and the architecture's code versions (``code_versions``)."""
         d = self.to_dict()
         for dotted in self.outside("identity"):
             section, _, name = dotted.partition(".")
             d[section].pop(name, None)
+        versions = self.code_versions()
+        if versions:
+            d["versions"] = versions
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+
+    def code_versions(self) -> dict[str, str]:
+        """The task's and the core's ``version`` where it differs from the one their runs were recorded at
+        before versions joined run ids (``id_base_version``, "1" unless a class says otherwise): a bump changes
+        the id, so a sweep trains the run again, while every id recorded before stays as it was."""
+        import architectures
+        import tasks
+
+        classes = {"task": tasks.get(self.task_name), "arch": architectures.entry(self.arch_name).core}
+        return {section: cls.version for section, cls in classes.items()
+                if cls.version != getattr(cls, "id_base_version", "1")}
 
     def defaults(self) -> dict:
         """The default config of this task and architecture, shaped like ``to_dict`` (records carry it, so the
