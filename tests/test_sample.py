@@ -16,7 +16,8 @@ from bench.text import sample
 
 def test_the_checkpoint_restores_the_trained_weights(lm_run):
     rec, out = lm_run
-    assert rec["checkpoint"] == f"checkpoints/{rec['name']}__{rec['id']}.pt" and (out / rec["checkpoint"]).is_file()
+    assert rec["checkpoint"] == f"checkpoints/{rec['name']}__{rec['id']}/best.ckpt" and (out / rec["checkpoint"]).is_file()
+    assert rec["checkpoint_last"] == f"checkpoints/{rec['name']}__{rec['id']}/last.ckpt"
     record, _, cfg, task, system = checkpoint.load(rec["name"], Store(out))
     assert record["id"] == cfg.run_id == rec["id"] and not system.training
     saved = torch.load(out / rec["checkpoint"], weights_only=True)["state_dict"]

@@ -1,22 +1,18 @@
 """The system over every task x architecture: contract, smoke, determinism, gradient norms, divergence."""
 
 import csv
-import json
 import math
-import os
-import pickle
 import statistics
-import threading
 
 import lightning as L
 import pytest
 import torch
 from conftest import small
 from lightning.pytorch.loggers.logger import Logger
+from lightning.pytorch.utilities import grad_norm
 
-import bench.run.train as train_module
+import tasks
 from bench.run.config import resolve
-from bench.run.mirror import WandbMirror, WandbProcess
 from bench.run.system import build, layer_of
 from bench.run.train import train
 
@@ -87,7 +83,8 @@ def test_smoke_loss_falls_on_one_batch_and_metrics_are_in_range(task_arch):
         check_val_every_n_epoch=None, val_check_interval=10**9, num_sanity_val_steps=0, log_every_n_steps=1,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(system, datamodule=task)
-    assert system.divergence is None and len(steps.losses) == OVERFIT_STEPS
+    # a row per batch: a truncated-BPTT batch takes several optimizer steps and logs its last chunk's loss
+    assert system.divergence is None and len(steps.losses) == OVERFIT_STEPS // type(task).updates_per_batch(cfg.task)
     losses = steps.losses
     assert all(math.isfinite(v) for v in losses)
     # Medians of five steps, so one bounce (or an IRNN's first exploding steps) decides nothing. Over 30 Adam
@@ -120,7 +117,8 @@ def test_same_seed_gives_bitwise_identical_losses(task_arch, tmp_path):
     b = train(cfg, tmp_path / "b", wandb="disabled")
     assert a["status"] == b["status"] == "ok"
     la, lb = _losses(a, tmp_path / "a"), _losses(b, tmp_path / "b")
-    assert len(la) == 6 and la == lb  # compared as the exact logged strings
+    rows = 6 // tasks.get(cfg.task_name).updates_per_batch(cfg.task)  # a row per batch (TBPTT: its last chunk)
+    assert len(la) == rows and la == lb  # compared as the exact logged strings
     assert a["metric"]["test"] == b["metric"]["test"]
 
 
@@ -175,134 +173,26 @@ def test_training_equals_a_hand_written_loop_with_global_norm_clipping(clip, tmp
         assert min(n for _, n in expected) > 10 * clip  # the clip bound every step
 
 
-def test_per_layer_norms_are_float64_sums_of_the_parameter_norms_to_the_last_bit():
-    # The reference metrics CSVs were written by squaring the float32 norms in a double tensor and index_add_-ing
-    # them per layer; the row must keep every bit of those values.
+def test_per_layer_norms_recombine_lightnings_grad_norm_per_parameter():
+    """The row holds Lightning's grad_norm total and, per layer, the root of the summed squares of its
+    parameters' norms (in double precision)."""
     L.seed_everything(0, verbose=False)
     task, system = build(resolve(small("adding", "gru", **{"arch.layers": 3})))
     x, target = _batch(task)
+    system._train_loss = 1.0
     task.loss(system(x)[0], target).backward()
     rows = []
-    system._write_row = rows.append
-    system._measure_gradients()
+    system._log_step = rows.append
+    assert system._measure_gradients()
     names = [n for n, _ in system.named_parameters()]
     layers = list(dict.fromkeys(layer_of(n) for n in names))
-    norms = torch.stack([p.grad.norm() for p in system.parameters()])
-    index = torch.tensor([layers.index(layer_of(n)) for n in names])
-    expected = torch.zeros(len(layers), dtype=torch.float64).index_add_(0, index, norms.double() ** 2).sqrt()
     assert layers == ["core.l0", "core.l1", "core.l2", "head"]
-    assert [rows[0][f"grad/{k}"] for k in layers] == expected.tolist()
-    assert rows[0]["grad/total"] == float(torch.nn.utils.get_total_norm([p.grad for p in system.parameters()]))
-
-
-def test_the_wandb_mirror_sends_rows_in_order_from_its_own_thread_and_raises_a_failed_send():
-    sent = []
-
-    class Run:  # what the mirror calls of a W&B run
-        def log(self, row):
-            if row.get("x") == 3:
-                raise ValueError("W&B refused row 3")
-            sent.append((threading.current_thread().name, row))
-
-    mirror = WandbMirror(experiment=Run())
-    for i in range(3):
-        mirror.log_metrics({"x": i}, step=i)
-    mirror.log_now({"picture": 1})  # after the queued rows, from the caller's thread
-    assert sent == [("rnnbench-wandb-mirror", {"x": i, "trainer/global_step": i}) for i in range(3)] + [
-        (threading.current_thread().name, {"picture": 1})]
-    mirror.log_metrics({"x": 3}, step=3)
-    mirror.log_metrics({"x": 4}, step=4)  # dropped: a send already failed
-    with pytest.raises(ValueError, match="refused row 3"):
-        mirror.flush()
-    mirror.log_metrics({"x": 5}, step=5)
-    mirror.flush()
-    assert [row.get("x") for _, row in sent] == [0, 1, 2, None, 5]
-    mirror.log_metrics({"x": 3}, step=6)
-    mirror.finalize("failed")  # a run that failed already is recorded with its own error
-    mirror.flush()
-
-
-def test_the_wandb_mirror_pickles_for_ddp_spawn_with_its_rows_sent():
-    sent = []
-
-    class Run:
-        id, name = "r1", "adding__lstm__s0"
-
-        def log(self, row):
-            sent.append(row)
-
-    mirror = WandbMirror(experiment=Run())
-    mirror.log_metrics({"x": 1}, step=1)
-    copy = pickle.loads(pickle.dumps(mirror))  # what ddp_spawn does to the Trainer's loggers
-    assert sent == [{"x": 1, "trainer/global_step": 1}]  # sent before pickling, never lost
-    assert copy._id == "r1" and copy._experiment is None and copy._sender is None  # attaches to the same run
-    assert copy._rows is not mirror._rows and copy._rows.empty()
-
-
-FAKE_WANDB = """
-import json
-
-
-class Run:
-    def __init__(self, dir, **kwargs):
-        self.rows = open(dir + "/rows.jsonl", "a")
-
-    def log(self, row):
-        if row.get("x") == 3:
-            raise ValueError("W&B refused row 3")
-        self.rows.write(json.dumps(row) + "\\n")
-        self.rows.flush()
-
-    def finish(self, exit_code=0):
-        self.log({"finished": exit_code})
-
-
-def init(mode, **kwargs):
-    if mode == "bogus":
-        raise ValueError("W&B refused mode bogus")
-    return Run(**kwargs)
-"""
-
-
-def test_the_wandb_process_logs_rows_in_order_in_its_own_process_and_raises_what_wandb_raised(tmp_path,
-                                                                                                monkeypatch):
-    (tmp_path / "wandb.py").write_text(FAKE_WANDB)  # the mirror's process imports this W&B
-    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    rows = tmp_path / "rows.jsonl"
-
-    def sent():
-        return [json.loads(line) for line in rows.read_text().splitlines()]
-
-    mirror = WandbProcess({"id": "r1", "dir": str(tmp_path), "mode": "offline"})
-    for i in range(3):
-        mirror.log_metrics({"x": i}, step=i)
-    mirror.log_now({"picture": 1})
-    mirror.flush()
-    assert sent() == [{"x": i, "trainer/global_step": i} for i in range(3)] + [{"picture": 1}]
-    assert mirror.version == "r1"
-    mirror.log_metrics({"x": 3}, step=3)
-    mirror.log_metrics({"x": 4}, step=4)  # dropped: a row already failed
-    with pytest.raises(RuntimeError, match="refused row 3"):
-        mirror.flush()
-    mirror.log_metrics({"x": 5}, step=5)
-    mirror.log_metrics({"x": 3}, step=6)
-    mirror.finalize("failed")  # a run that failed already is recorded with its own error
-    mirror.finish("failed")
-    assert [row.get("x", row.get("finished")) for row in sent()] == [0, 1, 2, None, 5, 1]
-    mirror.finish()  # once finished, nothing left to do
-
-    failed = WandbProcess({"id": "r2", "dir": str(tmp_path), "mode": "bogus"})
-    failed.log_metrics({"x": 0}, step=0)  # dropped after the failed init
-    with pytest.raises(RuntimeError, match="refused mode bogus"):
-        failed.finish()
-
-    gone = WandbProcess({"id": "r3", "dir": str(tmp_path), "mode": "offline"})
-    gone._proc.kill()
-    gone._proc.wait()
-    with pytest.raises(RuntimeError, match="process is gone"):
-        gone.log_metrics({"x": 0}, step=0)  # nobody reads the pipe any more
-    with pytest.raises(TypeError, match="stays in its process"):
-        pickle.dumps(gone)
+    norms = grad_norm(system, norm_type=2)
+    for layer in layers:
+        squares = sum(float(norms[f"grad_2.0_norm/{n}"]) ** 2 for n in names if layer_of(n) == layer)
+        assert rows[0][f"grad/{layer}"] == math.sqrt(squares)
+    assert rows[0]["grad/total"] == float(norms["grad_2.0_norm_total"])
+    assert system.grad_history == [rows[0]["grad/total"]]
 
 
 def test_huge_learning_rate_is_recorded_as_diverged(tmp_path):
@@ -326,47 +216,3 @@ def test_wandb_offline_mirror_gets_the_run_and_the_flow_pictures(tmp_path, monke
     files = [str(p.relative_to(runs[0])) for p in runs[0].rglob("*") if p.is_file()]
     assert any("media/images/diag/flow_heatmap" in f for f in files)
     assert any("media/table/diag/flow_profiles" in f for f in files)
-
-
-def test_without_a_gpu_the_optimizer_step_skips_lightnings_nvml_check(monkeypatch):
-    from bench.run.train import no_gpu_no_nvml
-
-    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # as importing Lightning leaves it
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    no_gpu_no_nvml()
-    assert os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] == "1"  # a machine with GPUs keeps the fork-safe check
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
-    no_gpu_no_nvml()
-    assert os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] == "0"
-
-
-def test_a_cpu_batch_skips_lightnings_transfer_walk_and_other_devices_keep_it(monkeypatch):
-    L.seed_everything(0, verbose=False)
-    task, system = build(resolve(small("adding", "lstm")))
-    batch = _batch(task)
-    assert system.transfer_batch_to_device(batch, torch.device("cpu"), 0) is batch
-    moved = []
-    monkeypatch.setattr(L.LightningModule, "transfer_batch_to_device", lambda self, b, d, i: moved.append(d) or b)
-    system.transfer_batch_to_device(batch, torch.device("meta"), 0)
-    assert moved == [torch.device("meta")]
-
-
-def test_a_training_process_sets_both_malloc_thresholds_once(monkeypatch):
-    calls = []
-
-    class Libc:
-        def mallopt(self, param, value):
-            calls.append((param, value))
-            return 1
-
-    monkeypatch.setattr(train_module, "_heap_kept", False)
-    monkeypatch.setattr(train_module.platform, "libc_ver", lambda: ("glibc", "2.36"))
-    monkeypatch.setattr(train_module.ctypes, "CDLL", lambda name: Libc())
-    train_module.keep_heap()
-    train_module.keep_heap()
-    # both (the trim threshold alone fixes the mmap threshold at 128 KB: 5,400 page faults a step), and once
-    assert calls == [(-3, 32 << 20), (-1, 1 << 30)]
-    monkeypatch.setattr(train_module, "_heap_kept", False)
-    monkeypatch.setattr(train_module.platform, "libc_ver", lambda: ("", ""))
-    train_module.keep_heap()
-    assert len(calls) == 2  # not glibc: nothing to set

@@ -17,6 +17,7 @@ from pathlib import Path
 from options import ConfigError
 
 from ..store import RecordError, Store
+from .config import flatten, resolve
 from .system import System
 
 
@@ -30,7 +31,7 @@ def load_system(path: Path) -> System:
         return System.load_from_checkpoint(path, map_location="cpu").eval()
     except Exception as exc:  # a damaged file raises anything: OSError, KeyError, EOFError, RuntimeError, ...
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise RecordError(f"checkpoint {path}: damaged, or not an rnnbench checkpoint "
+        raise RecordError(f"checkpoint {path}: damaged, not a readable checkpoint "
                           f"({type(exc).__name__}{': ' + reason[:100] if reason else ''})") from None
 
 
@@ -45,6 +46,12 @@ def load(run: str, store: Store):
         where = ckpt or home.checkpoint_dir(record["name"], record["id"])
         raise ConfigError(f"run {record['name']} has no checkpoint at {where}; checkpoints are not committed, "
                           f"retrain it with `rnnbench run` and its config (see the record)")
+    try:  # the checkpoint rebuilds from its own copy of the config: check the record's still means something
+        cfg = resolve(flatten(record["config"]), check_machine=False)
+    except ConfigError as exc:
+        raise RecordError(f"record {record_path}: its config no longer resolves: {exc}") from None
     system = load_system(ckpt)
+    if system.cfg.run_id != cfg.run_id:
+        raise RecordError(f"checkpoint {ckpt}: holds run {system.cfg.run_id}, not the record's {cfg.run_id}")
     system.task.setup("test")
     return record, record_path, system.cfg, system.task, system

@@ -161,7 +161,9 @@ class System(L.LightningModule):
         """A new epoch of the task's training data begins."""
 
     def on_before_optimizer_step(self, optimizer):
-        if self.automatic_optimization:  # manual optimization measured before it clipped (_train_truncated)
+        # Manual optimization measured before it clipped (_train_truncated); a skipped step (a non-finite loss:
+        # training_step returned None) has no gradients to measure.
+        if self.automatic_optimization and self.divergence is None:
             self._measure_gradients()
 
     def on_validation_epoch_end(self):

@@ -178,6 +178,8 @@ def quiet() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     # a resumed run's log folder holds the rows it keeps (continue_log writes them back after the writer starts)
     warnings.filterwarnings("ignore", message=".*Experiment logs directory.*")
+    # a non-finite loss skips its step on purpose (the run is recorded as diverged)
+    warnings.filterwarnings("ignore", message=".*`training_step` returned `None`.*")
 
 
 def train(cfg: RunConfig, out: Store | str | Path, wandb: str = "auto", progress: bool = False,
@@ -194,7 +196,8 @@ def train(cfg: RunConfig, out: Store | str | Path, wandb: str = "auto", progress
     folder = store.checkpoint_dir(cfg.name, cfg.run_id)
     # a record means the run finished: rerunning it trains afresh
     resume = None if store.record_path(cfg.name, cfg.run_id).is_file() else resumable(folder / "last.ckpt")
-    kept = _kept_log(resume) if resume else b""
+    saved = torch.load(resume, map_location="cpu", weights_only=True) if resume else {}
+    kept = _kept_log(resume, saved.get("rnnbench_log_bytes", 0)) if resume else b""
     if resume is None and rank_zero:
         shutil.rmtree(folder, ignore_errors=True)  # what an earlier attempt left, from before its first checkpoint
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -234,7 +237,7 @@ def train(cfg: RunConfig, out: Store | str | Path, wandb: str = "auto", progress
         wandb_id=wandb_id(loggers), metrics_file=metrics_dest.name if metrics_src.exists() else None,
         checkpoint=_relative(best if best and best.is_file() else last, store),
         checkpoint_last=_relative(last, store), stopped=stopped,
-        resumed_from=int(torch.load(resume, map_location="cpu", weights_only=True)["global_step"]) if resume else None,
+        resumed_from=saved.get("global_step"),
         extra={k: v for k, v in system.last.items() if "/" in k},
         diagnostics=diag.summary(system.grad_history, cfg.optim.clip, status == "diverged") if diag else None,
     )
@@ -260,9 +263,8 @@ def test(trainer: L.Trainer, system: System, task: Task, saver: ModelCheckpoint,
     return {**out, "test": out["test_last"], "from": "last"}
 
 
-def _kept_log(checkpoint: Path) -> bytes:
-    """The per-step log's rows up to ``checkpoint`` (what a resumed run appends to)."""
-    size = torch.load(checkpoint, map_location="cpu", weights_only=True).get("rnnbench_log_bytes", 0)
+def _kept_log(checkpoint: Path, size: int) -> bytes:
+    """The per-step log's first ``size`` bytes: its rows up to ``checkpoint`` (what a resumed run appends to)."""
     log = checkpoint.parent / "log" / "metrics.csv"
     return log.read_bytes()[:size] if size and log.is_file() else b""
 
