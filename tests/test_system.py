@@ -11,7 +11,6 @@ from conftest import small
 from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import grad_norm
 
-import tasks
 from bench.run.config import resolve
 from bench.run.system import build, layer_of
 from bench.run.train import train
@@ -83,8 +82,7 @@ def test_smoke_loss_falls_on_one_batch_and_metrics_are_in_range(task_arch):
         check_val_every_n_epoch=None, val_check_interval=10**9, num_sanity_val_steps=0, log_every_n_steps=1,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(system, datamodule=task)
-    # a row per batch: a truncated-BPTT batch takes several optimizer steps and logs its last chunk's loss
-    assert system.divergence is None and len(steps.losses) == OVERFIT_STEPS // type(task).updates_per_batch(cfg.task)
+    assert system.divergence is None and len(steps.losses) == OVERFIT_STEPS
     losses = steps.losses
     assert all(math.isfinite(v) for v in losses)
     # Medians of five steps, so one bounce (or an IRNN's first exploding steps) decides nothing. Over 30 Adam
@@ -117,8 +115,7 @@ def test_same_seed_gives_bitwise_identical_losses(task_arch, tmp_path):
     b = train(cfg, tmp_path / "b", wandb="disabled")
     assert a["status"] == b["status"] == "ok"
     la, lb = _losses(a, tmp_path / "a"), _losses(b, tmp_path / "b")
-    rows = 6 // tasks.get(cfg.task_name).updates_per_batch(cfg.task)  # a row per batch (TBPTT: its last chunk)
-    assert len(la) == rows and la == lb  # compared as the exact logged strings
+    assert len(la) == 6 and la == lb  # compared as the exact logged strings
     assert a["metric"]["test"] == b["metric"]["test"]
 
 

@@ -17,6 +17,7 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 WANDB_DIR = Path(os.environ.get("RNNBENCH_WANDB_DIR", ".cache/wandb"))
 PROJECT = "rnnbench"
+MIRROR_EVERY = 10  # the W&B mirror gets every 10th per-step row (side-by-side charts); the CSV keeps every step
 
 
 def is_mirror(logger) -> bool:
