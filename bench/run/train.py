@@ -66,11 +66,13 @@ def trainer_for(cfg: RunConfig, task: Task, loggers, progress: bool = False, cal
     )
 
 
-def checkpointing(task: Task, folder: Path) -> ModelCheckpoint:
-    """The best validation checkpoint (``best.ckpt``, by the task's metric and direction) and ``last.ckpt``,
-    both written at every validation."""
-    return ModelCheckpoint(dirpath=folder, filename="best", monitor=f"val/{task.metric_name}", mode=task.metric_mode,
-                           save_top_k=1, save_last=True, auto_insert_metric_name=False, enable_version_counter=False)
+def checkpointing(task: Task, folder: Path) -> tuple[ModelCheckpoint, ModelCheckpoint]:
+    """The best validation checkpoint (``best.ckpt``, by the task's metric and direction) and the latest
+    (``last.ckpt``), both checked at every validation. Two callbacks: Lightning's ``save_last`` writes the last
+    one only when the best one changed, and a run whose metric stalls must still resume from where it was."""
+    common = dict(dirpath=folder, auto_insert_metric_name=False, enable_version_counter=False)
+    return (ModelCheckpoint(filename="best", monitor=f"val/{task.metric_name}", mode=task.metric_mode, **common),
+            ModelCheckpoint(filename="last", **common))
 
 
 def stoppers(cfg: RunConfig, task: Task) -> list[EarlyStopping]:
@@ -208,9 +210,9 @@ def train(cfg: RunConfig, out: Store | str | Path, wandb: str = "auto", progress
     continue_log(loggers[0], kept)
     diag = GradientDiagnostics(cfg.train.diag_cadence) if cfg.train.diag else None
     handback = RankZeroHandback(folder / "rank0.pkl", diag)
-    saver, stops = checkpointing(task, folder), stoppers(cfg, task)
+    (saver, latest), stops = checkpointing(task, folder), stoppers(cfg, task)
     trainer = trainer_for(cfg, task, loggers, progress, callbacks=[
-        c for c in (diag, handback, saver, LogAtCheckpoint(loggers[0]), *stops, *callbacks) if c])
+        c for c in (diag, handback, saver, latest, LogAtCheckpoint(loggers[0]), *stops, *callbacks) if c])
     try:
         fit(trainer, system, task, cfg, resume)
         steps = handback.restore(trainer, system)
