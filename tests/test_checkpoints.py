@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -140,3 +141,24 @@ def test_the_new_options_at_their_defaults_leave_run_ids_as_they_were():
                                                 "train.stop_when_solved": False}))
     assert base.run_id == spelled.run_id and "schedule" not in base.to_dict()["optim"]
     assert resolve(small("adding", "gru", **{"train.patience": 3})).run_id != base.run_id
+
+
+def test_a_leaderboard_row_shows_one_kind_of_test_value_and_says_which():
+    from bench.reports.leaderboard import build_rows, render
+
+    committed = [json.loads(p.read_text()) for p in sorted(Path("results/runs").glob("adding__gru__s[0-2]__*.json"))]
+    row_of = {r["name"]: r for r in committed if r["config"]["task"]["seq_len"] == 100}
+    old = list(row_of.values())
+    assert len(old) == 3 and all("test_from" not in r["metric"] for r in old)
+
+    def checkpointed(rec, best):  # what a record written now holds: both test values
+        m = {**rec["metric"], "test": best, "test_last": rec["metric"]["test"], "test_from": "best"}
+        return {**rec, "metric": m}
+
+    new = [checkpointed(r, 0.5) for r in old]
+    (row,) = [r for r in build_rows(new) if r.label == "gru"]
+    assert row.tested == "best" and row.mean == 0.5
+    mixed = [*new[:2], old[2]]  # one seed without a best checkpoint: the whole row shows the last models
+    (row,) = [r for r in build_rows(mixed) if r.label == "gru"]
+    assert row.tested == "last" and row.mean == pytest.approx(sum(r["metric"]["test"] for r in old) / 3)
+    assert "| best val ckpt |" in render(new) and "| last model |" in render(mixed)

@@ -133,6 +133,7 @@ class Row:
     commits: str
     section: str
     key: str
+    tested: str = "last"  # which model the test values are of: "best" (validation checkpoint) or "last"
 
     def cell(self) -> str:
         if self.mean is None:
@@ -149,7 +150,8 @@ class _RowAgg:
     question: dict  # its dotted settings (``question``)
     defaults: dict  # the declared default of each of them
     key: str  # the row's key: its settings as nested JSON
-    values: list = field(default_factory=list)  # test metric of each ok seed
+    values: list = field(default_factory=list)  # the last model's test metric of each ok seed
+    best_values: list = field(default_factory=list)  # the best validation checkpoint's (None: not recorded)
     norms: list = field(default_factory=list)
     flow_init: list = field(default_factory=list)
     flow_final: list = field(default_factory=list)
@@ -168,8 +170,12 @@ class _RowAgg:
         status = rec["status"]
         self.n_diverged += status == "diverged"
         self.n_failed += status == "failed"
-        if status == "ok" and rec["metric"]["test"] is not None:
-            self.values.append(rec["metric"]["test"])
+        m = rec["metric"]
+        if status == "ok" and m["test"] is not None:
+            # records from before checkpoints hold the last model's test value in "test", and no test_from
+            best = m.get("test_from") == "best"
+            self.values.append(m.get("test_last", m["test"]) if best else m["test"])
+            self.best_values.append(m["test"] if best else None)
         self.n_solved += bool(rec["metric"]["solved"])
         norm = rec["grad_norm_preclip"]["median"]
         if norm is not None:
@@ -195,7 +201,9 @@ class _RowAgg:
             self.spike_counts.append(d["events"].get("spikes"))
 
     def row(self, label: str, section: str, key: str) -> Row:
-        f, values = self.first, self.values
+        # A row shows one kind of test value: the best checkpoints' where every seed has one, else the last models'
+        best = bool(self.best_values) and None not in self.best_values
+        f, values = self.first, self.best_values if best else self.values
         return Row(
             task=f["task"], label=label, metric=f["metric"], mode=f["mode"],
             mean=statistics.fmean(values) if values else None,
@@ -206,7 +214,7 @@ class _RowAgg:
             verdict=self._verdicts(), spikes=self._spikes(),
             flow_ratio_init=_median(self.flow_init), flow_ratio_final=_median(self.flow_final),
             params=f["params"], wall_time_s=statistics.fmean(self.walls), commits=", ".join(sorted(self.commits)),
-            section=section, key=key,
+            section=section, key=key, tested="best" if best else "last",
         )
 
     def _verdicts(self) -> str:
