@@ -14,9 +14,8 @@ bare-loop steps (``perf.HandLoop`` on the side's own core and head, as in ``make
 them and the simulated caches (which start empty: a first run put a cold start's last-level misses all on the
 bare window, and the side 3 % ahead), then ``--steps`` more that are counted and dumped as "bare", then the
 side trains ``--steps`` steps, counted and dumped as "side". Every thread of the
-process counts; the W&B run itself lives in a process of its own (bench/run/mirror.py's ``WandbProcess``), so
-what a W&B row costs the trainer is pickling it into a pipe. ``--steps`` is a multiple of 10, so each window
-holds its share of the per-10-step W&B rows.
+process counts, W&B's too (Lightning's ``WandbLogger``, offline, every 10th per-step row). ``--steps`` is a
+multiple of 10, so each window holds its share of those rows.
 
 What it cannot say. Instructions and a cache model are not a clock. Valgrind does not emulate AVX-512, so under
 it oneDNN runs its AVX2 kernels, which execute more instructions than the AVX-512 ones a native run uses; the
@@ -38,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import math
 import os
 import re
 import shutil
@@ -49,8 +47,8 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-SIDES = {"offline": "rnnbench (W&B offline)", "disabled": "rnnbench (W&B disabled)",
-         "ungrouped": "rnnbench, 1 update a batch", "lightning": "Lightning alone", "control": "plain loop (control)"}
+SIDES = {"offline": "rnnbench (W&B offline)", "disabled": "rnnbench (W&B disabled)", "lightning": "Lightning alone",
+         "control": "plain loop (control)"}
 WARM = 40  # side steps before the windows, as make bench's paired processes
 HELPER = r"""
 #include <valgrind/callgrind.h>
@@ -85,22 +83,20 @@ def worker(side: str, steps: int, helper: str) -> None:
     import lightning as L
     import torch
 
-    from bench.run.system import build
-    from bench.run.train import no_gpu_no_nvml, quiet
+    from bench.run.train import quiet
 
     from . import perf
 
     quiet()
-    no_gpu_no_nvml()
     torch.set_num_threads(1)
     cg = ctypes.CDLL(helper)
 
     class Windows(L.Callback):
-        def __init__(self, task, clip: float):
-            self.task, self.clip, self.loop = task, clip, None
+        def __init__(self, clip: float):
+            self.clip, self.loop = clip, None
 
         def on_train_start(self, trainer, pl_module):
-            self.loop = perf.HandLoop(pl_module.core, pl_module.head, self.task, lr=0.0, clip=self.clip)
+            self.loop = perf.HandLoop(pl_module.core, pl_module.head, pl_module.task, lr=0.0, clip=self.clip)
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             step = trainer.global_step
@@ -119,11 +115,8 @@ def worker(side: str, steps: int, helper: str) -> None:
                 cg.cg_dump(b"side")
                 cg.cg_stop()
 
-    group = math.gcd(WARM, steps)  # rnnbench's Lightning batches (bench/run/groups.py) end where the windows do
-    cfg = perf.side_config(WARM + steps + group)
-    L.seed_everything(0, verbose=False)
-    task, system = build(cfg)
-    perf.run_side(SIDES[side], cfg, task, system, Windows(task, cfg.optim.clip), group)
+    cfg = perf.side_config(WARM + steps + 10)
+    perf.run_side(SIDES[side], cfg, Windows(cfg.optim.clip))
 
 
 EVENTS_CEST = {"L1m": ("I1mr", "D1mr", "D1mw"), "LLm": ("ILmr", "DLmr", "DLmw"), "Bm": ("Bcm", "Bim")}
@@ -232,8 +225,8 @@ def report(results: dict[str, dict], steps: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sides", nargs="+", choices=sorted(SIDES), default=["offline", "control"],
-                        help="which sides to count [default: offline control]; all five: offline disabled "
-                             "ungrouped lightning control")
+                        help="which sides to count [default: offline control]; all four: offline disabled "
+                             "lightning control")
     parser.add_argument("--steps", type=int, default=20, help="steps in each counted window (a multiple of 10)")
     parser.add_argument("--no-cache-sim", dest="cache_sim", action="store_false",
                         help="count instructions only (faster); without it caches and branches are simulated too")
