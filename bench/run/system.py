@@ -104,7 +104,8 @@ class System(L.LightningModule):
         """Lightning's ``load_from_checkpoint``; on ``System`` itself, the subclass the checkpoint's config needs."""
         if cls is System:
             hparams = torch.load(checkpoint_path, map_location="cpu", weights_only=True)["hyper_parameters"]
-            return system_class(hparams["config"]["task"]["name"]).load_from_checkpoint(checkpoint_path, *args, **kwargs)
+            system = system_class(hparams["config"]["task"]["name"])
+            return system.load_from_checkpoint(checkpoint_path, *args, **kwargs)
         return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     def _step(self, batch, split: str) -> torch.Tensor:

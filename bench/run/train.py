@@ -83,7 +83,8 @@ def stoppers(cfg: RunConfig, task: Task) -> list[EarlyStopping]:
         out.append(EarlyStopping(monitor, mode=mode, patience=cfg.train.patience, check_on_train_epoch_end=False))
     if cfg.train.stop_when_solved:  # the threshold alone: patience can never run out
         out.append(EarlyStopping(monitor, mode=mode, stopping_threshold=task.solved_threshold,
-                                 patience=cfg.train.max_steps + 1, check_finite=False, check_on_train_epoch_end=False))
+                                 patience=cfg.train.max_steps + 1, check_finite=False,
+                                 check_on_train_epoch_end=False))
     return out
 
 
@@ -227,12 +228,14 @@ def train(cfg: RunConfig, out: Store | str | Path, wandb: str = "auto", progress
         traceback.print_exc()
     finally:
         close(loggers, "success" if status == "ok" else status)
-    metrics_src, metrics_dest = Path(loggers[0].experiment.metrics_file_path), store.metrics_path(cfg.name, cfg.run_id)
+    metrics_src = Path(loggers[0].experiment.metrics_file_path)
+    metrics_dest = store.metrics_path(cfg.name, cfg.run_id)
     best, last = Path(saver.best_model_path) if saver.best_model_path else None, folder / "last.ckpt"
     record = records.make(
         cfg, task, status=status, error=error, divergence=system.divergence, steps=steps, params=params,
-        test=tests.get("test"), test_last=tests.get("test_last"), test_from=tests.get("from"), val_last=system.last.get("val"),
-        val_best=system.best, grad_norm=_summary(system.grad_history), wall_time_s=time.time() - started,
+        test=tests.get("test"), test_last=tests.get("test_last"), test_from=tests.get("from"),
+        val_last=system.last.get("val"), val_best=system.best, grad_norm=_summary(system.grad_history),
+        wall_time_s=time.time() - started,
         # spawned DDP ranks train in other processes: their CPU time is not ours to report
         cpu_time_s=time.process_time() - cpu_started if cfg.train.devices == 1 else None,
         provenance=provenance, wandb_mode=mode, accelerator=str(trainer.accelerator.__class__.__name__),
