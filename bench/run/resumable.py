@@ -1,7 +1,7 @@
 """A training DataLoader that a run killed mid-epoch resumes in the same order, through Lightning's own interface.
 
 Lightning saves the loop and the optimizer in a checkpoint, not a DataLoader's position: a plain DataLoader
-resumed mid-epoch replays another order (Lightning warns about it). Since Lightning 2.3 (PR #19475) a training
+resumed mid-epoch replays another order (Lightning warns about it). Since Lightning PR #19475 a training
 loader with ``state_dict`` / ``load_state_dict`` is resumable: its state goes into the checkpoint and comes back
 before the loop iterates it again. That is all this wrapper adds to the task's DataLoader.
 
