@@ -162,3 +162,13 @@ def test_a_leaderboard_row_shows_one_kind_of_test_value_and_says_which():
     (row,) = [r for r in build_rows(mixed) if r.label == "gru"]
     assert row.tested == "last" and row.mean == pytest.approx(sum(r["metric"]["test"] for r in old) / 3)
     assert "| best val ckpt |" in render(new) and "| last model |" in render(mixed)
+
+
+def test_a_results_folder_given_as_a_relative_path_records_its_checkpoints(tmp_path, monkeypatch):
+    # as `make sweep` names it (results-local); Lightning makes the checkpoint paths absolute
+    monkeypatch.chdir(tmp_path)
+    rec = train(resolve(small("adding", "gru", **{"train.max_steps": 4, "train.val_every": 2})), "out",
+                wandb="disabled")
+    assert rec["status"] == "ok", rec["error"]
+    assert rec["checkpoint"] == f"checkpoints/{rec['name']}__{rec['id']}/best.ckpt"
+    assert (tmp_path / "out" / rec["checkpoint_last"]).is_file()

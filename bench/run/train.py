@@ -275,7 +275,8 @@ def _kept_log(checkpoint: Path, size: int) -> bytes:
 
 
 def _relative(path: Path | None, store: Store) -> str | None:
-    return str(path.relative_to(store.root)) if path is not None and path.is_file() else None
+    # Lightning makes a checkpoint's path absolute; the store's root may be relative (results-local)
+    return str(path.resolve().relative_to(store.root.resolve())) if path is not None and path.is_file() else None
 
 
 def _summary(history: list[float]) -> dict:
