@@ -217,8 +217,9 @@ def train(cfg: RunConfig, out: Store | str | Path, wandb: str = "auto", progress
     try:
         fit(trainer, system, task, cfg, resume)
         steps = handback.restore(trainer, system)
-        stopped = next(({"step": steps, "reason": s.stopping_reason_message} for s in stops
-                        if s.stopping_reason_message), None)
+        # EarlyStopping's, or any callback's that stops the run the same way (the tuned protocol's pruner)
+        stopped = next(({"step": steps, "reason": s.stopping_reason_message} for s in (*stops, *callbacks)
+                        if getattr(s, "stopping_reason_message", None)), None)
         if system.divergence is None:
             tests = test(trainer, system, task, saver, handback)
         else:

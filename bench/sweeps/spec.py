@@ -37,12 +37,12 @@ from options import ConfigError
 
 from . import anchor as anchors
 
-METHODS = ("grid", "random")
+METHODS = ("grid", "random")  # a tuned file (tune.py) also takes bayes
 DISTRIBUTIONS = ("categorical", "constant", "int_uniform", "log_uniform_values", "q_uniform", "uniform")
 # Every top-level key a W&B sweep config may hold: anything else would make `wandb sweep` reject the file.
 WANDB_KEYS = ("command", "description", "early_terminate", "entity", "method", "metric", "name", "parameters",
               "program", "project", "run_cap")
-RNNBENCH_KEYS = ("anchor",)  # ours, dropped before a document goes to W&B
+RNNBENCH_KEYS = ("anchor", "confirm")  # ours, dropped before a document goes to W&B (confirm: tune.py)
 PARAM_KEYS = ("distribution", "max", "min", "probabilities", "q", "value", "values")
 
 

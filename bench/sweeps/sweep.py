@@ -15,7 +15,8 @@ any ``--dry-run``, reads the plan, the records and the leaderboard without impor
 Executors share everything but the running (executors/base.py): this module plans, reports progress the same
 way for all, and writes ``<out>/sweeps/<spec>.json`` (how long, on what, and which runs the spec planned).
 ``local`` (default, offline) is a process pool over device slots; ``ray`` and ``wandb`` are imported only when
-chosen.
+chosen. A tuned file (each family searched with the same budget, then its best retrained on fresh seeds) is
+run by tune.py.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ def run(path: Path, out: Path | Store, workers: int | None = None, wandb: str = 
     store = out if isinstance(out, Store) else Store(out)
     options = Options(spec=Path(path), wandb=wandb, workers=workers, threads=threads, runs_per_gpu=runs_per_gpu,
                       retry_failed=retry_failed, address=address, gpus=gpus)
+    if tuned(path):
+        from . import tune
+
+        return tune.run(Path(path), store, options, executor)
     chosen = get(executor)(options)  # a missing package is one line, before planning
     plan = _compare(path, store, chosen, retry_failed)
     todo = [run.config() for run in plan.waiting]  # torch from here on, and only when something is to train
@@ -64,6 +69,11 @@ def dry_run(path: Path, out: Path | Store, *, executor: str = "local", retry_fai
     """Plan and compare with ``out`` as ``run`` would, print the runs still to train; trains and writes
     nothing, and with the plan cached imports no torch. Returns those runs."""
     store = out if isinstance(out, Store) else Store(out)
+    if tuned(path):
+        from . import tune
+
+        tune.dry_run(Path(path), store)
+        return []
     chosen = get(executor)(Options(spec=Path(path), retry_failed=retry_failed, address=address))
     plan = _compare(path, store, chosen, retry_failed)
     chosen.check([])  # its flags only: checking the runs themselves (Ray's strategy) needs them resolved
@@ -71,6 +81,14 @@ def dry_run(path: Path, out: Path | Store, *, executor: str = "local", retry_fai
     for run in plan.waiting:
         print(f"  {run.name} [{run.run_id}]", flush=True)
     return plan.waiting
+
+
+def tuned(path: Path) -> bool:
+    """Whether ``path`` is a tuned file (its documents carry ``confirm``: bench/sweeps/tune.py runs it)."""
+    from .spec import load_documents
+    from .tune import is_tuned
+
+    return is_tuned(load_documents(Path(path)))
 
 
 class Compared(NamedTuple):
