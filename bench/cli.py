@@ -270,7 +270,7 @@ def _report_skipped(skipped: list[str]) -> None:
 
 
 def cmd_leaderboard(args, rest) -> int:
-    from .reports import leaderboard, reproduction
+    from .reports import leaderboard, reproduction, tuned
     from .sweeps.spec import anchored
 
     for folder in (args.out, args.reference):
@@ -287,6 +287,9 @@ def cmd_leaderboard(args, rest) -> int:
           f"in {time.perf_counter() - started:.2f}s")
     path, lines = reproduction.write(args.out, documents, tables[0].kept)
     print(f"wrote {path}: {reproduction.counts(lines)}")
+    path = tuned.write(args.out)
+    if path is not None:
+        print(f"wrote {path} from {tuned.STUDIES} summaries")
     if args.readme is not None:
         changed = leaderboard.update_readme(args.readme, args.out, tables[0])
         changed = reproduction.update_readme(args.readme, lines) or changed

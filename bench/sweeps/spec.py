@@ -238,5 +238,9 @@ def wandb_document(doc: dict) -> dict:
 
 def expand_file(path: Path) -> list[tuple[int, dict]]:
     """Every (document number, overrides) of a sweep file, before resolution."""
-    return [(i + 1, overrides) for i, doc in enumerate(load_documents(path))
+    docs = load_documents(path)
+    if any(isinstance(doc, dict) and "confirm" in doc for doc in docs):
+        raise ConfigError(f"{path} is a tuned file (its documents have 'confirm'): its runs are drawn as its "
+                          "studies go (bench/sweeps/tune.py), not planned; run it with `rnnbench sweep`")
+    return [(i + 1, overrides) for i, doc in enumerate(docs)
             for overrides in expand(doc, f"{path} document {i + 1}")]

@@ -265,6 +265,7 @@ def _sampler(study: Study, trial_number: int):
                .hexdigest()[:8], 16)
     if study.method == "random":
         warnings.filterwarnings("ignore", message=".*balance properties of Sobol.*")
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed,
                                           warn_independent_sampling=False)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(1, study.trials // 2))

@@ -1,0 +1,200 @@
+"""The tuned protocol (bench/sweeps/tune.py): equal budgets checked before any work, both stages, resume."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from bench.reports import tuned as tuned_report
+from bench.run.config import resolve
+from bench.store import Store
+from bench.sweeps import sweep, tune
+from options import ConfigError
+
+FAMILY = """
+program: bench
+method: random
+metric: {{name: val/mse, goal: minimize}}
+run_cap: {cap}
+early_terminate: {{type: hyperband, min_iter: 1, eta: 2}}
+parameters:
+  task.name: {{value: adding}}
+  task.seq_len: {{value: 6}}
+  task.n_train: {{value: 256}}
+  task.n_val: {{value: 64}}
+  task.n_test: {{value: 64}}
+  task.batch_size: {{value: 16}}
+  arch.name: {{value: {arch}}}
+  arch.hidden_size: {{value: 4}}
+  train.max_steps: {{value: {steps}}}
+  train.val_every: {{value: 4}}
+  train.diag: {{value: false}}
+  optim.lr: {{distribution: log_uniform_values, min: 0.001, max: 0.1}}
+  optim.clip: {{values: [0.0, 1.0]}}
+  seed: {{value: 0}}
+confirm: {{seeds: [1, 2, 3, 4, 5]}}
+"""
+
+
+def spec(tmp_path, *families, name="tuned.yaml"):
+    path = tmp_path / name
+    path.write_text("---".join(FAMILY.format(**{"cap": 3, "steps": 12, **f}) for f in families))
+    return path
+
+
+@pytest.mark.parametrize("families, message", [
+    (({"arch": "gru"}, {"arch": "lstm", "cap": 4}), "run_cap differs from document 1's"),
+    (({"arch": "gru"}, {"arch": "lstm", "steps": 16}), "every family of a comparison gets the same budget"),
+    (({"arch": "gru"}, {"arch": "gru"}), "family 'gru' is searched by two documents"),
+])
+def test_unequal_budgets_are_refused_before_any_work(tmp_path, families, message):
+    path = spec(tmp_path, *families)
+    with pytest.raises(ConfigError, match=message):
+        sweep.run(path, tmp_path / "out", workers=1, wandb="disabled")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    (("goal: minimize", "goal: maximize"), "metric must be {name: val/mse, goal: minimize}"),
+    (("confirm: {seeds: [1, 2, 3, 4, 5]}", "confirm: {seeds: [1, 2]}"), "at least 5 distinct"),
+    (("confirm: {seeds: [1, 2, 3, 4, 5]}", "confirm: {seeds: [0, 1, 2, 3, 4]}"), "seed 0 is the search's"),
+    (("values: [0.0, 1.0]}", "values: [0.0, 1.0], probabilities: [0.5, 0.5]}"), "'probabilities' has no Optuna"),
+    (("min_iter: 1", "min_iter: 3"), "first rung must be 1..2 validations"),
+    (("method: random", "method: grid"), "method is one of random, bayes"),
+    (("arch.name: {value: gru}", "arch.name: {values: [gru, lstm]}"), "fixes 'arch.name' with 'value'"),
+])
+def test_bad_tuned_documents_are_one_line_errors(tmp_path, change, message):
+    path = spec(tmp_path, {"arch": "gru"})
+    path.write_text(path.read_text().replace(*change))
+    with pytest.raises(ConfigError, match=message) as err:
+        tune.studies(path)
+    assert "\n" not in str(err.value)
+
+
+def test_a_file_mixing_tuned_and_grid_documents_is_refused(tmp_path):
+    path = spec(tmp_path, {"arch": "gru"})
+    path.write_text(path.read_text() + "---\nmethod: grid\nparameters:\n  task.name: {value: adding}\n")
+    with pytest.raises(ConfigError, match="a tuned file .* has only tuned documents"):
+        sweep.tuned(path)
+
+
+def test_both_stages_give_every_family_its_trials_then_confirm_the_best_on_fresh_seeds(tmp_path):
+    path = spec(tmp_path, {"arch": "gru"}, {"arch": "vanilla"})
+    store = Store(tmp_path / "out")
+    trained = sweep.run(path, store, workers=1, wandb="disabled")
+    summary = json.loads(tune.summary_path(store, path).read_text())
+    [comparison] = summary["comparisons"].values()
+    assert comparison["protocol"]["trials_per_family"] == 3
+    records = {r["id"]: r for r in store.records().records}
+    assert len(records) == len(trained) == 2 * (3 + 5)
+    for family in ("gru", "vanilla"):
+        entry = comparison["families"][family]
+        assert len(entry["trials"]) == 3 and all(t["run_id"] in records for t in entry["trials"])
+        finished = [t for t in entry["trials"] if t["state"] == "complete"]
+        best = min(finished, key=lambda t: t["value"])
+        assert entry["chosen"]["number"] == best["number"]
+        # the value Optuna was told is the record's best validation metric
+        assert best["value"] == records[best["run_id"]]["metric"]["val_best"]
+        for t in entry["trials"]:
+            rec = records[t["run_id"]]
+            if t["state"] == "pruned":  # a pruned trial stopped early, and its record says why
+                assert "pruned by Optuna's HyperbandPruner" in rec["stopped"]["reason"]
+                assert rec["steps"] < 12
+        seeds = sorted(records[c["run_id"]]["seed"] for c in entry["confirm"])
+        assert seeds == [1, 2, 3, 4, 5]
+        chosen_cfg = resolve(tune.studies(path)[0 if family == "gru" else 1].overrides(best["params"], 1),
+                             check_machine=False)
+        assert chosen_cfg.run_id == entry["confirm"][0]["run_id"]
+        assert all(records[c["run_id"]]["steps"] == 12 for c in entry["confirm"])  # the full budget, no pruning
+    # the table reads those records: one row per family, the test over the five confirm seeds
+    text = tuned_report.write(store).read_text()
+    assert "| gru |" in text and "| vanilla |" in text and "(n=5/5)" in text
+    assert "3 trials of up to 12 steps" in text
+
+
+def test_a_study_left_running_by_a_killed_driver_runs_that_trial_again(tmp_path):
+    """A killed driver leaves its trial RUNNING in the journal; the next run trains that trial's parameters (the
+    run resumes its checkpoint when there is one) instead of drawing a new one, so the family keeps its count."""
+    path = spec(tmp_path, {"arch": "gru", "cap": 2})
+    store = Store(tmp_path / "out")
+    [s] = tune.studies(path)
+    study = tune.open_study(s, tune.storage_path(store, path))
+    study.sampler = tune._sampler(s, 0)
+    left = study.ask(tune._distributions(s))  # what the driver did before it was killed
+    sweep.run(path, store, workers=1, wandb="disabled")
+    study = tune.open_study(s, tune.storage_path(store, path))
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) == 2 and all(t.state.is_finished() for t in trials)
+    assert trials[0].params == left.params and trials[0].state != TrialState.FAIL
+    rerun = resolve(s.overrides(left.params), check_machine=False)
+    assert store.record_path(rerun.name, rerun.run_id).is_file()
+
+
+def test_a_resumed_study_draws_what_an_uninterrupted_one_draws(tmp_path):
+    path = spec(tmp_path, {"arch": "gru", "cap": 4})
+    [s] = tune.studies(path)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def draws(journal, stop_after=None):
+        out = []
+        for n in range(4):
+            if n == stop_after:  # a new process: the study comes back from its journal
+                return out + draws(journal)[n:]
+            study = tune.open_study(s, journal)
+            study.sampler = tune._sampler(s, n)
+            if len(study.trials) > n:
+                out.append(study.trials[n].params)
+                continue
+            trial = study.ask(tune._distributions(s))
+            study.tell(trial.number, 1.0)
+            out.append(trial.params)
+        return out
+
+    assert draws(tmp_path / "a.journal") == draws(tmp_path / "b.journal", stop_after=2)
+
+
+def test_tuned_files_are_not_planned_as_grids(tmp_path):
+    from bench.sweeps.plan import plan
+
+    with pytest.raises(ConfigError, match="tuned file"):
+        plan(spec(tmp_path, {"arch": "gru"}))
+
+
+def test_the_interval_and_welch_test_match_scipy_and_the_bold_needs_the_interval_past_the_baseline():
+    from scipy import stats
+
+    a, b = [0.10, 0.12, 0.11, 0.13, 0.09], [0.30, 0.25, 0.35, 0.28, 0.31]
+    lo, hi = tuned_report.interval(a)
+    ref = stats.t.interval(0.95, len(a) - 1, loc=sum(a) / len(a), scale=stats.sem(a))
+    assert lo == pytest.approx(ref[0]) and hi == pytest.approx(ref[1])
+    assert tuned_report.welch(a, b) == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    row = {"mean": 0.11, "interval": (lo, hi)}
+    assert tuned_report.beats_baseline(row, 1 / 6, "min")
+    assert not tuned_report.beats_baseline(row, 0.12, "min")  # the mean is below, the interval is not
+
+
+@pytest.mark.slow  # a Ray runtime starts: minutes on 2 busy cores
+def test_ray_trains_the_same_trials_and_confirm_runs_as_the_local_pool(tmp_path):
+    import ray
+
+    from bench.sweeps.executors.base import Options
+
+    path = spec(tmp_path, {"arch": "gru", "cap": 2})
+    local, remote = Store(tmp_path / "local"), Store(tmp_path / "ray")
+    sweep.run(path, local, workers=1, wandb="disabled")
+    ray.init(num_cpus=2, log_to_driver=False, include_dashboard=False, logging_level="ERROR")
+    try:
+        tune.run(path, remote, Options(spec=path, wandb="disabled", workers=2), executor="ray")
+    finally:
+        ray.shutdown()
+
+    def ids(store):
+        summary = json.loads(tune.summary_path(store, path).read_text())
+        [family] = [f for c in summary["comparisons"].values() for f in c["families"].values()]
+        return [t["run_id"] for t in family["trials"]], [c["run_id"] for c in family["confirm"]]
+
+    assert ids(local) == ids(remote)
+    assert {r["id"] for r in local.records().records} == {r["id"] for r in remote.records().records}
