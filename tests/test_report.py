@@ -14,7 +14,7 @@ import pytest
 from PIL import Image, ImageStat
 
 from bench import cli
-from bench.reports import html, md
+from bench.reports import html, leaderboard, md
 from bench.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,14 +38,13 @@ def _edit(path: Path, **changes) -> dict:
 
 
 def make_store(out: Path) -> Path:
-    """Committed records of three tasks, their CSVs and pictures; a run made diverged, a failed one added."""
+    """Committed records of three tasks and their CSVs; a run made diverged, a failed one added; the pictures
+    `make leaderboard` draws from them."""
     runs = out / "runs"
     runs.mkdir(parents=True)
     for pattern in PICKED:
         for path in sorted((RESULTS / "runs").glob(pattern)):
             shutil.copy(path, runs)
-    for name in PICTURES:
-        shutil.copy(RESULTS / name, out)
     for path in (RESULTS / "units").glob("charlm__lstm-2l__s0__32dd97e03b*"):
         (out / "units").mkdir(exist_ok=True)
         shutil.copy(path, out / "units")
@@ -57,6 +56,7 @@ def make_store(out: Path) -> Path:
     shutil.copy(source, failed)
     _edit(failed, id="00000bad00", status="failed", error="RuntimeError: boom", metrics_file=None,
           diagnostics=None, **{"metric.test": None, "metric.solved": None})
+    leaderboard.write(out)
     return out
 
 

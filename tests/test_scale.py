@@ -25,7 +25,8 @@ def test_thousands_of_records_give_the_rows_a_small_exact_computation_expects(tm
         values = expected[("adding", row.label.split(" ")[0], lr)]
         assert row.n_ok == SEEDS and row.mean == statistics.fmean(values)
         assert row.std == statistics.stdev(values)
-    assert (tmp_path / "LEADERBOARD.md").read_text() == leaderboard.render(leaderboard.load(tmp_path)[0])
+    assert (tmp_path / "LEADERBOARD.md").read_text() == leaderboard.render(leaderboard.load(tmp_path)[0],
+                                                                          store=Store(tmp_path))
     assert (tmp_path / "LEADERBOARD.md").read_text().count("\n| ") == CONFIGS + 1  # header + one line per row
     from PIL import Image
 

@@ -34,6 +34,7 @@ import statistics
 VANISHING_BELOW = -2.0
 EXPLODING_ABOVE = 2.0
 SPIKE_FACTOR = 1000.0
+NO_VERDICT = "no verdict"  # a profile was measured, but its final ratio is not finite
 
 
 def verdict(ratio: float | None) -> str | None:
@@ -45,6 +46,14 @@ def verdict(ratio: float | None) -> str | None:
     if ratio < VANISHING_BELOW:
         return "vanishing"
     return "healthy"
+
+
+def described(ratio: float | None, status: str = "ok") -> str:
+    """What a table or picture says of one run's flow: its verdict, or ``no verdict`` where the final ratio is
+    not finite (a last step whose gradient is exactly 0 or non-finite; a diverged run), after the run's status
+    where it did not finish ``ok``. A run's status is never shown in place of a verdict: "ok" is not one."""
+    judged = verdict(ratio) or NO_VERDICT
+    return judged if status == "ok" else f"{status}, {judged}"
 
 
 def spikes(grad_norms: list[float]) -> int:

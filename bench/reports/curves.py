@@ -1,8 +1,9 @@
 """Learning curves from the runs' metrics CSVs: the validation metric against step, one line per leaderboard
-row (mean over its ``ok`` seeds, as the leaderboard averages), a band of one sample std.
+row (mean over its ``ok`` seeds, as the leaderboard averages), a band of one sample std clipped to the metric's
+valid range, and the task's chance-level baseline as a grey line; one figure per leaderboard section.
 
-    curves = learning_curves(records, store, label_of)   # task -> row label -> Curve
-    draw(curves["adding"], "adding", "mse", "min", path)  # a small PNG (the static report's)
+    curves = learning_curves(records, store, tables)      # section key -> row label -> Curve
+    draw(curves[skey], "adding · seq_len=200", "mse", "min", 0.1667, path)  # a small PNG (the static report's)
 
 Every number is read from ``<out>/runs/<record["metrics_file"]>`` (columns ``step`` and ``val/<metric>``); a
 run without the file, or a diverged or failed one, adds no line. Byte-stable: no clock or version in the PNG.
@@ -14,14 +15,14 @@ import csv
 import math
 import re
 import statistics
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..diag.plots import inputs_hash, pyplot, save_unless_unchanged
 from ..store import Store
-from .leaderboard import ARROW
+from .tables import ARROW, Tables, row_key, section_key, valid_range
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -39,12 +40,19 @@ class Curve:
 
 def series(path: Path, key: str) -> dict[int, float]:
     """step -> the finite values of column ``key`` in a metrics CSV (a run logs a row per logging call)."""
-    out = {}
+    return columns(path, (key,))[key]
+
+
+def columns(path: Path, keys: Iterable[str]) -> dict[str, dict[int, float]]:
+    """Column -> step -> its finite values, for each of ``keys``, in one read of a metrics CSV."""
+    out: dict[str, dict[int, float]] = {key: {} for key in keys}
     with open(path, newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
-            text, step = row.get(key) or "", row.get("step") or ""
-            if text and step and math.isfinite(value := float(text)):
-                out[int(float(step))] = value
+            step = row.get("step") or ""
+            for key, values in out.items():
+                text = row.get(key) or ""
+                if text and step and math.isfinite(value := float(text)):
+                    values[int(float(step))] = value
     return out
 
 
@@ -55,8 +63,10 @@ def _curve(runs: list[dict[int, float]]) -> Curve:
                  [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values], len(runs))
 
 
-def learning_curves(records: list[dict], store: Store, label_of: Callable[[dict], str]) -> dict[str, dict]:
-    """task -> row label -> Curve of ``val/<metric>`` over the row's ok runs that kept a metrics CSV."""
+def learning_curves(records: list[dict], store: Store, tables: Tables) -> dict[str, dict]:
+    """section key -> row label -> Curve of ``val/<metric>`` over the row's ok runs that kept a metrics CSV
+    (``tables``: the records' leaderboard, which names the rows)."""
+    labels = tables.labels()
     runs: dict[str, dict[str, list]] = {}
     for rec in records:
         file = rec.get("metrics_file")
@@ -64,9 +74,9 @@ def learning_curves(records: list[dict], store: Store, label_of: Callable[[dict]
             continue
         points = series(store.runs / file, f"val/{rec['metric']['name']}")
         if points:
-            runs.setdefault(rec["task"], {}).setdefault(label_of(rec), []).append(points)
-    return {task: {label: _curve(r) for label, r in sorted(rows.items())}
-            for task, rows in sorted(runs.items())}
+            skey = section_key(rec)
+            runs.setdefault(skey, {}).setdefault(labels[(skey, row_key(rec))], []).append(points)
+    return {skey: {label: _curve(r) for label, r in sorted(rows.items())} for skey, rows in sorted(runs.items())}
 
 
 def family(label: str) -> str:
@@ -74,21 +84,28 @@ def family(label: str) -> str:
     return re.split(r" \(| · ", label)[0]
 
 
-def draw(curves: dict[str, Curve], task: str, metric: str, mode: str, path: Path) -> Path:
+def draw(curves: dict[str, Curve], title: str, metric: str, mode: str, baseline: float, path: Path) -> Path:
     """The learning-curve PNG at ``path``, drawn only when its inputs changed (bench/diag/plots.py)."""
-    key = inputs_hash("curves", task, metric, mode, {label: asdict(c) for label, c in curves.items()})
-    save_unless_unchanged(path, key, lambda: _figure(curves, task, metric, mode))
+    key = inputs_hash("curves", title, metric, mode, baseline, {label: asdict(c) for label, c in curves.items()})
+    save_unless_unchanged(path, key, lambda: _figure(curves, title, metric, mode, baseline))
     return Path(path)
 
 
-def _figure(curves: dict[str, Curve], task: str, metric: str, mode: str) -> Figure:
+def band(c: Curve, mode: str) -> tuple[list[float], list[float]]:
+    """The curve's mean ± one std, clipped to where the metric can lie (accuracy in [0, 1], a loss >= 0)."""
+    lo, hi = valid_range(mode)
+    return ([max(m - s, lo) for m, s in zip(c.mean, c.std, strict=True)],
+            [min(m + s, hi) for m, s in zip(c.mean, c.std, strict=True)])
+
+
+def _figure(curves: dict[str, Curve], title: str, metric: str, mode: str, baseline: float) -> Figure:
     ncols = 2 if len(curves) > 4 else 1
     fig, ax = pyplot().subplots(figsize=(6.4, 3.4 + 0.16 * -(-len(curves) // ncols)), dpi=90, layout="constrained")
     families = sorted({family(label) for label in curves})
     # Losses fall by orders of magnitude: a log axis, where a band reaching zero or below stops at its floor.
     means = [m for c in curves.values() for m in c.mean]
     log = mode == "min" and min(means) > 0 and max(means) > 10 * min(means)
-    lows = [m - s for c in curves.values() for m, s in zip(c.mean, c.std, strict=True)]
+    lows = [x for c in curves.values() for x in band(c, mode)[0]]
     floor = 0.5 * min([*means, *(x for x in lows if x > 0)]) if log else None
     seen: dict[str, int] = {}
     for label, c in curves.items():
@@ -98,15 +115,18 @@ def _figure(curves: dict[str, Curve], task: str, metric: str, mode: str) -> Figu
         color = f"C{families.index(family_) % 10}"
         ax.plot(c.steps, c.mean, color=color, linestyle=style, linewidth=1.2, marker="o", markersize=2.5,
                 label=f"{label} (n={c.n})")
-        low = [max(m - s, floor) if log else m - s for m, s in zip(c.mean, c.std, strict=True)]
-        ax.fill_between(c.steps, low, [m + s for m, s in zip(c.mean, c.std, strict=True)], color=color,
-                        alpha=0.15, linewidth=0)
+        low, high = band(c, mode)
+        ax.fill_between(c.steps, [max(x, floor) for x in low] if log else low, high, color=color, alpha=0.15,
+                        linewidth=0)
+    if not log or baseline > 0:
+        ax.axhline(baseline, color="0.45", linestyle=(0, (4, 3)), linewidth=1.0,
+                   label=f"chance-level baseline {baseline:.4g}")
     if log:
         ax.set_yscale("log")
         if min(lows) <= floor:
             ax.set_ylim(bottom=floor)
     ax.set_xlabel("training step")
     ax.set_ylabel(f"val/{metric} {ARROW[mode]}")
-    ax.set_title(f"{task}: validation {metric}, mean ± std over seeds", fontsize=9)
+    ax.set_title(f"{title}: validation {metric}, mean ± std over seeds", fontsize=9)
     fig.legend(loc="outside lower center", fontsize=7, ncols=ncols, frameon=False)
     return fig

@@ -4,8 +4,9 @@
   words the decoder wrote, columns: source positions or image-grid cells), one panel per family: its best row
   (bench/diag/plots.py ``best_per_family``), lowest seed; the row label names the attention kind shown.
 - ``exact_by_length_<task>.png``: test exact match against source length, one line per row (mean over seeds,
-  bars one sample std), from the per-length metrics a task records (``test/exact_len<lo>_<hi>``): the result
-  the attention papers are known for (Bahdanau et al. 2015, fig. 2) on our data.
+  bars one sample std clipped to [0, 1]), from the per-length metrics a task records
+  (``test/exact_len<lo>_<hi>``): the result the attention papers are known for (Bahdanau et al. 2015, fig. 2) on
+  our data.
 
 Both are drawn only when their inputs changed (a hash in the PNG's metadata, ``save_unless_unchanged``).
 """
@@ -81,8 +82,11 @@ def _length_figure(task: str, rows: dict[str, dict]) -> Figure:
         xs = [i for i, b in enumerate(bins) if b in row]
         means = [statistics.fmean(row[bins[i]]) for i in xs]
         stds = [statistics.stdev(row[bins[i]]) if len(row[bins[i]]) > 1 else 0.0 for i in xs]
+        # bars of one std, clipped to where an exact-match rate can lie, [0, 1]
+        bars = [[m - max(m - s, 0.0) for m, s in zip(means, stds, strict=True)],
+                [min(m + s, 1.0) - m for m, s in zip(means, stds, strict=True)]]
         dashed = "attention=none" in label
-        ax.errorbar(xs, means, yerr=stds, marker="o", capsize=2, linestyle="--" if dashed else "-",
+        ax.errorbar(xs, means, yerr=bars, marker="o", capsize=2, linestyle="--" if dashed else "-",
                     color=f"C{families.index(label.partition(' (')[0]) % 10}", label=label.replace("\n", " "))
     ax.set_xticks(range(len(bins)), [_bin_label(b) for b in bins])
     ax.set_xlabel("source length (tokens)")

@@ -1,13 +1,14 @@
 """The static HTML report, from the run records alone: ``<out>/report/index.html`` and a learning-curve PNG
-per task beside it.
+per leaderboard section beside it.
 
     python -m bench report --out results      # make report; open results/report/index.html from disk
 
 One page: a header (records and their statuses, commits, hardware, how to regenerate it); a section per task
-with its leaderboard tables (``leaderboard.render`` of the task's records, so they read as LEADERBOARD.md
-does), its learning curves, and the pictures ``make leaderboard`` and ``rnnbench units`` drew for it, linked
-where they lie rather than copied; the reproduction table (REPRODUCTION.md); a link to every run record. No
-clock and no absolute path go in: the same records give the same bytes, and the page needs no server.
+holding each of its leaderboard sections (``leaderboard.section_lines``, so they read as LEADERBOARD.md does,
+opening sentences included) with that section's gradient-flow picture and learning curves beside it, then the
+task's other pictures that ``make leaderboard`` and ``rnnbench units`` drew, linked where they lie rather than
+copied; the reproduction table (REPRODUCTION.md); a link to every run record. No clock and no absolute path go
+in: the same records give the same bytes, and the page needs no server.
 """
 
 from __future__ import annotations
@@ -22,13 +23,15 @@ from urllib.parse import quote
 from ..store import Store
 from . import leaderboard, md
 from .curves import draw, learning_curves
+from .leaderboard import picture
+from .tables import Tables
 
 FOLDER = "report"  # <out>/report/
 PAGE = "index.html"
 REPRODUCTION = "REPRODUCTION.md"
-# The pictures `make leaderboard` draws per task (bench/diag/plots.py, bench/reports/figures.py), page order.
-PICTURES = (("Gradient flow", "flow_{task}.png"), ("Attention", "attention_{task}.png"),
-            ("Exact match by source length", "exact_by_length_{task}.png"))
+# The pictures `make leaderboard` draws per task (bench/reports/figures.py), page order; the gradient-flow
+# pictures (bench/diag/plots.py) stand beside each section.
+PICTURES = (("Attention", "attention_{task}.png"), ("Exact match by source length", "exact_by_length_{task}.png"))
 CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:1.5em auto;max-width:1200px;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0;font-size:12px}th,td{border:1px solid #ccc;padding:2px 6px}
 th{background:#f3f3f3}td:first-child{white-space:nowrap}section{overflow-x:auto}img{max-width:100%}
@@ -49,13 +52,16 @@ def write(out: str | Path) -> Written:
     store = Store(out)
     loaded = store.records()
     records, folder = loaded.records, store.root / FOLDER
-    curves = learning_curves(records, store, leaderboard.label_of_rows(records))
-    firsts = {rec["task"]: rec["metric"] for rec in reversed(records)}
-    pngs = [draw(rows, task, firsts[task]["name"], firsts[task]["mode"], folder / f"curves_{task}.png")
-            for task, rows in curves.items()]
+    tables = Tables.of(records)
+    titles = tables.titles()
+    pngs = []
+    for skey, rows in learning_curves(records, store, tables).items():
+        info = tables.sections[skey].first["task_info"]
+        pngs.append(draw(rows, titles[skey], info["metric"], info["mode"], info["baseline"],
+                         folder / picture("curves", titles[skey])))
     for stale in set(folder.glob("curves_*.png")) - set(pngs):
         stale.unlink()
-    index = store.write_text(folder / PAGE, render(records, store, {p.name for p in pngs}))
+    index = store.write_text(folder / PAGE, render(records, store, {p.name for p in pngs}, tables))
     return Written(index, pngs, len(records), loaded.skipped)
 
 
@@ -101,16 +107,26 @@ def _header(records: list[dict], tasks: list[str]) -> list[str]:
     ]
 
 
-def _curves_block(recs: list[dict], task: str, pngs: set[str]) -> list[str]:
-    metric = recs[0]["metric"]["name"]
-    name = f"curves_{task}.png"
+def _curves_block(title: str, metric: str, pngs: set[str]) -> list[str]:
+    name = picture("curves", title)
     if name not in pngs:
-        return ["<h3>Learning curves</h3>",
-                f"<p>No ok run of {_e(task)} logged <code>val/{_e(metric)}</code>.</p>"]
-    return ["<h3>Learning curves</h3>",
+        return ["<h4>Learning curves</h4>",
+                f"<p>No ok run of {_e(title)} logged <code>val/{_e(metric)}</code>.</p>"]
+    return ["<h4>Learning curves</h4>",
             f"<p><code>val/{_e(metric)}</code> against training step from each run's metrics CSV: one line "
-            "per leaderboard row, mean over its ok seeds (n in the legend), band ± one sample std.</p>",
-            f'<img src="{name}" alt="{_e(task)}: validation {_e(metric)} against step">']
+            "per leaderboard row, mean over its ok seeds (n in the legend), band ± one sample std clipped to "
+            "the metric's range; grey: the chance-level baseline.</p>",
+            f'<img src="{name}" alt="{_e(title)}: validation {_e(metric)} against step">']
+
+
+def _section(tables: Tables, skey: str, store: Store, pngs: set[str]) -> list[str]:
+    """One leaderboard section: its sentences, header and table, its flow picture and its learning curves."""
+    title = tables.titles()[skey]
+    out = [md.to_html("\n".join(leaderboard.section_lines(tables, skey, store=store)), shift=1)]
+    flow = store.root / picture("flow", title)
+    if flow.is_file():
+        out += ["<h4>Gradient flow</h4>", f'<img src="{_link(store, flow)}" alt="{_e(title)}: gradient flow">']
+    return out + _curves_block(title, tables.sections[skey].first["task_info"]["metric"], pngs)
 
 
 def _pictures(recs: list[dict], store: Store, task: str) -> list[str]:
@@ -132,11 +148,12 @@ def _pictures(recs: list[dict], store: Store, task: str) -> list[str]:
     return out
 
 
-def _task_section(recs: list[dict], store: Store, task: str, pngs: set[str]) -> list[str]:
-    board = leaderboard.render(recs)
-    board = board[board.index("\n## ") + 1:] if "\n## " in board else board
-    return [f'<section id="task-{_e(task)}">', f"<h2>{_e(task)}</h2>", md.to_html(board, shift=1),
-            *_curves_block(recs, task, pngs), *_pictures(recs, store, task),
+def _task_section(recs: list[dict], store: Store, task: str, pngs: set[str], tables: Tables) -> list[str]:
+    order = dict.fromkeys(r.section for r in tables.rows())  # the leaderboard's order
+    sections = [skey for skey in order if tables.sections[skey].first["task"]["name"] == task]
+    return [f'<section id="task-{_e(task)}">', f"<h2>{_e(task)}</h2>",
+            *(line for skey in sections for line in _section(tables, skey, store, pngs)),
+            *_pictures(recs, store, task),
             f'<p><a href="#runs-{_e(task)}">the {len(recs)} run records of {_e(task)}</a></p>', "</section>"]
 
 
@@ -162,14 +179,16 @@ def _runs(by_task: dict[str, list[dict]], store: Store) -> list[str]:
     return out + ["</section>"]
 
 
-def render(records: list[dict], store: Store, pngs: set[str]) -> str:
-    """The page; ``pngs`` names the learning-curve PNGs drawn beside it."""
+def render(records: list[dict], store: Store, pngs: set[str], tables: Tables | None = None) -> str:
+    """The page; ``pngs`` names the learning-curve PNGs drawn beside it (``tables``: the records' leaderboard,
+    when the caller has made it)."""
+    tables = Tables.of(records) if tables is None else tables
     by_task: dict[str, list[dict]] = {}
     for rec in sorted(records, key=lambda r: (r["task"], r["name"], r["id"])):
         by_task.setdefault(rec["task"], []).append(rec)
     body = _header(records, list(by_task))
     for task, recs in by_task.items():
-        body += _task_section(recs, store, task, pngs)
+        body += _task_section(recs, store, task, pngs, tables)
     if not by_task:
         body.append("<p>No run records yet.</p>")
     body += _reproduction(store) + _runs(by_task, store)

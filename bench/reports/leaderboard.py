@@ -6,7 +6,9 @@ Runs group into sections by task and task config, and within a section into rows
 seed and the fields declared outside the question (each record lists them; the grouping and the numbers are
 bench/reports/tables.py's, one streaming pass over the runs' summaries). A row reports the test metric as
 mean +- sample std over its ``ok`` seeds, with direction, baseline, solved rate, divergences, the median pre-clip
-gradient norm, parameters, wall time and commits. The output depends on the records only (no clock, no paths),
+gradient norm, parameters, wall time and commits. A section says whether its families ran one budget, and opens
+with sentences filled in from its rows and the runs its flow picture shows (prose.py); the CSV carries the task
+settings that tell a task's sections apart. The output depends on the records only (no clock, no paths),
 so regenerating it is byte-for-byte stable; it reads nothing but the results store, and imports neither torch
 nor Lightning. A record that cannot be read is named on stderr and left out.
 """
@@ -15,17 +17,31 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..store import Store, atomic, read_json
-from .tables import Row, Tables, declared, row_key, section_key, section_titles, stream
+from . import prose
+from .tables import (
+    ARROW,
+    Row,
+    Tables,
+    declared,
+    past_baseline,
+    row_key,
+    section_key,
+    section_settings,
+    section_titles,
+    slug,
+    stream,
+)
 
-__all__ = ["ARROW", "Row", "Tables", "build_rows", "declared", "label_of_rows", "read", "render", "render_csv",
-           "section_titles", "update_readme", "write"]
+__all__ = ["ARROW", "Row", "Tables", "build_rows", "declared", "label_of_rows", "picture", "read", "render",
+           "render_csv", "section_lines", "section_titles", "update_readme", "write"]
 
-ARROW = {"min": "↓", "max": "↑"}
 TESTED = {"best": "best val ckpt", "last": "last model"}
 
 
@@ -52,27 +68,38 @@ def _shape_of(info: dict) -> str:
     return f"Model: {info['model']} ({sizes})"
 
 
-def _header(tables: Tables, skey: str) -> list[str]:
+def picture(kind: str, title: str) -> str:
+    """A section's picture: ``flow_adding__seq_len=200.png`` (results/), ``curves_...`` (results/report/)."""
+    return f"{kind}_{slug(title)}.png"
+
+
+def _header(tables: Tables, skey: str, store=None) -> list[str]:
+    """The section's title, the sentences it opens with (prose.py), what it ran and at which budget."""
     first = tables.sections[skey].first
     info = first["task_info"]
     task_cfg = {k: v for k, v in first["task"].items() if k not in ("name", "batch_size")}
-    shared = tables.budget(skey)
     solved = info["solved_threshold"]
+    title = tables.titles()[skey]
+    flow = f"{picture('flow', title)}; " if skey in tables.flow_panels() else ""
     lines = [
-        f"## {info['name']} — {info['shape']}, v{info['version']}",
+        f"## {title} — {info['shape']}, v{info['version']}",
+        "",
+        " ".join(prose.opening(tables, skey, store)),
         "",
         f"Variant: {info['variant']}. {_shape_of(info)}. "
         + ", ".join(f"{k}={v}" for k, v in task_cfg.items()) + ".",
         f"Metric: test {info['metric']} {ARROW[info['mode']]}; chance-level baseline {info['baseline']:.4g}"
         + (f"; solved when {'<' if info['mode'] == 'min' else '>'} {solved:.4g}." if solved is not None else "."),
-        "Same budget for every row: " + ", ".join(f"{k}={v}" for k, v in shared.items()) + ".",
+        prose.budget(tables, skey),
+        f"Pictures: {flow}learning curves in report/{picture('curves', title)} (`make report`).",
         "",
     ]
     return lines
 
 
-def render(records: Tables | list[dict], reference: Tables | list[dict] | None = None) -> str:
-    """LEADERBOARD.md; ``reference``: a second folder's tables, shown in a column beside each row."""
+def render(records: Tables | list[dict], reference: Tables | list[dict] | None = None, store=None) -> str:
+    """LEADERBOARD.md; ``reference``: a second folder's tables, shown in a column beside each row; ``store``:
+    the records' folder, whose metrics CSVs and pictured runs the sections' flow sentences read."""
     tables = _tables(records)
     rows = tables.rows()
     ref_rows = {(r.section, r.key): r for r in build_rows(reference)} if reference else {}
@@ -83,24 +110,39 @@ def render(records: Tables | list[dict], reference: Tables | list[dict] | None =
            "validation checkpoint's where every seed's record has one, else the last model's (records from "
            "before checkpoints hold only that). ‖g‖: median over runs of each run's median "
            "pre-clip total gradient L2 norm. Verdict: vanishing / healthy / exploding from the gradient-flow "
-           "ratio alone, at the end of training (rule in bench/diag/verdict.py), most common over seeds. Spikes: "
+           "ratio alone, at the end of training (rule in bench/diag/verdict.py), most common over seeds, then "
+           "the seeds with no verdict (a final ratio that is not finite). Spikes: "
            "optimizer steps whose pre-clip norm exceeded 1000× the run's median, summed over seeds (clipping "
            "contained them; a separate column, never folded into the verdict). Flow: "
            "log10 ‖∂L/∂h_first‖ / ‖∂L/∂h_last‖ of layer 0, median over seeds, at initialisation → end. "
-           "Wall: mean seconds per run. Pictures: flow_<task>.png. Composed models (sweeps/encdec.yaml): verdict and "
+           "Wall: mean seconds per run. Each section opens with sentences filled in from its rows and from the runs "
+           "its flow picture shows (bench/reports/prose.py), and names its pictures: flow_<section>.png, and the "
+           "learning curves `make report` draws. Composed models (sweeps/encdec.yaml): verdict and "
            "flow of the first core (an encoder: the whole loss's gradient reaching each source position), then "
            "each other core's verdict; pictures also attention_<task>.png and exact_by_length_<task>.png.", ""]
-    current = None
-    for i, row in enumerate(rows):
-        if row.section != current:
-            current = row.section
-            out += _header(tables, row.section)
-            ref_col = " reference |" if reference is not None else ""
-            out.append(f"| arch | test {row.metric} {ARROW[row.mode]} | tested |{ref_col} baseline | solved | "
-                       "diverged | verdict | spikes | flow init → end | ‖g‖ pre-clip | params | wall s | commit |")
-            out.append("|---|---|---|" + ("---|" if reference is not None else "") + "---|" * 10)
+    sections: dict[str, list[Row]] = {}
+    for row in rows:
+        sections.setdefault(row.section, []).append(row)
+    for skey, section_rows in sections.items():
+        out += section_lines(tables, skey, section_rows, store, ref_rows if reference is not None else None) + [""]
+    if not rows:
+        out.append("No run records yet.")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def section_lines(tables: Tables, skey: str, rows: list[Row] | None = None, store=None,
+                  ref_rows: dict | None = None) -> list[str]:
+    """One section of LEADERBOARD.md: its header and table (``rows``: its rows, ranked; ``ref_rows``: the
+    reference folder's rows by (section, key), for a reference column)."""
+    rows = [r for r in tables.rows() if r.section == skey] if rows is None else rows
+    ref_col = " reference |" if ref_rows is not None else ""
+    out = _header(tables, skey, store) + [
+        f"| arch | test {rows[0].metric} {ARROW[rows[0].mode]} | tested |{ref_col} baseline | solved | "
+        "diverged | verdict | spikes | flow init → end | ‖g‖ pre-clip | params | wall s | commit |",
+        "|---|---|---|" + ("---|" if ref_rows is not None else "") + "---|" * 10]
+    for row in rows:
         ref = ""
-        if reference is not None:
+        if ref_rows is not None:
             match = ref_rows.get((row.section, row.key))
             ref = f" {match.cell() if match else '—'} |"
         solved = "—" if row.solved is None else f"{row.solved}/{row.n_runs}"
@@ -109,11 +151,7 @@ def render(records: Tables | list[dict], reference: Tables | list[dict] | None =
         out.append(f"| {row.label} | {row.cell()} | {TESTED[row.tested]} |{ref} {row.baseline:.4g} | {solved} | "
                    f"{row.n_diverged}/{row.n_runs} | {row.verdict} | {row.spikes} | {flow} | {norm} | {row.params:,} | "
                    f"{row.wall_time_s:.0f} | {row.commits} |")
-        if i + 1 == len(rows) or rows[i + 1].section != current:
-            out.append("")
-    if not rows:
-        out.append("No run records yet.")
-    return "\n".join(out).rstrip() + "\n"
+    return out
 
 
 def _num(value: float | None) -> str:
@@ -121,13 +159,26 @@ def _num(value: float | None) -> str:
 
 
 def render_csv(records: Tables | list[dict]) -> str:
-    buf = io.StringIO()
+    """leaderboard.csv: a line per row; after ``task``, a ``task.<setting>`` column for each task setting that
+    tells a section from the task's others (``task.seq_len`` of adding at T = 50, 100 and 200), blank elsewhere."""
+    tables = _tables(records)
+    settings = section_settings(list(tables.sections))
+    keys = sorted({k for s in settings.values() for k in s})
     names = [f for f in Row.__dataclass_fields__ if f not in ("section", "key")]
+    names[1:1] = [f"task.{k}" for k in keys]
+    buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=names, lineterminator="\n")
     writer.writeheader()
-    for row in build_rows(records):
-        writer.writerow({k: getattr(row, k) for k in names})  # asdict's deep copy costs seconds at 20,000 rows
+    for row in tables.rows():
+        line = {k: getattr(row, k) for k in names if not k.startswith("task.")}  # asdict's deep copy costs seconds
+        line.update({f"task.{k}": _cell(v) for k, v in settings[row.section].items()})
+        writer.writerow(line)
     return buf.getvalue()
+
+
+def _cell(value) -> str:
+    """A task setting as its CSV cell: JSON's spelling, so ``True``, ``1`` and ``1.0`` stay apart."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 @dataclass
@@ -168,26 +219,29 @@ def write(out: Path, reference: Path | None = None, tables: tuple[Tables, list[s
         skipped += ref_skipped
     for name in ("LEADERBOARD.md", "leaderboard.csv"):
         store.remove_orphaned_temp_files(store.root / name)
-    md = store.write_text(store.root / "LEADERBOARD.md", render(mine, ref))
+    md = store.write_text(store.root / "LEADERBOARD.md", render(mine, ref, store))
     store.write_text(store.root / "leaderboard.csv", render_csv(mine))
     write_figures(store, mine)
     return Written(md, mine.n_records, skipped)
 
 
 def write_figures(store: Store, tables: Tables) -> None:
-    """The flow, attention and exact-by-length pictures. Only the few runs a panel shows are read whole."""
-    from ..diag.plots import write_task_pngs
+    """The flow (one per section), attention and exact-by-length pictures. Only the few runs a panel shows are
+    read whole."""
+    from ..diag.plots import write_flow_pngs
     from .figures import write_attention_pngs, write_length_pngs
 
     label_of = tables.label_of(sep="\n")  # a task's sections (sdigits plain and permuted) share one PNG
 
-    def panels(kind: str) -> dict[str, dict[str, tuple[str, dict]]]:
-        return {task: {family: (label, rec or store.read_record(store.record_path(ident[1], ident[2])))
-                       for family, (label, ident, rec) in chosen.items()}
-                for task, chosen in tables.figures[kind].pick(label_of).items()}
+    def whole(chosen: dict) -> dict:
+        return {panel: (label, rec or store.read_record(store.record_path(ident[1], ident[2])))
+                for panel, (label, ident, rec) in chosen.items()}
 
-    write_task_pngs(panels("flow"), store.root)
-    write_attention_pngs(panels("attention"), store.root)
+    titles = tables.titles()
+    write_flow_pngs({slug(titles[s]): (titles[s], whole(chosen)) for s, chosen in tables.flow_panels().items()},
+                    store.root)
+    attention = tables.figures["attention"].pick(label_of)
+    write_attention_pngs({task: whole(chosen) for task, chosen in attention.items()}, store.root)
     write_length_pngs(tables.length_curves(label_of), store.root)
 
 
@@ -233,15 +287,16 @@ def readme_block(out: Path, records: Tables | list[dict] | None = None) -> str:
         # one line per setting a row changed, one column per family
         for variant, cells in variants.items():
             first = next(iter(cells.values()))
-            ok = [r for r in cells.values() if r.mean is not None]
+            # the best is bold only where it beats the baseline: the best of rows at chance is no winner
+            ok = [r for r in cells.values() if r.mean is not None and past_baseline(r.mean, r.baseline, r.mode)]
             best = (min if first.mode == "min" else max)(ok, key=lambda r: r.mean) if ok else None
             row = []
             for label in labels:
                 r = cells.get(label)
                 text = "" if r is None else r.cell().replace(f" (n={r.n_ok})", "")
                 text = f"**{text}**" if r is best and r is not None else text
-                if r is not None and r.verdict != "—":
-                    text += " · " + " / ".join(v.split(" ")[0] for v in r.verdict.split(" / "))
+                if r is not None and r.verdict != "—":  # the main core's verdicts without their counts
+                    text += " · " + re.sub(r" \d+/\d+", "", r.verdict.split(" · ")[0])
                 if r is not None and r.spikes not in ("0", "—"):
                     text += f" · {r.spikes.split(' ')[0]} spikes"
                 row.append(text)

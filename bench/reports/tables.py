@@ -20,6 +20,7 @@ from __future__ import annotations
 import gc
 import json
 import math
+import re
 import statistics
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -27,11 +28,12 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from ..diag.plots import Picker
-from ..diag.verdict import verdict
+from ..diag.verdict import NO_VERDICT, verdict
 from ..run.config import flatten
 from ..store import Store, has_attention, has_flow
 from .figures import length_bins
 
+ARROW = {"min": "↓", "max": "↑"}  # a metric's direction, beside its name
 # Settings that describe the budget of a task section (shown once in its header when all rows share them).
 BUDGET = ("train.max_steps", "task.batch_size", "optim.name", "optim.lr", "optim.clip", "arch.hidden_size")
 # The arch label (``gru-2l-bi``) already shows these, so a row label never repeats them.
@@ -249,19 +251,23 @@ def stdev(values: list[float]) -> float:
 
 
 def _count(counter: Counter, ratio) -> None:
-    judged = verdict(ratio)
-    if judged:
-        counter[judged] += 1
+    if ratio is not None:  # None: nothing measured (no recurrent core); NaN: measured, and no verdict
+        counter[verdict(ratio) or NO_VERDICT] += 1
 
 
 def _verdict(counts: Counter, n: int) -> str:
-    """The most common flow verdict over seeds with its count, e.g. ``vanishing 3/3``; ties list both. Each
-    record is judged from its final flow ratio by today's rule (bench/diag/verdict.py), whatever rule the
-    record was written under."""
-    if not counts:
-        return "—"
-    top = max(counts.values())
-    return " / ".join(f"{v} {c}/{n}" for v, c in sorted(counts.items()) if c == top)
+    """The most common flow verdict over seeds with its count, e.g. ``vanishing 3/3``; ties list both; then the
+    seeds with no verdict (``healthy 1/3, no verdict 2/3``), never folded into another word. Each record is
+    judged from its final flow ratio by today's rule (bench/diag/verdict.py), whatever rule the record was
+    written under."""
+    judged = {v: c for v, c in counts.items() if v != NO_VERDICT}
+    parts = []
+    if judged:
+        top = max(judged.values())
+        parts.append(" / ".join(f"{v} {c}/{n}" for v, c in sorted(judged.items()) if c == top))
+    if counts.get(NO_VERDICT):
+        parts.append(f"{NO_VERDICT} {counts[NO_VERDICT]}/{n}")
+    return ", ".join(parts) or "—"
 
 
 def _median(values: list) -> float | None:
@@ -290,6 +296,7 @@ class Tables:
         self.figures = {"flow": Picker(), "attention": Picker()}
         self._rows: list[Row] | None = None  # rows() of the records added so far
         self._labels: dict | None = None  # labels() of the records added so far
+        self._panels: dict | None = None  # flow_panels() of the records added so far
         self._section_of: dict = {}  # a task config's identity (_identity) -> its _Section
 
     @classmethod
@@ -301,7 +308,7 @@ class Tables:
 
     def add(self, rec: dict) -> None:
         self.n_records += 1
-        self._rows = self._labels = None
+        self._rows = self._labels = self._panels = None
         config, defaults = rec["config"], None
 
         def flat_defaults() -> dict:  # flattened once, and only where a new row or an anchor needs it
@@ -333,8 +340,8 @@ class Tables:
                      "params": rec["params"]}
             agg = section.rows[qkey] = _RowAgg(first, q, {k: flat_defaults().get(k) for k in q}, _nested_key(q))
         agg.add(rec)
-        if has_flow(rec):
-            self.figures["flow"].add(rec, skey, agg.key)
+        if has_flow(rec):  # a panel per family, and per family with and without attention side by side
+            self.figures["flow"].add(rec, skey, agg.key, panel=(rec["arch"], has_attention(rec)))
         if rec["status"] == "ok" and has_attention(rec):
             self.figures["attention"].add(rec, skey, agg.key)
         if self.wanted is not None and self.wanted(rec, lambda: (flatten(config), flat_defaults())):
@@ -371,6 +378,14 @@ class Tables:
         self._rows = rows
         return rows
 
+    def flow_panels(self) -> dict[str, dict]:
+        """Section -> panel (family, with attention) -> (row label, (seed, name, id), the record when it went
+        past whole): the runs each section's flow picture shows (``Picker.pick_sections``)."""
+        if self._panels is None:
+            labels = self.labels()
+            self._panels = self.figures["flow"].pick_sections(lambda skey, key: labels[(skey, key)])
+        return self._panels
+
     def titles(self) -> dict[str, str]:
         return section_titles(list(self.sections))
 
@@ -388,6 +403,15 @@ class Tables:
     def budget(self, skey: str) -> dict:
         """The BUDGET settings every record of the section shares, with their value."""
         return {k: first for k, (first, differs) in self.sections[skey].budget.items() if not differs}
+
+    def family_budgets(self, skey: str) -> dict[str, list[tuple]]:
+        """Family (``arch.name``) -> the (train.max_steps, optim.lr) pairs its rows in the section ran, sorted."""
+        out: dict[str, set] = {}
+        for agg in self.sections[skey].rows.values():
+            q = agg.question
+            out.setdefault(q.get("arch.name", agg.first["arch_label"]), set()).add(
+                (q.get("train.max_steps"), q.get("optim.lr")))
+        return {family: sorted(pairs, key=repr) for family, pairs in sorted(out.items())}
 
     def length_curves(self, label_of: Callable[[str, str], str]) -> dict[str, dict[str, dict]]:
         """task -> row label -> {length bin: [exact match over ok seeds]} for rows with per-length metrics."""
@@ -421,16 +445,42 @@ def fmt(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def section_titles(sections: list[str]) -> dict[str, str]:
-    """Section key -> its task name, plus the task settings that tell it from the task's other sections
-    (``sdigits · permute=True``)."""
+def valid_range(mode: str) -> tuple[float, float]:
+    """Where a task's metric can lie: every ``max`` metric the tasks declare is a fraction (accuracy, exact
+    match, BLEU) and every ``min`` one a loss (MSE, cross-entropy, bits per character), at least 0."""
+    return (0.0, 1.0) if mode == "max" else (0.0, math.inf)
+
+
+def past_baseline(value: float, baseline: float, mode: str, share: float = 0.0) -> bool:
+    """Whether ``value`` is better than ``baseline`` by more than ``share`` of the way from it to the metric's
+    best (1 for a fraction, 0 for a loss)."""
+    best = 1.0 if mode == "max" else 0.0
+    margin = share * abs(best - baseline)
+    return value > baseline + margin if mode == "max" else value < baseline - margin
+
+
+def section_settings(sections: list[str]) -> dict[str, dict]:
+    """Section key -> the task settings that tell it from the task's other sections, with its values
+    (``{"permute": True}``; empty where the task has one section)."""
     configs = {key: json.loads(key) for key in sections}
-    titles = {}
+    out = {}
     for key, config in configs.items():
         siblings = [c for c in configs.values() if c["name"] == config["name"]]
         differ = sorted(k for k in config if k != "name" and len({json.dumps(c.get(k)) for c in siblings}) > 1)
-        titles[key] = " · ".join([config["name"], *(f"{k}={fmt(config[k])}" for k in differ)])
-    return titles
+        out[key] = {k: config[k] for k in differ}
+    return out
+
+
+def section_titles(sections: list[str]) -> dict[str, str]:
+    """Section key -> its task name, plus the task settings that tell it from the task's other sections
+    (``sdigits · permute=True``)."""
+    return {key: " · ".join([json.loads(key)["name"], *(f"{k}={fmt(v)}" for k, v in settings.items())])
+            for key, settings in section_settings(sections).items()}
+
+
+def slug(title: str) -> str:
+    """A section title as part of a file name: ``adding · seq_len=200`` -> ``adding__seq_len=200``."""
+    return re.sub(r"[^\w.=+-]+", "-", title.replace(" · ", "__"))
 
 
 def stream(store: Store, **kwargs) -> tuple[Tables, list[str]]:
