@@ -47,10 +47,16 @@ def columns(path: Path, keys: Iterable[str]) -> dict[str, dict[int, float]]:
     """Column -> step -> its finite values, for each of ``keys``, in one read of a metrics CSV."""
     out: dict[str, dict[int, float]] = {key: {} for key in keys}
     with open(path, newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            step = row.get("step") or ""
-            for key, values in out.items():
-                text = row.get(key) or ""
+        reader = csv.reader(f)  # by position: a dict per row costs most of the read, a row per training step
+        header = next(reader, [])
+        if "step" not in header:
+            return out
+        at = header.index("step")
+        wanted = [(header.index(key), values) for key, values in out.items() if key in header]
+        for row in reader:
+            step = row[at] if at < len(row) else ""
+            for i, values in wanted:
+                text = row[i] if i < len(row) else ""
                 if text and step and math.isfinite(value := float(text)):
                     values[int(float(step))] = value
     return out

@@ -60,7 +60,7 @@ def opening(tables: Tables, skey: str, store: Store | None = None) -> list[str]:
 
 def outcome(rows: list[Row], threshold: float | None) -> str:
     """``Best: gru, test mse 0.0026 ± 0.0006 (n=3) against a baseline of 0.1667; vanilla ends at the baseline
-    (...). No run is solved (...).``"""
+    (...); no run is solved (...).``"""
     first, ranked = rows[0], [r for r in rows if r.mean is not None]
     if not ranked:
         return f"No row has a test value: none of its {sum(r.n_runs for r in rows)} runs finished ok."
@@ -77,8 +77,8 @@ def outcome(rows: list[Row], threshold: float | None) -> str:
         return text + "."
     solved = [f"{r.label} in {r.solved}/{r.n_runs}" for r in rows if r.solved]
     sign = "<" if first.mode == "min" else ">"
-    return text + (f". Solved (test {first.metric} {sign} {threshold:.4g}) by {_join(solved)} runs." if solved else
-                   f". No run is solved (test {first.metric} {sign} {threshold:.4g}).")
+    return text + (f"; solved (test {first.metric} {sign} {threshold:.4g}) by {_join(solved)} runs." if solved else
+                   f"; no run is solved (test {first.metric} {sign} {threshold:.4g}).")
 
 
 def flow(tables: Tables, skey: str, store: Store) -> str:
