@@ -65,7 +65,7 @@ class Study:
 
     doc: int  # 1-based, in the file
     name: str  # the Optuna study's name: stable while the document is unchanged
-    family: str  # arch.name
+    family: str  # the core's label (gru, lstm-2l, ...) and any model.* the document fixes
     comparison: str  # the fixed task settings, e.g. "task.name=adding, task.seq_len=100"
     fixed: dict  # parameters with one value (dotted)
     space: dict  # parameter -> its W&B spec, for the ones searched
@@ -161,7 +161,11 @@ def _study(doc: dict, where: str, number: int) -> Study:
     comparison = ", ".join(f"{k}={fixed[k]}" for k in sorted(fixed) if k.startswith("task."))
     text = json.dumps(doc, sort_keys=True, default=str)
     digest = hashlib.sha256(text.encode()).hexdigest()
-    return Study(doc=number, name=f"doc{number}-{fixed['arch.name']}-{digest[:8]}", family=cfg.arch_label,
+    # the family: the core, and the composed model's options where the document fixes them (attention or not)
+    family = " ".join([cfg.arch_label] + [f"{k.partition('.')[2]}={fixed[k]}" for k in sorted(fixed)
+                                          if k.startswith("model.")])
+    # named by its content, not its place: documents may be reordered or added without losing a study
+    return Study(doc=number, name=f"{fixed['arch.name']}-{digest[:12]}", family=family,
                  comparison=comparison, fixed=fixed, space=space, trials=cap, method=method, metric=want,
                  goal=task_cls.metric_mode, hyperband=hyperband, max_resource=validations, val_every=cfg.train.val_every,
                  confirm_seeds=tuple(seeds), digest=digest)
