@@ -14,6 +14,13 @@ al. 2015, app. A.2.2), laid out as the decoder core's state. The bridge is why a
 encoder) feeds any decoder family whatever their widths, depths, directions, or the LSTM's (h, c) pair. The
 decoder itself reads left to right: a bidirectional decoder core is refused.
 
+With ``refeed_context`` the summary z (every encoder layer's final state) also reaches every step, as the context
+vector c of Cho et al. 2014 (sec. 2.2: h<t> = f(h<t-1>, y_{t-1}, c), P(y_t | y_{t-1}, h<t>, c);
+bentrevett/pytorch-seq2seq notebook 2): the strong baseline without attention, whose decoder state need not carry
+the source all the way by itself.
+    h_t        = core([E y_{t-1} ; h~_{t-1} with input feeding ; z], state)
+    h~_t       = tanh(W_c [c_t ; h_t ; E y_{t-1} ; z])                       # c_t: width 0 without attention
+
 Teacher forcing has the cores' two paths. Without input feeding the core runs fused over the whole target and
 attention is one batched product (fast); ``reference=True`` runs the core's step-by-step path instead, whose
 trace holds every decoder state as a graph node. Input feeding makes step t read h~_{t-1}, so it always runs
@@ -70,13 +77,16 @@ class Memory:
 
 
 class Carry(NamedTuple):
-    """What one decoding step hands the next: the core's state and h~_{t-1} (B, H), zeros before step 1."""
+    """What one decoding step hands the next: the core's state, h~_{t-1} (B, H), zeros before step 1, and the
+    re-fed context z (B, F), or None."""
 
     state: State
     feed: torch.Tensor
+    context: torch.Tensor | None = None
 
     def index(self, rows: torch.Tensor) -> Carry:
-        return Carry(select_state(self.state, rows), self.feed[rows])
+        context = None if self.context is None else self.context[rows]
+        return Carry(select_state(self.state, rows), self.feed[rows], context)
 
 
 @dataclass
@@ -96,24 +106,28 @@ class Decoder(nn.Module):
     """Attentional recurrent decoder; ``core`` is any name of the core registry, ``attention`` any attention kind.
 
     memory_size: width M of the vectors attended over; summary_size: width F of the vector the first state is
-    made from; attention_size: width of the additive score's tanh layer (default: the core's hidden size).
+    made from (and, with ``refeed_context``, that every step reads); attention_size: width of the additive
+    score's tanh layer (default: the core's hidden size).
     """
 
     def __init__(self, vocab_size: int, memory_size: int, summary_size: int, core: str = "lstm",
                  core_config=None, embed_size: int = 64, attention: str = "additive",
-                 attention_size: int | None = None, input_feed: bool = False, pad: int = 0):
+                 attention_size: int | None = None, input_feed: bool = False, pad: int = 0,
+                 refeed_context: bool = False):
         super().__init__()
         config = core_config if core_config is not None else entry(core).default_config()
         if config.bidirectional:
             raise ValueError("a decoder generates left to right and cannot read ahead: bidirectional must be "
                              "False")
         hidden = config.hidden_size
-        self.input_feed, self.pad = input_feed, pad
+        self.input_feed, self.refeed_context, self.pad = input_feed, refeed_context, pad
+        context = summary_size if refeed_context else 0
         self.attention = build_attention(attention, hidden, memory_size, attention_size or hidden)
         self.embed = nn.Embedding(vocab_size, embed_size, padding_idx=pad)
-        self.core = build(core, embed_size + (hidden if input_feed else 0), config)
+        self.core = build(core, embed_size + (hidden if input_feed else 0) + context, config)
         self.bridge = nn.Linear(summary_size, state_width(self.core))
-        self.combine = nn.Linear(self.attention.context_size + hidden, hidden)
+        readout_extra = embed_size + context if refeed_context else 0
+        self.combine = nn.Linear(self.attention.context_size + hidden + readout_extra, hidden)
         self.out = nn.Linear(hidden, vocab_size)
 
     def forward(self, tgt_in: torch.Tensor, memory: Memory, carry: Carry,
@@ -123,35 +137,43 @@ class Decoder(nn.Module):
         if self.input_feed:
             return (*self._steps(tgt_in, memory, carry), None)
         x = self.embed(tgt_in)
+        extra = () if carry.context is None else (x, carry.context[:, None].expand(-1, x.shape[1], -1))
+        x_in = torch.cat(extra, dim=-1) if extra else x
         if reference:
-            h, _, trace = self.core.forward_reference(x, carry.state)
+            h, _, trace = self.core.forward_reference(x_in, carry.state)
         else:
-            (h, _), trace = self.core(x, carry.state), None
-        logits, _, weights = self.readout(h, memory)
+            (h, _), trace = self.core(x_in, carry.state), None
+        logits, _, weights = self.readout(h, memory, extra)
         return logits, weights, trace
 
     def memory(self, values: torch.Tensor, mask: torch.Tensor) -> Memory:
         return Memory(values, mask, self.attention.prepare(values))
 
     def initial(self, summary: torch.Tensor) -> Carry:
-        """summary (B, F) -> the first step's carry: s_0 = tanh(W_b summary) in the core's layout, h~_0 = 0."""
+        """summary (B, F) -> the first step's carry: s_0 = tanh(W_b summary) in the core's layout, h~_0 = 0, and
+        z = summary with ``refeed_context``."""
         state = unflatten_state(torch.tanh(self.bridge(summary)), self.core)
-        return Carry(state, summary.new_zeros(summary.shape[0], self.core.hidden_size))
+        feed = summary.new_zeros(summary.shape[0], self.core.hidden_size)
+        return Carry(state, feed, summary if self.refeed_context else None)
 
-    def readout(self, h: torch.Tensor, memory: Memory):
-        """h (B, [T,] H) -> logits (B, [T,] V), h~ (B, [T,] H), weights (B, [T,] S) or None."""
+    def readout(self, h: torch.Tensor, memory: Memory, extra: tuple[torch.Tensor, ...] = ()):
+        """h (B, [T,] H), extra: [E y_{t-1}, z] when the context is re-fed -> logits (B, [T,] V),
+        h~ (B, [T,] H), weights (B, [T,] S) or None."""
         context, weights = self.attention(h, memory.values, memory.mask, memory.keys)
-        attended = torch.tanh(self.combine(torch.cat([context, h], dim=-1)))
+        attended = torch.tanh(self.combine(torch.cat([context, h, *extra], dim=-1)))
         return self.out(attended), attended, weights
 
     def step(self, token: torch.Tensor, carry: Carry, memory: Memory):
         """One step: token (B,) -> logits (B, V), the next Carry, weights (B, S) or None."""
         x = self.embed(token)
+        extra = () if carry.context is None else (x, carry.context)
         if self.input_feed:
             x = torch.cat([x, carry.feed], dim=-1)
+        if extra:
+            x = torch.cat([x, carry.context], dim=-1)
         h, state = self.core(x[:, None], carry.state)
-        logits, attended, weights = self.readout(h[:, 0], memory)
-        return logits, Carry(state, attended), weights
+        logits, attended, weights = self.readout(h[:, 0], memory, extra)
+        return logits, Carry(state, attended, carry.context), weights
 
     def _steps(self, tgt_in: torch.Tensor, memory: Memory, carry: Carry):
         logits, weights = [], []

@@ -2,6 +2,7 @@
 Le 2014; with attention, Bahdanau et al. 2015 and Luong et al. 2015).
 
     model = Seq2Seq(src_vocab=40, tgt_vocab=40, encoder="gru", decoder="lstm", attention="multiplicative")
+    model = Seq2Seq(40, 40, "gru", "gru", attention="none", refeed_context=True)   # Cho et al. 2014
     out = model(src, src_lengths, tgt_in)      # src (B, S) padded, src_lengths (B,), tgt_in (B, T) -> out.logits (B, T, V)
     loss = F.cross_entropy(out.logits.flatten(0, 1), tgt_out.flatten(), ignore_index=model.pad)
     tokens, lengths = model.beam(src, src_lengths, max_len=30, start=1, end=2, width=4)
@@ -10,6 +11,9 @@ Encoder and decoder are cores of the registry, chosen by name, so every family (
 stacks) serves as either with no name switch. The fast path packs the padded source (``pack_padded_sequence``)
 through the core's fused kernel, so every sequence ends at its own length; ``reference=True`` runs the cores'
 step-by-step paths instead and returns their traces, in which every encoder state h^enc_s is a graph node.
+
+``refeed_context`` re-feeds the encoder's summary (its final states) to every decoder step and to the output layer
+(Cho et al. 2014; see decoder.py): the strong baseline without attention.
 
 A bidirectional encoder (Bahdanau et al. 2015) gives memory vectors of both directions (2H wide) and a summary
 of both directions' final states; the decoder always reads left to right (a bidirectional one is refused).
@@ -76,12 +80,14 @@ class Seq2Seq(nn.Module):
 
     def __init__(self, src_vocab: int, tgt_vocab: int, encoder: str = "lstm", decoder: str = "lstm",
                  encoder_config=None, decoder_config=None, embed_size: int = 64, attention: str = "additive",
-                 attention_size: int | None = None, input_feed: bool = False, pad: int = 0):
+                 attention_size: int | None = None, input_feed: bool = False, pad: int = 0,
+                 refeed_context: bool = False):
         super().__init__()
         self.pad = pad
         self.encoder = Encoder(src_vocab, encoder, encoder_config, embed_size, pad)
         self.decoder = Decoder(tgt_vocab, self.encoder.output_size, self.encoder.summary_size, decoder,
-                               decoder_config, embed_size, attention, attention_size, input_feed, pad)
+                               decoder_config, embed_size, attention, attention_size, input_feed, pad,
+                               refeed_context=refeed_context)
 
     def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor,
                 reference: bool = False) -> Output:

@@ -94,22 +94,25 @@ def hand_written_loss(model: Seq2Seq, kind: str, src, lengths, tgt_in, tgt_out):
         state = (s0[0], s0[1]) if dec.core.has_cell_state else s0[0]
         feed = torch.zeros(dec.core.hidden_size, dtype=torch.double)
         for t in range(tgt_in.shape[1]):
-            x = dec.embed.weight[tgt_in[b, t]]
-            x = torch.cat([x, feed]) if dec.input_feed else x
+            e = dec.embed.weight[tgt_in[b, t]]
+            x = torch.cat([e, feed]) if dec.input_feed else e
+            x = torch.cat([x, summary]) if dec.refeed_context else x  # z: the summary, re-fed (Cho et al.)
             h, state, _ = dec.core.forward_reference(x.view(1, 1, -1), state)
             h = h[0, 0]
             context = (torch.softmax(hand_scores(dec.attention, kind, h, keys), 0) @ keys
                        if kind != "none" else h[:0])
-            feed = torch.tanh(dec.combine.weight @ torch.cat([context, h]) + dec.combine.bias)
+            read = torch.cat([context, h, e, summary]) if dec.refeed_context else torch.cat([context, h])
+            feed = torch.tanh(dec.combine.weight @ read + dec.combine.bias)
             total = total - torch.log_softmax(dec.out.weight @ feed + dec.out.bias, 0)[tgt_out[b, t]]
     return total
 
 
+@pytest.mark.parametrize("refeed", [False, True])
 @pytest.mark.parametrize("input_feed", [False, True])
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("pair", [("lstm", "gru"), ("gru", "lstm")])
-def test_teacher_forced_loss_equals_a_hand_written_loop(pair, kind, input_feed):
-    model = tiny(*pair, attention=kind, input_feed=input_feed)
+def test_teacher_forced_loss_equals_a_hand_written_loop(pair, kind, input_feed, refeed):
+    model = tiny(*pair, attention=kind, input_feed=input_feed, refeed_context=refeed)
     src, lengths, tgt_in, tgt_out = batch()
     out = model(src, lengths, tgt_in)
     loss = F.cross_entropy(out.logits.flatten(0, 1), tgt_out.flatten(), reduction="sum")
@@ -120,9 +123,9 @@ def test_teacher_forced_loss_equals_a_hand_written_loop(pair, kind, input_feed):
         torch.testing.assert_close(g, g_hand)
 
 
-@pytest.mark.parametrize("input_feed", [False, True])
-def test_reference_path_equals_the_fast_path_and_exposes_every_encoder_state(input_feed):
-    model = tiny("gru", "lstm", input_feed=input_feed)
+@pytest.mark.parametrize(("input_feed", "refeed"), [(False, False), (True, False), (False, True)])
+def test_reference_path_equals_the_fast_path_and_exposes_every_encoder_state(input_feed, refeed):
+    model = tiny("gru", "lstm", input_feed=input_feed, refeed_context=refeed)
     src, lengths, tgt_in, tgt_out = batch()
     fast, ref = model(src, lengths, tgt_in), model(src, lengths, tgt_in, reference=True)
     torch.testing.assert_close(fast.logits, ref.logits)
@@ -138,6 +141,25 @@ def test_reference_path_equals_the_fast_path_and_exposes_every_encoder_state(inp
     norms = torch.stack([g.norm(dim=-1) for g in grads], dim=1)
     assert norms.shape == (3, 6)
     assert (norms[~ref.memory.mask] == 0).all() and (norms[ref.memory.mask] > 0).all()
+
+
+def test_the_refed_context_reaches_every_step_and_the_output_layer():
+    """Cho et al. 2014: z (the encoder's summary, B x F) is read at every step beside the previous token, and by
+    the output layer; the first state is still the bridge's, and the output keeps its shape."""
+    src, lengths, tgt_in, _ = batch()
+    plain, refed = tiny(attention="none"), tiny(attention="none", refeed_context=True)
+    width = refed.encoder.summary_size
+    assert refed.decoder.combine.in_features == plain.decoder.combine.in_features + 3 + width  # + E y_{t-1}, z
+    out = refed(src, lengths, tgt_in)
+    assert out.logits.shape == plain(src, lengths, tgt_in).logits.shape == (3, 5, 6) and out.weights is None
+    memory, summary, _ = refed.encode(src, lengths)
+    carry = refed.decoder.initial(summary)
+    assert carry.context is summary and plain.decoder.initial(summary).context is None
+    moved = carry._replace(context=summary + 1)  # same state and feed, another context: another next token
+    first, second = (refed.decoder.step(tgt_in[:, 0], c, memory)[0] for c in (carry, moved))
+    assert not torch.allclose(first, second)
+    F.cross_entropy(out.logits.flatten(0, 1), batch()[3].flatten()).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in refed.parameters())
 
 
 @pytest.mark.parametrize("name", ARCHS)
@@ -217,18 +239,20 @@ def sharpened(model: Seq2Seq, scale: float, end_bias: float) -> Seq2Seq:
 def test_beam_of_width_one_is_greedy():
     src, lengths, _, _ = batch(b=8, lengths=(6, 2, 4, 1, 5, 3, 6, 6))
     seen = set()
-    for kind, input_feed, end_bias in itertools.product(KINDS, [False, True], [-1.0, 0.0, 1.0]):
-        model = sharpened(tiny(attention=kind, input_feed=input_feed), 3, end_bias)
+    for kind, feeds, end_bias in itertools.product(KINDS, [(False, False), (True, False), (False, True)],
+                                                   [-1.0, 0.0, 1.0]):
+        model = sharpened(tiny(attention=kind, input_feed=feeds[0], refeed_context=feeds[1]), 3, end_bias)
         g, b = model.greedy(src, lengths, 8, START, END), model.beam(src, lengths, 8, START, END, width=1)
-        assert torch.equal(g.tokens, b.tokens) and torch.equal(g.lengths, b.lengths), (kind, input_feed, end_bias)
+        assert torch.equal(g.tokens, b.tokens) and torch.equal(g.lengths, b.lengths), (kind, feeds, end_bias)
         assert g.tokens.shape[1] <= 8
         seen |= set(g.lengths.tolist())
     assert {1, 8} < seen  # sequences ended at the first step, in between, and never
 
 
-def test_beam_is_exact_when_it_holds_every_prefix():
+@pytest.mark.parametrize(("refeed", "end_bias"), [(False, -0.5), (True, 0.5)])
+def test_beam_is_exact_when_it_holds_every_prefix(refeed, end_bias):
     """vocab 4, max_len 3, width 16 = 4 ** 2: the beam keeps every prefix, so it must find the best sequence."""
-    model = sharpened(tiny(tgt_vocab=4), 3, -0.5)
+    model = sharpened(tiny(tgt_vocab=4, refeed_context=refeed), 3, end_bias)
     src, lengths, _, _ = batch(b=8, lengths=(6, 2, 4, 1, 5, 3, 6, 6))
     found, greedy_found = model.beam(src, lengths, 3, START, END, width=16), model.greedy(src, lengths, 3, START, END)
     hyps = {tuple(seq[:seq.index(END) + 1]) if END in seq else seq
@@ -241,7 +265,7 @@ def test_beam_is_exact_when_it_holds_every_prefix():
         bests.append(max(hyps, key=log_prob))
         assert found.lengths[b] == len(bests[-1]) and tuple(found.tokens[b, :len(bests[-1])].tolist()) == bests[-1]
     # the case is not trivial: the best ends early for some sources and not for others, and greedy misses it
-    assert {len(best) for best in bests} == {1, 3}
+    assert len({len(best) for best in bests}) > 1 and 3 in {len(best) for best in bests}
     assert any(tuple(greedy_found.tokens[b, :len(best)].tolist()) != best for b, best in enumerate(bests))
 
 

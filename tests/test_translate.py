@@ -3,11 +3,19 @@
 import datetime
 import json
 import random
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
+from conftest import small
 from num2words import num2words
 
+import architectures
+from architectures.seq2seq import Seq2Seq
+from bench.run.config import flatten, resolve
+from bench.run.train import train
 from tasks.composed import END, PAD, START, Scored
 from tasks.translate import (
     DATE_STYLES,
@@ -21,6 +29,7 @@ from tasks.translate import (
 )
 
 SMALL = {"n_train": 200, "n_val": 40, "n_test": 60}
+RECORDS = Path(__file__).resolve().parent.parent / "results" / "runs"
 
 
 def task(**cfg) -> Translate:
@@ -174,3 +183,39 @@ def test_probe_batch_shares_one_source_length_and_examples_read_back():
     example = t.describe_example(t.splits.val[torch.arange(3)], 0)
     assert example == {"source": " ".join(source), "reference": " ".join(reference)}
     assert t.decode_text(t.splits.val[0]["tgt"]) == example["reference"]
+
+
+# ---- the context re-fed to every decoder step (Cho et al. 2014), model.refeed_context ----------------------
+def test_the_refed_context_is_an_option_that_leaves_every_earlier_run_id_alone():
+    plain, off, on = (resolve(small("translate", "gru", **{"model.attention": "none", **extra}))
+                      for extra in ({}, {"model.refeed_context": False}, {"model.refeed_context": True}))
+    assert off.run_id == plain.run_id and "refeed_context" not in plain.to_dict()["model"]
+    assert on.run_id != plain.run_id and on.to_dict()["model"]["refeed_context"] is True
+    committed = [json.loads(p.read_text()) for p in sorted(RECORDS.glob("translate__*.json"))]
+    for rec in committed:
+        assert resolve(flatten(rec["config"]), check_machine=False).run_id == rec["id"], rec["name"]
+
+
+def test_a_run_with_the_refed_context_trains_and_probes_both_cores(tmp_path):
+    extra = {"model.attention": "none", "model.refeed_context": True, "train.max_steps": 2, "train.val_every": 2}
+    rec = train(resolve(small("translate", "gru", **extra)), tmp_path, wandb="disabled")
+    assert rec["status"] == "ok" and rec["config"]["model"]["refeed_context"] is True
+    assert set(rec["diagnostics"]["cores"]) == {"encoder", "decoder"}
+
+
+def test_the_refed_context_learns_to_reverse_a_fixed_batch():
+    torch.manual_seed(0)
+    cfg = replace(architectures.entry("gru").default_config(), hidden_size=24)
+    model = Seq2Seq(12, 12, "gru", "gru", cfg, cfg, embed_size=16, attention="none", refeed_context=True)
+    src = torch.randint(3, 12, (32, 6), generator=torch.Generator().manual_seed(0))
+    tgt = torch.cat([torch.full((32, 1), START), src.flip(1), torch.full((32, 1), END)], dim=1)
+    opt = torch.optim.Adam(model.parameters(), 1e-2)
+    losses = []
+    for _ in range(60):
+        loss = F.cross_entropy(model(src, torch.full((32,), 6), tgt[:, :-1]).logits.flatten(0, 1),
+                               tgt[:, 1:].flatten())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] / 10

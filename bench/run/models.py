@@ -48,6 +48,10 @@ class Seq2SeqOptions:
     embed_size: int = opt(32, "token embedding width of the encoder and the decoder", ge=1)
     input_feed: bool = opt(False, "feed the last attentional state back into the decoder (Luong sec. 3.3)")
     beam: int = opt(1, "beam width at evaluation (1: greedy decoding)", ge=1, le=MAX_BEAM)
+    # Added after records existed: shown only when true, so older run ids stay as they were.
+    refeed_context: bool = opt(False, "re-feed the encoder's final state to every decoder step and to the output "
+                                      "layer (Cho et al. 2014; the strong baseline without attention)",
+                               omit_default=True)
 
 
 @dataclass(frozen=True)
@@ -165,7 +169,8 @@ class Seq2SeqKind(_Decoding):
         # arch.bidirectional is the encoder's (Bahdanau et al. 2015): the decoder reads left to right
         decoder_config = replace(arch_config, bidirectional=False)
         return Seq2Seq(s["src_vocab"], s["tgt_vocab"], arch_name, arch_name, arch_config, decoder_config,
-                       options.embed_size, options.attention, input_feed=options.input_feed, pad=PAD)
+                       options.embed_size, options.attention, input_feed=options.input_feed, pad=PAD,
+                       refeed_context=options.refeed_context)
 
     def forward(self, net, batch, reference=False):
         tgt = batch["tgt"]
