@@ -293,6 +293,7 @@ def cmd_leaderboard(args, rest) -> int:
     if args.readme is not None:
         changed = leaderboard.update_readme(args.readme, args.out, tables[0])
         changed = reproduction.update_readme(args.readme, lines) or changed
+        changed = tuned.update_readme(args.readme, args.out) or changed
         print(f"{args.readme}: leaderboard and reproduction blocks {'updated' if changed else 'unchanged'}")
     _report_skipped(written.skipped)
     return 1 if written.skipped else 0
