@@ -358,11 +358,14 @@ def run(path: Path, store: Store, options: Options, executor: str = "local") -> 
     submit, close, workers = _submitter(options, executor)
     print(f"tuned sweep {path}: {len(found)} studies in {len({s.comparison for s in found})} comparison(s); "
           f"{workers} worker(s); studies in {journal}", flush=True)
+    cache: dict = {}
     try:
-        trained = Driver(found, journal, store, options, submit).run(workers)
+        # the summary is rewritten after every finished run, so the tables can follow a run that takes hours
+        trained = Driver(found, journal, store, options, submit,
+                         lambda: write_summary(path, found, journal, store, cache)).run(workers)
     finally:
         close()
-        write_summary(path, found, journal, store)
+        write_summary(path, found, journal, store, cache)
     print(f"tuned sweep finished: {len(trained)} runs trained; summary in {summary_path(store, path)}", flush=True)
     return trained
 
@@ -403,10 +406,11 @@ class Driver:
     """Keeps ``workers`` jobs training: first each study's unfinished trials (a killed driver's, which resume their
     checkpoints), then new trials and confirm runs, studies in file order."""
 
-    def __init__(self, found: list[Study], journal: Path, store: Store, options: Options, submit):
+    def __init__(self, found: list[Study], journal: Path, store: Store, options: Options, submit, finished):
         from optuna.trial import TrialState
 
         self.found, self.journal, self.store, self.options, self.submit = found, journal, store, options, submit
+        self.finished = finished  # called after each job's outcome is known
         self.opened = {s.name: open_study(s, journal) for s in found}
         self.queue = [(s, t) for s in found
                       for t in self.opened[s.name].get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
@@ -439,6 +443,7 @@ class Driver:
                 else:
                     print(f"  confirm {result['name']}: {result['status']}, test {result['metric'].get('test')}",
                           flush=True)
+                self.finished()
 
     def _next(self):
         """The next job: (kind, submit arguments, ...), or None when nothing can start now."""
@@ -524,7 +529,7 @@ def _confirm_one(overrides: dict, out: str, wandb: str, threads: int) -> dict:
 
 
 # ---- what the leaderboard reads ------------------------------------------------------------------------------------
-def write_summary(path: Path, found: list[Study], journal: Path, store: Store) -> dict:
+def write_summary(path: Path, found: list[Study], journal: Path, store: Store, cache: dict | None = None) -> dict:
     """``<out>/studies/<spec>.json``: every study's trials (run ids, parameters, states, values), its chosen trial,
     its confirm runs and its fANOVA importances; run ids point at the records, which hold every number shown."""
     from ..run.config import resolve
@@ -551,10 +556,21 @@ def write_summary(path: Path, found: list[Study], journal: Path, store: Store) -
             "study": s.name, "document": s.doc, "fixed": s.fixed, "searched": sorted(s.space),
             "trials": trials, "chosen": None if best is None else {"number": best.number, "params": best.params,
                                                                     "value": best.value},
-            "confirm": confirm, "importance": importance(study, s)}
+            "confirm": confirm, "importance": _cached_importance(study, s, cache)}
     summary = {"spec": str(path), "comparisons": comparisons}
     store.write_json(summary_path(store, path), summary)
     return summary
+
+
+def _cached_importance(study, s: Study, cache: dict | None) -> dict | None:
+    """``importance``, computed again only when the study has more finished trials (fitting the forests takes a
+    second, and the summary is written after every run)."""
+    if cache is None:
+        return importance(study, s)
+    finished = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+    if cache.get(s.name, (None,))[0] != finished:
+        cache[s.name] = (finished, importance(study, s))
+    return cache[s.name][1]
 
 
 def importance(study, s: Study) -> dict | None:
