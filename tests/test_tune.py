@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
+from bench.reports import leaderboard
 from bench.reports import tuned as tuned_report
 from bench.run.config import resolve
 from bench.store import Store
@@ -198,3 +200,19 @@ def test_ray_trains_the_same_trials_and_confirm_runs_as_the_local_pool(tmp_path)
 
     assert ids(local) == ids(remote)
     assert {r["id"] for r in local.records().records} == {r["id"] for r in remote.records().records}
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.skipif(not (ROOT / "results" / "studies").is_dir(), reason="no committed tuned studies yet")
+def test_committed_tuned_tables_regenerate_from_the_records():
+    store = Store(ROOT / "results")
+    assert (ROOT / "results" / "TUNED.md").read_text() == tuned_report.render(store)
+    text = (ROOT / "README.md").read_text()
+    start, end = text.index(tuned_report.README_START), text.index(tuned_report.README_END)
+    assert text[start:end + len(tuned_report.README_END)] == tuned_report.readme_block(store)
+    # every run a study names is recorded, and the leaderboard leaves them to TUNED.md
+    ids = tuned_report.tuned_ids(store)
+    assert ids <= {r["id"] for r in store.records().records}
+    assert not ids & {r["id"] for r in leaderboard.load(store)[0]}

@@ -188,11 +188,19 @@ class Written:
     skipped: list[str]  # one line per record that could not be read (named, left out)
 
 
+def tuned_ids(store: Store) -> set[str]:
+    """The runs of tuned studies: TUNED.md shows them (bench/reports/tuned.py), the leaderboard leaves them out."""
+    from .tuned import tuned_ids as ids
+
+    return ids(store)
+
+
 def load(folder: Path | Store) -> tuple[list[dict], list[str]]:
-    """The readable records of a results folder, whole, and one line per record left out (the HTML report's;
-    the leaderboard streams them, ``read``)."""
-    loaded = (folder if isinstance(folder, Store) else Store(folder)).records()
-    return loaded.records, loaded.skipped
+    """The readable records of a results folder, whole, less the tuned studies' runs, and one line per record
+    left out (the HTML report's; the leaderboard streams them, ``read``)."""
+    store = folder if isinstance(folder, Store) else Store(folder)
+    loaded, tuned = store.records(), tuned_ids(store)
+    return [r for r in loaded.records if r["id"] not in tuned], loaded.skipped
 
 
 def planned_ids(store: Store) -> set[str]:
@@ -204,7 +212,7 @@ def read(folder: Path | Store, wanted=None) -> tuple[Tables, list[str]]:
     """One pass over a results folder's records, kept as ``Tables`` (``wanted``: which whole records to keep
     too, e.g. the ones an anchor selects), and one line per record left out."""
     store = folder if isinstance(folder, Store) else Store(folder)
-    return stream(store, wanted=wanted, planned=planned_ids(store))
+    return stream(store, wanted=wanted, planned=planned_ids(store), exclude=tuned_ids(store))
 
 
 def write(out: Path, reference: Path | None = None, tables: tuple[Tables, list[str]] | None = None) -> Written:

@@ -288,9 +288,11 @@ class Tables:
     """The leaderboard's aggregates, fed one record at a time (``add``)."""
 
     def __init__(self, wanted: Callable[[dict, Callable[[], tuple[dict, dict]]], bool] | None = None,
-                 planned: Iterable[str] = ()):
+                 planned: Iterable[str] = (), exclude: Iterable[str] = ()):
         self.sections: dict[str, _Section] = {}
         self.n_records = 0
+        # runs of tuned studies (bench/reports/tuned.py shows them): each trial is its own configuration
+        self.exclude, self.excluded = set(exclude), 0
         self.wanted, self.kept = wanted, []  # records ``wanted`` accepted (whole: the reproduction table's)
         self.planned, self.cpu_time = set(planned), {}  # run id -> CPU seconds, for the planned ids
         self.figures = {"flow": Picker(), "attention": Picker()}
@@ -307,6 +309,9 @@ class Tables:
         return tables
 
     def add(self, rec: dict) -> None:
+        if rec["id"] in self.exclude:
+            self.excluded += 1
+            return
         self.n_records += 1
         self._rows = self._labels = self._panels = None
         config, defaults = rec["config"], None

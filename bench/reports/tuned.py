@@ -190,6 +190,10 @@ def render_comparison(title: str, comparison: dict, by_id: dict[str, dict], runs
     return lines + [""]
 
 
+def has_importance(comparison: dict) -> bool:
+    return any(e.get("importance") for e in comparison["families"].values())
+
+
 def importance_figure(path: Path, title: str, comparison: dict) -> bool:
     """Bars of each family's fANOVA importances; False (and no file) when no family has them."""
     data = {f: e["importance"] for f, e in comparison["families"].items() if e.get("importance")}
@@ -216,9 +220,8 @@ def importance_figure(path: Path, title: str, comparison: dict) -> bool:
     return True
 
 
-def write(out: Path | Store, records: list[dict] | None = None) -> Path | None:
-    """``<out>/TUNED.md`` (and its figures) when ``out`` holds tuned studies; None when it holds none."""
-    store = out if isinstance(out, Store) else Store(out)
+def render(store: Store, records: list[dict] | None = None, draw: bool = False) -> str | None:
+    """TUNED.md's text (None when ``store`` holds no tuned study); ``draw``: also write its figures."""
     found = summaries(store)
     if not found:
         return None
@@ -238,11 +241,20 @@ def write(out: Path | Store, records: list[dict] | None = None) -> Path | None:
             task = comparison["settings"].get("task.name", "task")
             title = f"{task} ({key}) — {summary['spec']}"
             name = f"importance_{task}_{Path(summary['spec']).stem}_{n}.png"
-            drawn = importance_figure(store.root / name, title, comparison)
-            lines += render_comparison(title, comparison, by_id, store.runs, name if drawn else None)
+            shown = importance_figure(store.root / name, title, comparison) if draw else has_importance(comparison)
+            lines += render_comparison(title, comparison, by_id, store.runs, name if shown else None)
+    return "\n".join(lines)
+
+
+def write(out: Path | Store, records: list[dict] | None = None) -> Path | None:
+    """``<out>/TUNED.md`` (and its figures) when ``out`` holds tuned studies; None when it holds none."""
+    store = out if isinstance(out, Store) else Store(out)
+    text = render(store, records, draw=True)
+    if text is None:
+        return None
     path = store.root / "TUNED.md"
     with atomic(path) as tmp:
-        tmp.write_text("\n".join(lines), encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
     return path
 
 
