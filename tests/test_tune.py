@@ -115,6 +115,9 @@ def test_both_stages_give_every_family_its_trials_then_confirm_the_best_on_fresh
     text = tuned_report.write(store).read_text()
     assert "| gru |" in text and "| vanilla |" in text and "(n=5/5)" in text
     assert "3 trials of up to 12 steps" in text
+    from bench.reports import html  # and the static report shows the same tables
+
+    assert "<h2>Tuned comparisons</h2>" in "\n".join(html._tuned(store))
 
 
 def test_a_study_left_running_by_a_killed_driver_runs_that_trial_again(tmp_path):

@@ -7,7 +7,7 @@ One page: a header (records and their statuses, commits, hardware, how to regene
 holding each of its leaderboard sections (``leaderboard.section_lines``, so they read as LEADERBOARD.md does,
 opening sentences included) with that section's gradient-flow picture and learning curves beside it, then the
 task's other pictures that ``make leaderboard`` and ``rnnbench units`` drew, linked where they lie rather than
-copied; the reproduction table (REPRODUCTION.md); a link to every run record. No clock and no absolute path go
+copied; the tuned comparisons (TUNED.md) where there are any; the reproduction table (REPRODUCTION.md); a link to every run record. No clock and no absolute path go
 in: the same records give the same bytes, and the page needs no server.
 """
 
@@ -29,6 +29,7 @@ from .tables import Tables
 FOLDER = "report"  # <out>/report/
 PAGE = "index.html"
 REPRODUCTION = "REPRODUCTION.md"
+TUNED = "TUNED.md"
 # The pictures `make leaderboard` draws per task (bench/reports/figures.py), page order; the gradient-flow
 # pictures (bench/diag/plots.py) stand beside each section.
 PICTURES = (("Attention", "attention_{task}.png"), ("Exact match by source length", "exact_by_length_{task}.png"))
@@ -165,6 +166,15 @@ def _reproduction(store: Store) -> list[str]:
     return ['<section id="reproduction">', "<h2>Reproduction</h2>", body, "</section>"]
 
 
+def _tuned(store: Store) -> list[str]:
+    """TUNED.md, where the folder holds tuned studies (bench/reports/tuned.py); its figures lie beside it."""
+    path = store.root / TUNED
+    if not path.is_file():
+        return []
+    return ['<section id="tuned">', "<h2>Tuned comparisons</h2>",
+            md.to_html(path.read_text(encoding="utf-8"), shift=2, base="../"), "</section>"]
+
+
 def _runs(by_task: dict[str, list[dict]], store: Store) -> list[str]:
     out = ['<section id="runs">', "<h2>Run records</h2>"]
     for task, recs in by_task.items():
@@ -191,7 +201,7 @@ def render(records: list[dict], store: Store, pngs: set[str], tables: Tables | N
         body += _task_section(recs, store, task, pngs, tables)
     if not by_task:
         body.append("<p>No run records yet.</p>")
-    body += _reproduction(store) + _runs(by_task, store)
+    body += _tuned(store) + _reproduction(store) + _runs(by_task, store)
     page = ["<!doctype html>", '<html lang="en">', '<head><meta charset="utf-8">',
             "<title>rnnbench report</title>", f"<style>{CSS}</style></head>", "<body>", *body, "</body>",
             "</html>"]

@@ -2,8 +2,8 @@
 
     md.to_html("## adding\\n\\n| a | b |\\n|---|---|\\n| 1 | 2 |", shift=1)  # <h3>, then a <table>
 
-Only what those files use: ``#`` headings, paragraphs, pipe tables, ``-`` lists, and inline ``code`` and
-**bold**; everything else is escaped text. The ``markdown`` package is not a dependency, and these few rules
+Only what those files use: ``#`` headings, paragraphs, pipe tables, ``-`` lists, and inline ``code``,
+**bold** and ``![alt](picture.png)`` (TUNED.md's figures); everything else is escaped text. The ``markdown`` package is not a dependency, and these few rules
 keep the report's bytes under the suite's control.
 """
 
@@ -14,16 +14,20 @@ import re
 
 HEADING = re.compile(r"^(#{1,6})\s+(.*)$")
 RULE = re.compile(r"^\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")  # a table's |---|---| line
-INLINE = re.compile(r"`([^`]+)`|\*\*(.+?)\*\*")
+INLINE = re.compile(r"`([^`]+)`|\*\*(.+?)\*\*|!\[([^\]]*)\]\(([^)\s]+)\)")
 
 
-def inline(text: str) -> str:
-    """Escaped text with `code` and **bold**."""
+def inline(text: str, base: str = "") -> str:
+    """Escaped text with `code`, **bold** and pictures (``base``: what their paths are relative to)."""
     out, last = [], 0
     for m in INLINE.finditer(text):
         out.append(html.escape(text[last:m.start()]))
-        out.append(f"<code>{html.escape(m.group(1))}</code>" if m.group(1) is not None
-                   else f"<strong>{inline(m.group(2))}</strong>")
+        if m.group(1) is not None:
+            out.append(f"<code>{html.escape(m.group(1))}</code>")
+        elif m.group(2) is not None:
+            out.append(f"<strong>{inline(m.group(2), base)}</strong>")
+        else:
+            out.append(f'<img alt="{html.escape(m.group(3))}" src="{html.escape(base + m.group(4))}">')
         last = m.end()
     return "".join(out) + html.escape(text[last:])
 
@@ -39,8 +43,9 @@ def _table(lines: list[str]) -> str:
     return "<table>\n" + "\n".join(rows) + "\n</table>"
 
 
-def to_html(text: str, shift: int = 0) -> str:
-    """HTML for ``text``; ``shift`` demotes every heading (``#`` becomes ``<h2>`` with shift 1)."""
+def to_html(text: str, shift: int = 0, base: str = "") -> str:
+    """HTML for ``text``; ``shift`` demotes every heading (``#`` becomes ``<h2>`` with shift 1); pictures' paths
+    are relative to ``base``."""
     out: list[str] = []
     block: list[str] = []  # consecutive lines of one kind: "p", "table" or "ul"
     kind = None
@@ -53,7 +58,7 @@ def to_html(text: str, shift: int = 0) -> str:
                 items = "\n".join(f"<li>{inline(ln[2:].strip())}</li>" for ln in block)
                 out.append(f"<ul>\n{items}\n</ul>")
             else:
-                out.append(f"<p>{inline(' '.join(ln.strip() for ln in block))}</p>")
+                out.append(f"<p>{inline(' '.join(ln.strip() for ln in block), base)}</p>")
             block.clear()
 
     for line in text.splitlines():

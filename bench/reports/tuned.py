@@ -186,7 +186,8 @@ def render_comparison(title: str, comparison: dict, by_id: dict[str, dict], runs
     if any(r["tested"] - {"best"} for r in found):
         lines += ["", "Some confirm runs had no validation checkpoint and were tested on their last model."]
     if figure:
-        lines += ["", f"Hyperparameter importance (fANOVA over each family's finished trials): ![]({figure})"]
+        lines += ["", "Hyperparameter importance (fANOVA over each family's finished trials): "
+                  f"![fANOVA importance]({figure})"]
     return lines + [""]
 
 
