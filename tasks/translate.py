@@ -97,14 +97,18 @@ def number_words(n: int, lang: str) -> str:
     return _cardinal(high * 1000, lang) + joint + _cardinal(low, lang)
 
 
+# A regex alternation tries its branches in order, so over the morphemes longest first it is greedy longest match.
+MORPHEME = re.compile("|".join(GERMAN_MORPHEMES))
+
+
 def segment_german(word: str) -> list[str]:
     out, i = [], 0
     while i < len(word):
-        piece = next((m for m in GERMAN_MORPHEMES if word.startswith(m, i)), None)
+        piece = MORPHEME.match(word, i)
         if piece is None:
             raise ValueError(f"{word!r} does not segment into number morphemes at {word[i:]!r}")
-        out.append(piece)
-        i += len(piece)
+        out.append(piece.group())
+        i = piece.end()
     return out
 
 

@@ -46,6 +46,8 @@ SMALL_TASK = {
     "smnist": {"task.root": str(MNIST_FIXTURE), "task.download": False, "task.n_val": 8, "task.batch_size": 8},
     "translate": {"task.n_train": 64, "task.n_val": 32, "task.n_test": 32, "task.batch_size": 16,
                   "task.max_number": 9999},
+    "translate-long": {"task.n_train": 64, "task.n_val": 32, "task.n_test": 32, "task.batch_size": 16,
+                       "task.min_len": 6, "task.max_len": 25, "task.max_number": 999},
     "frames": {"task.n_train": 64, "task.n_val": 16, "task.n_test": 16, "task.batch_size": 16},
     "caption": {"task.n_train": 64, "task.n_val": 16, "task.n_test": 16, "task.batch_size": 16},
     "vqa": {"task.max_questions": 400, "task.n_val_images": 5, "task.batch_size": 16},
