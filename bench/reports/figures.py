@@ -86,7 +86,8 @@ def _length_figure(task: str, rows: dict[str, dict]) -> Figure:
         bars = [[m - max(m - s, 0.0) for m, s in zip(means, stds, strict=True)],
                 [min(m + s, 1.0) - m for m, s in zip(means, stds, strict=True)]]
         dashed = "attention=none" in label
-        ax.errorbar(xs, means, yerr=bars, marker="o", capsize=2, linestyle="--" if dashed else "-",
+        marker = "s" if "refeed_context=True" in label else "o"  # without attention, but not the plain summary
+        ax.errorbar(xs, means, yerr=bars, marker=marker, capsize=2, linestyle="--" if dashed else "-",
                     color=f"C{families.index(label.partition(' (')[0]) % 10}", label=label.replace("\n", " "))
     ax.set_xticks(range(len(bins)), [_bin_label(b) for b in bins])
     ax.set_xlabel("source length (tokens)")
