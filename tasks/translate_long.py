@@ -5,16 +5,18 @@
 A source is 1-60 words (``task.min_len``..``task.max_len``, commas included): numbers drawn with an equal
 chance of each digit count (1..6), written by ``num2words`` and joined by commas until the list reaches a length
 drawn uniformly in one bin of 10 source lengths (a list whose last number overshoots the bin is drawn again), so
-every bin (1-10, 11-20, .., 51-60) holds an equal share of the data. The target is the same list in German morphemes (word order crosses
-inside each number: "eighty five" -> "fünf und achtzig"), cut and joined as in ``translate`` (see translate.py).
+every bin (1-10, 11-20, .., 51-60) holds an equal share of the data. The target is the same list in German
+morphemes (word order crosses inside each number: "eighty five" -> "fünf und achtzig") or French words, cut and
+joined as in ``translate`` (see translate.py).
 
 Why: ``translate``'s sources are at most 12 words, short enough for a final-state summary to hold (Bahdanau et
 al. 2015 saw the summary fail beyond about 20-30 words, fig. 2). Here a 60-word list holds ~10 numbers, over
 100 bits, so exact match against source length (``test/exact_len<lo>_<hi>``, results/exact_by_length_<task>.png)
-separates attention from its absence; the bins up to 20 words show where a summary still holds the source
-(``--task.min_len 20`` keeps the long sources only, where every model without attention is at 0). Lists are generated offline from ``data_seed``; the three splits share no
-list. Metric, scores and baseline are translate's: exact match of the decoded output (0 for the baseline, since
-no target repeats across splits).
+separates attention from its absence, and the bins up to 20 words show where a summary still holds the source
+(``--task.min_len 20`` keeps the long sources only).
+
+Lists are generated offline from ``data_seed``; the three splits share no list. Metric, scores and baseline are
+translate's: exact match of the decoded output (the baseline is 0: no target repeats across splits).
 """
 
 from __future__ import annotations
@@ -53,8 +55,8 @@ def length_bins(min_len: int, max_len: int) -> list[tuple[int, int]]:
             for i in range(count)]
 
 
-# Half the numbers drawn have at most 3 digits (1,110 of them), and each list is read twice: cached, generating
-# the default 13,000 lists takes a few seconds instead of three times that.
+# Half the numbers drawn have at most 3 digits (1,110 of them), and a list's English words are read twice (its
+# length, then its source): the cache spares most of num2words' and the segmentation's work.
 words_of = functools.lru_cache(maxsize=1 << 16)(number_tokens)
 
 
