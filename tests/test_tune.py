@@ -88,7 +88,7 @@ def test_both_stages_give_every_family_its_trials_then_confirm_the_best_on_fresh
     store = Store(tmp_path / "out")
     trained = sweep.run(path, store, workers=1, wandb="disabled")
     summary = json.loads(tune.summary_path(store, path).read_text())
-    [comparison] = summary["comparisons"].values()
+    [comparison] = summary["comparisons"]
     assert comparison["protocol"]["trials_per_family"] == 3
     records = {r["id"]: r for r in store.records().records}
     assert len(records) == len(trained) == 2 * (3 + 5)
@@ -198,7 +198,7 @@ def test_ray_trains_the_same_trials_and_confirm_runs_as_the_local_pool(tmp_path)
 
     def ids(store):
         summary = json.loads(tune.summary_path(store, path).read_text())
-        [family] = [f for c in summary["comparisons"].values() for f in c["families"].values()]
+        [family] = [f for c in summary["comparisons"] for f in c["families"].values()]
         return [t["run_id"] for t in family["trials"]], [c["run_id"] for c in family["confirm"]]
 
     assert ids(local) == ids(remote)

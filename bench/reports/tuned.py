@@ -49,7 +49,7 @@ def tuned_ids(store: Store) -> set[str]:
     """The run ids every tuned summary names (search trials and confirm runs)."""
     ids = set()
     for summary in summaries(store):
-        for comparison in summary["comparisons"].values():
+        for _, comparison in comparison_items(summary):
             for family in comparison["families"].values():
                 ids.update(t["run_id"] for t in family["trials"] if t.get("run_id"))
                 ids.update(c["run_id"] for c in family["confirm"])
@@ -145,11 +145,11 @@ def render_comparison(title: str, comparison: dict, by_id: dict[str, dict], runs
     pruner = (f"Hyperband pruning (first rung {p['pruner']['min_resource']} validations, eta "
               f"{p['pruner']['reduction_factor']})" if p["pruner"] else "no pruning")
     sampler = "Optuna QMC (Sobol) random search" if p["method"] == "random" else "Optuna TPE"
-    lines = [f"## {title}", "",
+    lines = [f"## {title} (tuned)", "",
              f"Tuned, the same for every family: {p['trials_per_family']} trials of up to {p['max_steps']} steps "
              f"({sampler}, {pruner}, one seed), then the configuration with the best {p['metric']} retrained on "
              f"seeds {', '.join(map(str, p['confirm_seeds']))} at the full budget and tested at each run's best "
-             f"validation checkpoint. Metric: test {info['metric'] if info else p['metric']} "
+             f"validation checkpoint. Metric: test {info['metric'] if info else p['metric'].partition('/')[2]} "
              f"({'lower' if mode == 'min' else 'higher'} is better)"
              + (f"; baseline {baseline:.4g}" if baseline is not None else "")
              + (f"; solved past {threshold:.4g}" if threshold is not None else "") + ".", ""]
@@ -158,12 +158,14 @@ def render_comparison(title: str, comparison: dict, by_id: dict[str, dict], runs
     lines += [head, "|" + "---|" * 8]
     for r in found:
         chosen = (f"{_params(r['chosen']['params'])} ({_fmt(r['chosen']['value'])})" if r["chosen"]
-                  else "no trial finished")
+                  else "—")
         running = len(r["states"]) - sum(r["states"].count(k) for k in ("complete", "pruned", "fail"))
         counts = (f"{r['states'].count('complete')} / {r['states'].count('pruned')} / {r['states'].count('fail')}"
                   + (f" (+{running} running)" if running else ""))
         if r["mean"] is None:
-            score, ci = f"pending ({len(r['recs'])}/{r['planned']} recorded)", "—"
+            score = (f"confirming ({len(r['recs'])}/{r['planned']} recorded)" if r["chosen"] else
+                     f"searching ({len(r['states']) - running}/{p['trials_per_family']} trials done)")
+            ci = "—"
         else:
             score = f"{r['mean']:.4g} ± {_fmt(r['std'])} (n={len(r['values'])}/{r['planned']})"
             lo_hi = r["interval"]
@@ -234,16 +236,22 @@ def render(store: Store, records: list[dict] | None = None, draw: bool = False) 
              "do not edit by hand. Each family had the same tuning budget and is tested at its best validation "
              "checkpoint (bench/reports/tuned.py says how each column is computed).", ""]
     for summary in found:
-        ids = [t["run_id"] for c in summary["comparisons"].values() for f in c["families"].values()
+        ids = [t["run_id"] for _, c in comparison_items(summary) for f in c["families"].values()
                for t in f["trials"] + f["confirm"] if t.get("run_id") in by_id]
         lines += [f"`{summary['spec']}`: {cpu_hours([by_id[i] for i in ids])} over the {len(ids)} runs recorded so "
                   "far (search trials and confirm runs; the records' CPU time).", ""]
-        for n, (key, comparison) in enumerate(comparison_items(summary), 1):
+        waiting = []
+        for n, (_, comparison) in enumerate(comparison_items(summary), 1):
+            title = title_of(comparison)
+            if not started(comparison):
+                waiting.append(title)
+                continue
             task = comparison["settings"].get("task.name", "task")
-            title = f"{task} ({key}) — {summary['spec']}"
             name = f"importance_{task}_{Path(summary['spec']).stem}_{n}.png"
             shown = importance_figure(store.root / name, title, comparison) if draw else has_importance(comparison)
             lines += render_comparison(title, comparison, by_id, store.runs, name if shown else None)
+        if waiting:
+            lines += [f"Not started yet (`make tuned` resumes): {'; '.join(waiting)}.", ""]
     return "\n".join(lines)
 
 
@@ -266,7 +274,19 @@ def cpu_hours(records: list[dict]) -> str:
 
 
 def comparison_items(summary: dict) -> list[tuple[str, dict]]:
-    return list(summary["comparisons"].items())
+    """(key, comparison) in the tuned file's order."""
+    return [(c["key"], c) for c in summary["comparisons"]]
+
+
+def started(comparison: dict) -> bool:
+    return any(f["trials"] for f in comparison["families"].values())
+
+
+def title_of(comparison: dict) -> str:
+    """``adding · seq_len=100``: the task and the settings its comparison fixed."""
+    settings = comparison["settings"]
+    rest = [f"{k.partition('.')[2]}={v}" for k, v in sorted(settings.items()) if k != "task.name"]
+    return " · ".join([settings.get("task.name", "task"), *rest])
 
 
 def readme_block(store: Store, records: list[dict] | None = None) -> str:
@@ -280,12 +300,15 @@ def readme_block(store: Store, records: list[dict] | None = None) -> str:
     if not found:
         lines += ["No tuned study has run yet: `make tuned`.", ""]
     for summary in found:
-        ids = [t["run_id"] for c in summary["comparisons"].values() for f in c["families"].values()
+        ids = [t["run_id"] for _, c in comparison_items(summary) for f in c["families"].values()
                for t in f["trials"] + f["confirm"] if t.get("run_id") in by_id]
         lines += [f"`{summary['spec']}`: {cpu_hours([by_id[i] for i in ids])} so far, {len(ids)} runs.", "",
                   "| comparison | family | chosen | test (mean ± std, n) | 95 % interval | vs best |",
                   "|---|---|---|---|---|---|"]
-        for key, comparison in comparison_items(summary):
+        for _, comparison in comparison_items(summary):
+            if not started(comparison):
+                continue
+            key = title_of(comparison)
             found_rows = rows(comparison, by_id, store.runs)
             mode = comparison["protocol"]["goal"]
             scored = [r for r in found_rows if r["mean"] is not None]
@@ -293,7 +316,8 @@ def readme_block(store: Store, records: list[dict] | None = None) -> str:
             for r in found_rows:
                 chosen = _params(r["chosen"]["params"]) if r["chosen"] else "searching"
                 if r["mean"] is None:
-                    score, ci, versus = f"pending ({len(r['recs'])}/{r['planned']})", "—", "—"
+                    score = f"confirming ({len(r['recs'])}/{r['planned']})" if r["chosen"] else "searching"
+                    ci, versus = "—", "—"
                 else:
                     score = f"{r['mean']:.4g} ± {_fmt(r['std'])} (n={len(r['values'])})"
                     ci = f"[{r['interval'][0]:.4g}, {r['interval'][1]:.4g}]" if r["interval"] else "—"

@@ -537,7 +537,9 @@ def write_summary(path: Path, found: list[Study], journal: Path, store: Store, c
     comparisons: dict[str, dict] = {}
     for s in found:
         study = open_study(s, journal)
-        best = chosen(study)
+        every = study.get_trials(deepcopy=False)
+        # chosen once the search has ended, as the driver chooses: a best-so-far is no choice
+        best = chosen(study) if len(every) >= s.trials and all(t.state.is_finished() for t in every) else None
         trials = [{"number": t.number, "state": t.state.name.lower(), "value": t.value, "params": t.params,
                    "run_id": t.user_attrs.get("run_id"), "validations": len(t.intermediate_values)}
                   for t in study.get_trials(deepcopy=False)]
@@ -547,6 +549,7 @@ def write_summary(path: Path, found: list[Study], journal: Path, store: Store, c
                 cfg = resolve(s.overrides(best.params, seed), check_machine=False)
                 confirm.append({"seed": seed, "run_id": cfg.run_id, "name": cfg.name})
         entry = comparisons.setdefault(s.comparison, {
+            "key": s.comparison,
             "settings": {k: v for k, v in s.fixed.items() if k.startswith("task.")},
             "protocol": {"trials_per_family": s.trials, "max_steps": s.fixed.get("train.max_steps"),
                          "method": s.method, "metric": s.metric, "goal": s.goal, "pruner": s.hyperband,
@@ -557,7 +560,8 @@ def write_summary(path: Path, found: list[Study], journal: Path, store: Store, c
             "trials": trials, "chosen": None if best is None else {"number": best.number, "params": best.params,
                                                                     "value": best.value},
             "confirm": confirm, "importance": _cached_importance(study, s, cache)}
-    summary = {"spec": str(path), "comparisons": comparisons}
+    # a list: the file's order (the JSON's keys are sorted)
+    summary = {"spec": str(path), "comparisons": list(comparisons.values())}
     store.write_json(summary_path(store, path), summary)
     return summary
 
