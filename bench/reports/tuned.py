@@ -161,7 +161,7 @@ def render_comparison(title: str, comparison: dict, by_id: dict[str, dict], runs
                   else "—")
         running = len(r["states"]) - sum(r["states"].count(k) for k in ("complete", "pruned", "fail"))
         counts = (f"{r['states'].count('complete')} / {r['states'].count('pruned')} / {r['states'].count('fail')}"
-                  + (f" (+{running} running)" if running else ""))
+                  + (f" (+{running} under way)" if running else ""))
         if r["mean"] is None:
             score = (f"confirming ({len(r['recs'])}/{r['planned']} recorded)" if r["chosen"] else
                      f"searching ({len(r['states']) - running}/{p['trials_per_family']} trials done)")
