@@ -219,3 +219,13 @@ def test_committed_tuned_tables_regenerate_from_the_records():
     ids = tuned_report.tuned_ids(store)
     assert ids <= {r["id"] for r in store.records().records}
     assert not ids & {r["id"] for r in leaderboard.load(store)[0]}
+
+
+def test_a_summary_that_is_not_one_is_named_and_skipped(tmp_path, capsys):
+    store = Store(tmp_path)
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "old.json").write_text('{"spec": "x", "comparisons": {"a": {}}}')
+    (tmp_path / "studies" / "bad.json").write_text("{not json")
+    assert tuned_report.render(store, records=[]) is None and tuned_report.tuned_ids(store) == set()
+    err = capsys.readouterr().out
+    assert "old.json: not a tuned sweep's summary" in err and "bad.json: unreadable" in err

@@ -39,9 +39,16 @@ def summaries(store: Store) -> list[dict]:
     out = []
     for path in sorted((store.root / "studies").glob("*.json")):
         try:
-            out.append(read_json(path))
+            summary = read_json(path)
         except (OSError, ValueError) as exc:
             print(f"warning: {path}: unreadable ({exc}); left out of TUNED.md")
+            continue
+        comparisons = summary.get("comparisons") if isinstance(summary, dict) else None
+        if not isinstance(comparisons, list) or not all(isinstance(c, dict) and "key" in c for c in comparisons):
+            print(f"warning: {path}: not a tuned sweep's summary (no list of comparisons); left out of TUNED.md "
+                  "(`make tuned` writes it again)")
+            continue
+        out.append(summary)
     return out
 
 
