@@ -51,8 +51,8 @@ class Written:
 def write(out: str | Path) -> Written:
     """Regenerate ``out/report/`` from ``out/runs``; curves of tasks no longer recorded are removed."""
     store = Store(out)
-    loaded = store.records()
-    records, folder = loaded.records, store.root / FOLDER
+    records, skipped = leaderboard.load(store)  # the tuned studies' runs are in their own part (TUNED.md)
+    folder = store.root / FOLDER
     tables = Tables.of(records)
     titles = tables.titles()
     pngs = []
@@ -63,7 +63,7 @@ def write(out: str | Path) -> Written:
     for stale in set(folder.glob("curves_*.png")) - set(pngs):
         stale.unlink()
     index = store.write_text(folder / PAGE, render(records, store, {p.name for p in pngs}, tables))
-    return Written(index, pngs, len(records), loaded.skipped)
+    return Written(index, pngs, len(records), skipped)
 
 
 def _link(store: Store, path: Path) -> str:
