@@ -190,7 +190,7 @@ class Written:
 
 def tuned_ids(store: Store) -> set[str]:
     """The runs of tuned studies: TUNED.md shows them (bench/reports/tuned.py), the leaderboard leaves them out."""
-    from .tuned import tuned_ids as ids
+    from .studies import tuned_ids as ids
 
     return ids(store)
 
