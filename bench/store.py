@@ -16,7 +16,8 @@ Layout of ``<out>``:
     sweeps/<spec>.json                 how long a sweep invocation took, on what
     locks/<id>.lock                    held while a process trains that run (flock: dropped when it dies)
     ray/                               an interrupted Ray Tune experiment, until it finishes
-    LEADERBOARD.md, leaderboard.csv, flow_<task>.png   generated from the records
+    LEADERBOARD.md, leaderboard.csv, flow_<section>.png, TUNED.md   generated from the records
+    studies/<spec>.journal, <spec>.json  the tuned protocol's Optuna studies and their summary (sweeps/tune.py)
 
 Every write goes to ``<file>.tmp<pid>`` and is renamed over the file, so a killed process leaves a complete old
 file or a complete new one, never half of either; only the holder of a run's lock clears its stray temporary
