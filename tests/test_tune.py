@@ -233,3 +233,20 @@ def test_a_summary_that_is_not_one_is_named_and_skipped(tmp_path, capsys):
     assert tuned_report.render(store, records=[]) is None and tuned_report.tuned_ids(store) == set()
     err = capsys.readouterr().out
     assert "old.json: not a tuned sweep's summary" in err and "bad.json: unreadable" in err
+
+
+def test_a_study_lost_with_its_journal_is_replayed_from_the_records_without_training(tmp_path):
+    path = spec(tmp_path, {"arch": "gru", "cap": 2})
+    store = Store(tmp_path / "out")
+    sweep.run(path, store, workers=1, wandb="disabled")
+    before = json.loads(tune.summary_path(store, path).read_text())
+    tune.storage_path(store, path).unlink()  # the draws are seeded from the document: the same trials come back
+    assert sweep.run(path, store, workers=1, wandb="disabled") == []
+    after = json.loads(tune.summary_path(store, path).read_text())
+
+    def outcome(summary):  # what the study decided (a replay reports no intermediate values, so no counts of them)
+        [family] = summary["comparisons"][0]["families"].values()
+        return [{k: t[k] for k in ("number", "state", "params", "run_id")} for t in family["trials"]], \
+            family["chosen"], family["confirm"]
+
+    assert outcome(after) == outcome(before)

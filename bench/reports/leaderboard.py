@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..store import Store, atomic, read_json
 from . import prose
+from .studies import tuned_ids
 from .tables import (
     ARROW,
     Row,
@@ -188,16 +189,9 @@ class Written:
     skipped: list[str]  # one line per record that could not be read (named, left out)
 
 
-def tuned_ids(store: Store) -> set[str]:
-    """The runs of tuned studies: TUNED.md shows them (bench/reports/tuned.py), the leaderboard leaves them out."""
-    from .studies import tuned_ids as ids
-
-    return ids(store)
-
-
 def load(folder: Path | Store) -> tuple[list[dict], list[str]]:
-    """The readable records of a results folder, whole, less the tuned studies' runs, and one line per record
-    left out (the HTML report's; the leaderboard streams them, ``read``)."""
+    """The readable records of a results folder, whole, less the tuned studies' runs (TUNED.md shows them), and
+    one line per record left out (the HTML report's; the leaderboard streams them, ``read``)."""
     store = folder if isinstance(folder, Store) else Store(folder)
     loaded, tuned = store.records(), tuned_ids(store)
     return [r for r in loaded.records if r["id"] not in tuned], loaded.skipped

@@ -330,23 +330,15 @@ def pruning_callback(study: Study, journal: Path, trial_id: int):
 
 def train_trial(study: Study, journal: str, trial_id: int, overrides: dict, out: str, wandb: str,
                 threads: int) -> dict:
-    """One trial, in a worker: train its run (resuming its checkpoint) with the pruning callback."""
+    """One trial, in a worker: its run (resuming its checkpoint) with the pruning callback, through the executors'
+    ``run_locked``; a run already recorded is ``skipped`` and the driver reads its record."""
     import torch
 
     from ..run.config import resolve
-    from ..run.train import train
 
     torch.set_num_threads(threads)
-    store = Store(out)
-    cfg = resolve(overrides, check_machine=False)
-    with store.run_lock(cfg.run_id) as owned:
-        if not owned:
-            return {"status": "skipped", "id": cfg.run_id, "name": cfg.name, "reason": "running in another process"}
-        if store.status_of(cfg.name, cfg.run_id) is None:
-            store.remove_temp_files(cfg.name, cfg.run_id)
-            return train(cfg, store, wandb=wandb,
-                         callbacks=(pruning_callback(study, Path(journal), trial_id),))
-    return {"status": "recorded", "id": cfg.run_id, "name": cfg.name}
+    return run_locked(resolve(overrides, check_machine=False), Store(out), wandb,
+                      callbacks=(pruning_callback(study, Path(journal), trial_id),))
 
 
 # ---- the driver ------------------------------------------------------------------------------------------------
@@ -431,10 +423,12 @@ class Driver:
             for fut in done:
                 job = self.running.pop(fut)
                 result = fut.result()
-                if result.get("status") == "skipped":
+                skipped = result["status"] == "skipped"
+                # a trial recorded before (a study replayed from its records) is told from its record
+                if skipped and not (job[0] == "trial" and _record(self.store, job[4]) is not None):
                     print(f"  {result['name']}: {result['reason']}; left to it", flush=True)
                     continue
-                if result.get("status") != "recorded":
+                if not skipped:
                     trained.append(result)
                 if job[0] == "trial":
                     _, _, s, number, overrides = job

@@ -114,8 +114,9 @@ def skipped(cfg: RunConfig, reason: str) -> dict:
     return {"status": "skipped", "reason": reason, "id": cfg.run_id, "name": cfg.name}
 
 
-def run_locked(cfg: RunConfig, store: Store, wandb: str, retry_failed: bool = False) -> dict:
-    """Train ``cfg`` into ``store`` unless another process holds it or its record appeared meanwhile."""
+def run_locked(cfg: RunConfig, store: Store, wandb: str, retry_failed: bool = False, callbacks=()) -> dict:
+    """Train ``cfg`` into ``store`` unless another process holds it or its record appeared meanwhile
+    (``callbacks``: Lightning callbacks joining the run's own, e.g. the tuned protocol's pruner)."""
     with store.run_lock(cfg.run_id) as owned:
         if not owned:
             return skipped(cfg, "running in another process")
@@ -125,4 +126,4 @@ def run_locked(cfg: RunConfig, store: Store, wandb: str, retry_failed: bool = Fa
         store.remove_temp_files(cfg.name, cfg.run_id)
         from ...run.train import train
 
-        return train(cfg, store, wandb=wandb)
+        return train(cfg, store, wandb=wandb, callbacks=tuple(callbacks))
