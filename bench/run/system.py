@@ -36,6 +36,7 @@ a carried state), so a run resumed from ``last.ckpt`` ends with the record an un
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -67,6 +68,7 @@ def detach_state(state: State | None) -> State | None:
     return tuple(s.detach() for s in state)
 
 
+@functools.cache  # asked for every parameter at every optimizer step; the answer never changes
 def layer_of(param_name: str) -> str:
     """``core.rnn.weight_hh_l1`` -> ``core.l1``; ``head.weight`` -> ``head``."""
     module, _, leaf = param_name.rpartition(".")
