@@ -8,6 +8,7 @@ sizes (the model is built from ``input_size`` / ``output_size``), which recurren
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -37,6 +38,12 @@ def _problem(cls: type[Task]) -> str | None:
 
 
 TASKS = Registry("task", check=_problem)
+
+
+def on_disk(**paths: str) -> dict[str, str]:
+    """``{"task.<option>": path}`` for the options among ``paths`` whose value names a file or folder on this
+    disk: what ``open`` and ``datasets.load_dataset`` read locally (a Hub name is fetched, not read here)."""
+    return {f"task.{k}": os.path.expanduser(v) for k, v in paths.items() if v and os.path.exists(os.path.expanduser(v))}
 
 
 def register(cls: type[Task]) -> type[Task]:
@@ -109,6 +116,13 @@ class Task(L.LightningDataModule):
     def train_size(cls, config) -> int | None:
         """Training examples under ``config`` when known without generating the data (a batch must fit)."""
         return None
+
+    @classmethod
+    def data_files(cls, config) -> dict[str, str]:
+        """The local files or folders ``config`` reads, by the option that names each (``{"task.corpus":
+        path}``): their content joins the run's identity (``RunConfig.run_id``), so an edited corpus is a new
+        run. Generated, packaged and downloaded data name none, which keeps those runs' ids as they were."""
+        return {}
 
     @classmethod
     def truncation_for(cls, config) -> int | None:

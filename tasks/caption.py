@@ -42,7 +42,7 @@ import torchmetrics
 
 from options import opt
 
-from .base import Splits, TaskConfig, generator, register
+from .base import Splits, TaskConfig, generator, on_disk, register
 from .composed import END, PAD, START, ComposedTask, DecoderScores, DictDataset, Scored, Vocab, pad
 
 SOURCES = ("digits", "flickr8k", "coco")
@@ -232,6 +232,13 @@ class Caption(ComposedTask):
         if c.source == "flickr8k" and local and not os.path.exists(os.path.expanduser(c.hf_path)):
             return f"task.hf_path {c.hf_path!r} does not exist; valid: a hub id (jxie/flickr8k) or a local folder"
         return None
+
+    @classmethod
+    def data_files(cls, config) -> dict[str, str]:
+        # COCO's image folder (18 GB) is not hashed: its annotations name the images a run reads.
+        if config.source == "coco":
+            return on_disk(coco_annotations=config.coco_annotations)
+        return on_disk(hf_path=config.hf_path) if config.source == "flickr8k" else {}
 
     @classmethod
     def train_size(cls, config) -> int | None:

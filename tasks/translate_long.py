@@ -124,6 +124,10 @@ class LongTranslate(Translate):
     Config = LongTranslateConfig
 
     @classmethod
+    def data_files(cls, config) -> dict[str, str]:
+        return {}  # generated, never read from disk
+
+    @classmethod
     def check(cls, config) -> str | None:
         c = config
         if c.min_len > c.max_len:

@@ -41,7 +41,7 @@ import torch
 
 from options import opt
 
-from .base import Splits, TaskConfig, register
+from .base import Splits, TaskConfig, on_disk, register
 from .composed import ChoiceTask, DictDataset, Vocab, local_path_problem, pad
 
 WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
@@ -214,6 +214,10 @@ class VQA(ChoiceTask):
     model = "vqa"
     label_key = "answer"
     Config = VQAConfig
+
+    @classmethod
+    def data_files(cls, config) -> dict[str, str]:
+        return on_disk(hf_path=config.hf_path) if config.source == "vqav2" else {}
 
     @classmethod
     def check(cls, config) -> str | None:

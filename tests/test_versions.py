@@ -9,7 +9,7 @@ from conftest import SMALL_ADDING
 
 import architectures
 import tasks
-from bench.run.config import flatten, resolve
+from bench.run.config import content_digest, flatten, resolve
 from bench.sweeps import sweep
 from bench.sweeps.plan import pending, plan
 
@@ -61,3 +61,25 @@ def test_a_sweep_trains_a_bumped_architecture_again(tmp_path, monkeypatch, capsy
     assert [c.name for c in pending(plan(spec), statuses)] == [first["name"]]
     [again] = sweep.run(spec, out, workers=1, wandb="disabled")
     assert again["status"] == "ok" and again["id"] != first["id"]
+
+
+def test_offline_defaults_read_no_file_so_their_ids_hash_no_data():
+    for task in tasks.names():
+        assert resolve({"task": task, "arch": "gru"}, check_machine=False).data_digests() == {}, task
+
+
+def test_an_edited_corpus_is_a_new_run_that_a_resumed_sweep_plans(tmp_path, monkeypatch):
+    monkeypatch.setenv("RNNBENCH_PLAN_CACHE", str(tmp_path / "plans"))  # the cache must see the edit too
+    corpus, spec = tmp_path / "corpus.txt", tmp_path / "lm.yaml"
+    corpus.write_text("the quick brown fox jumps over the lazy dog. " * 100)
+    spec.write_text("method: grid\nparameters:\n  task.name: {value: charlm}\n  arch.name: {value: gru}\n"
+                    f"  task.corpus: {{value: '{corpus}'}}\n  task.seq_len: {{value: 12}}\n"
+                    "  task.tbptt: {value: 6}\n  task.batch_size: {value: 4}\n")
+    [before] = plan(spec)
+    first = before.run_id  # a RunConfig's id is computed when asked: kept as it was before the edit
+    assert before.data_digests() == {"task.corpus": content_digest(str(corpus))}
+    assert pending(plan(spec), {first: "ok"}) == []
+    corpus.write_text("the quick brown fox jumps over the lazy cat. " * 100)
+    [after] = pending(plan(spec), {first: "ok"})
+    assert after.name == before.name and after.run_id != first
+    assert content_digest(str(tmp_path)) != content_digest(str(corpus))  # a folder hashes its names and bytes

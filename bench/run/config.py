@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -118,6 +119,9 @@ class RunConfig:
         versions = self.code_versions()
         if versions:
             d["versions"] = versions
+        data = self.data_digests()
+        if data:
+            d["data"] = data
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
     def code_versions(self) -> dict[str, str]:
@@ -130,6 +134,14 @@ class RunConfig:
         classes = {"task": tasks.get(self.task_name), "arch": architectures.entry(self.arch_name).core}
         return {section: cls.version for section, cls in classes.items()
                 if cls.version != getattr(cls, "id_base_version", "1")}
+
+    def data_digests(self) -> dict[str, str]:
+        """The content hash of every local file or folder the task reads (``Task.data_files``): an edited corpus
+        is a new run, which a resumed sweep trains; generated or packaged data add nothing, so their ids stay."""
+        import tasks
+
+        return {option: content_digest(path)
+                for option, path in tasks.get(self.task_name).data_files(self.task).items()}
 
     def defaults(self) -> dict:
         """The default config of this task and architecture, shaped like ``to_dict`` (records carry it, so the
@@ -145,6 +157,31 @@ class RunConfig:
     @property
     def name(self) -> str:
         return f"{self.task_name}__{self.arch_label}__s{self.seed}"
+
+
+_DIGESTS: dict[tuple, str] = {}  # (path, every file's size and mtime) -> digest: hashed once per process
+
+
+def content_digest(path: str) -> str:
+    """sha256 over a file's bytes, or over a folder's files (names and bytes; hidden ones aside), 16 hex digits."""
+    root, files = os.path.realpath(path), [os.path.realpath(path)]
+    if os.path.isdir(root):
+        files = []
+        for top, dirs, names in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # .cache, .git: not the data
+            files += [os.path.join(top, n) for n in sorted(names) if not n.startswith(".")]
+    stats = tuple((f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files)
+    if stats in _DIGESTS:
+        return _DIGESTS[stats]
+    h = hashlib.sha256()
+    for f in files:
+        with open(f, "rb") as stream:
+            h.update(os.path.relpath(f, root).encode("utf-8", "surrogateescape") + b"\0"
+                     + hashlib.file_digest(stream, "sha256").digest())
+    # A file changed within the clock's granularity may keep its size and time (git's "racy" case): not kept.
+    if all(time.time_ns() - mtime > 2 * 10**9 for _, _, mtime in stats):
+        _DIGESTS[stats] = h.hexdigest()[:16]
+    return h.hexdigest()[:16]
 
 
 def _fill(cls: type, base: Any, values: dict[str, Any], section: str) -> Any:
