@@ -19,6 +19,7 @@ CHARLM = ["run", "--task", "charlm", "--arch", "lstm", "--wandb", "disabled"]
 TRANSLATE = ["run", "--task", "translate", "--arch", "gru", "--wandb", "disabled"]
 CAPTION = ["run", "--task", "caption", "--arch", "gru", "--wandb", "disabled"]
 GRID = "method: grid\nparameters:\n  task.name: {value: adding}\n  arch.name: {value: gru}\n"
+ANCHOR = "anchor: {{name: A, source: S, setting: X, {metric}rows: [{{match: {match}, published: 0.5}}]}}\n"
 
 
 def refused(capsys, argv: list[str]) -> str:
@@ -110,6 +111,11 @@ def test_an_out_folder_that_is_a_file_is_refused_before_training(capsys, tmp_pat
     (GRID + "  task.seq_len: {values: [10, 0]}\n", "document 1: task.seq_len must be >= 2, got 0"),
     (GRID + "---\n" + GRID.replace("adding", "addng"), f"document 2: unknown task 'addng'; valid: {', '.join(tasks.names())}"),
     (GRID.replace("grid", "random") + "run_cap: many\n", "run_cap must be a whole number >= 1, got 'many'"),
+    (GRID + ANCHOR.format(metric="", match="{arch.name: gur}"),
+     "document 1: anchor row 1 matches arch.name: 'gur', a value the document never sets; valid: 'gru'"),
+    (GRID + ANCHOR.format(metric="metric: bleu, ", match="{}"),
+     "document 1: anchor metric 'bleu' is not one task adding reports; valid: none (or leave it out for the "
+     "task's metric, mse)"),
 ])
 def test_bad_sweep_files(capsys, tmp_path, text, message):
     spec = tmp_path / "s.yaml"

@@ -24,7 +24,7 @@ from bench.store import Store
 from bench.sweeps import sweep
 from bench.sweeps.executors import base
 from bench.sweeps.executors import local as slots
-from bench.sweeps.plan import plan
+from bench.sweeps.plan import check_metric, plan
 from bench.sweeps.progress import Progress
 from bench.sweeps.spec import anchored
 from options import ConfigError
@@ -224,6 +224,16 @@ def test_bad_sweep_specs_are_one_line_errors(tmp_path, change, message):
         plan(spec)
     assert message in str(err.value) and "\n" not in str(err.value)
     assert str(err.value).startswith(f"{spec} document 1: ")
+
+
+def test_every_committed_anchor_names_values_its_document_sets_and_a_metric_its_task_reports():
+    documents = anchored(ROOT)  # refuses a match key or value the document does not set
+    assert len(documents) >= 5
+    for where, anchor, overrides in documents:
+        for row in anchor.rows:
+            assert any(row.matches(o) for o in overrides), (where, row.match)
+        if anchor.metric:  # its task and options resolve offline (Hub names are fetched only when a run starts)
+            check_metric(anchor.metric, resolve(overrides[0], check_machine=False))
 
 
 # --- feedback ------------------------------------------------------------------------------------------------

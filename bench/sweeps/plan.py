@@ -24,7 +24,7 @@ from options import ConfigError
 
 from ..run.config import RunConfig, check_devices, check_memory
 from . import plan_cache
-from .spec import expand_file
+from .spec import anchored_documents, expand_file
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,7 @@ def _resolve_all(path: Path, check_machine: bool) -> tuple[dict, list[RunConfig]
     entry: dict = {"runs": [], "checks": [], "error": None}
     try:
         documents = expand_file(path)
+        metrics = {doc: anchor.metric for doc, anchor, _ in anchored_documents(path) if anchor.metric}
     except ConfigError as exc:
         entry["error"] = str(exc)
         return entry, []
@@ -85,6 +86,8 @@ def _resolve_all(path: Path, check_machine: bool) -> tuple[dict, list[RunConfig]
     for doc, overrides in documents:
         try:
             cfg = resolve(overrides, check_machine=False)
+            if doc in metrics:
+                check_metric(metrics[doc], cfg)
             if check_machine:
                 check = {"doc": doc, "accelerator": cfg.train.accelerator, "devices": cfg.train.devices,
                          "memory": None}
@@ -99,6 +102,18 @@ def _resolve_all(path: Path, check_machine: bool) -> tuple[dict, list[RunConfig]
             cfgs.append(cfg)
             entry["runs"].append({"id": cfg.run_id, "name": cfg.name, "overrides": overrides})
     return entry, cfgs
+
+
+def check_metric(metric: str, cfg: RunConfig) -> None:
+    """An anchor's ``metric`` is one its task reports beside the main one (REPRODUCTION.md reads its test value
+    from the records); a typo would be judged on a missing number."""
+    import tasks
+
+    task = tasks.get(cfg.task_name)(cfg.task)
+    extra = sorted(task.make_extra_metrics())
+    if metric not in extra:
+        raise ConfigError(f"anchor metric {metric!r} is not one task {cfg.task_name} reports; valid: "
+                          f"{', '.join(extra) or 'none'} (or leave it out for the task's metric, {task.metric_name})")
 
 
 def _replay(entry: dict, path: Path) -> list[Planned]:

@@ -75,19 +75,33 @@ def expand(doc: dict, where: str) -> list[dict]:
     if unknown:
         raise ConfigError(f"{where}: unknown key {unknown[0]!r} (not a W&B sweep key); "
                           f"valid: {', '.join(WANDB_KEYS + RNNBENCH_KEYS)}")
-    if "anchor" in doc:
-        anchor = anchors.parse(doc["anchor"], where)
-        for i, row in enumerate(anchor.rows):
-            unknown = sorted(set(row.match) - set(doc["parameters"]))
-            if unknown:
-                raise ConfigError(f"{where}: anchor row {i + 1} matches {unknown[0]!r}, not a parameter of the "
-                                  f"document; valid: {', '.join(doc['parameters'])}")
     method = doc.get("method", "grid")
     if method not in METHODS:
         raise ConfigError(f"{where}: method {method!r} is not supported yet; valid: {', '.join(METHODS)}")
     for key, spec in doc["parameters"].items():
         _check_param(spec, f"{where}: parameter {key!r}", method)
+    if "anchor" in doc:
+        _check_matches(anchors.parse(doc["anchor"], where), doc["parameters"], where)
     return _grid(doc["parameters"]) if method == "grid" else _random(doc, where)
+
+
+def _check_matches(anchor: anchors.Anchor, params: dict, where: str) -> None:
+    """Every row's ``match`` names a parameter of the document and a value it takes: a typo would match no run,
+    and the row would drop out of REPRODUCTION.md without a word."""
+    for i, row in enumerate(anchor.rows):
+        for key, value in row.match.items():
+            if key not in params:
+                raise ConfigError(f"{where}: anchor row {i + 1} matches {key!r}, not a parameter of the "
+                                  f"document; valid: {', '.join(params)}")
+            spec = params[key]  # a mapping with a values list, a value or a range: _check_param saw to it
+            taken = spec["values"] if "values" in spec else [spec["value"]] if "value" in spec else None
+            if taken is not None and value not in taken:
+                raise ConfigError(f"{where}: anchor row {i + 1} matches {key}: {value!r}, a value the document "
+                                  f"never sets; valid: {', '.join(map(repr, taken))}")
+            if taken is None and not (isinstance(value, (int, float)) and spec.get("min", value) <= value
+                                      <= spec.get("max", value)):
+                raise ConfigError(f"{where}: anchor row {i + 1} matches {key}: {value!r}, outside the "
+                                  f"document's range {spec.get('min')}..{spec.get('max')}")
 
 
 def _check_param(spec, where: str, method: str) -> None:
