@@ -8,6 +8,7 @@ import shutil
 import zipfile
 
 import pytest
+import torch
 
 import tasks
 from architectures.attention import ATTENTION
@@ -138,6 +139,13 @@ def _zip(path):  # a complete zip archive that torch cannot read
         z.writestr("x/data.pkl", "garbage")
 
 
+def _nan(path):  # what flipped bytes inside an intact zip load as: a readable checkpoint with NaN weights
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    weight = next(k for k, v in saved["state_dict"].items() if v.is_floating_point())
+    saved["state_dict"][weight][0] = float("nan")
+    torch.save(saved, path)
+
+
 def _edit(path, old, new):
     path.write_text(path.read_text().replace(old, new))
 
@@ -148,6 +156,8 @@ def _edit(path, old, new):
     ("sample", [], lambda r, c: _cut(c), "cut short, or not a checkpoint"),
     ("units", [], lambda r, c: c.write_text("hello"), "cut short, or not a checkpoint"),
     ("units", [], lambda r, c: _zip(c), "damaged, not a readable checkpoint (RuntimeError: "),
+    ("units", [], lambda r, c: _nan(c), "holds non-finite values (NaN or inf)"),
+    ("sample", [], lambda r, c: _nan(c), "holds non-finite values (NaN or inf)"),
     ("units", [], lambda r, c: _cut(r), "cut short (line"),
     ("units", [], lambda r, c: _edit(r, '"task": "charlm"', '"task": "charlm2"'), "unknown task 'charlm2'; valid:"),
     ("units", [], lambda r, c: _edit(r, '"corpus": "pydoc"', '"corpus": "gone.txt"'),
@@ -162,7 +172,7 @@ def test_damaged_runs_and_bad_text_options(capsys, tmp_path, lm_run, command, ex
     record, ckpt = out / "runs" / f"{rec['name']}__{rec['id']}.json", out / rec["checkpoint"]
     if damage:
         damage(record, ckpt)
-        named = ckpt if "checkpoint" in message else record
+        named = ckpt if "checkpoint" in message or "non-finite" in message else record
     before = listing(out)
     err = refused(capsys, [command, rec["name"], "--out", str(out), *extra])  # W&B: off in conftest
     assert message in err and (damage is None or str(named) in err)

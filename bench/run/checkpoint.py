@@ -14,6 +14,8 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+import torch
+
 from options import ConfigError
 
 from ..store import RecordError, Store
@@ -23,16 +25,22 @@ from .system import System
 
 def load_system(path: Path) -> System:
     """The system saved in the checkpoint ``path``, on CPU, in eval mode; one line naming the file if it is not
-    a loadable checkpoint."""
+    a loadable checkpoint or holds non-finite weights."""
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive, whose directory is at the very end
         raise RecordError(f"checkpoint {path}: cut short, or not a checkpoint (no complete zip archive, which "
                           f"torch.save writes)")
     try:
-        return System.load_from_checkpoint(path, map_location="cpu").eval()
+        system = System.load_from_checkpoint(path, map_location="cpu").eval()
     except Exception as exc:  # a damaged file raises anything: OSError, KeyError, EOFError, RuntimeError, ...
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise RecordError(f"checkpoint {path}: damaged, not a readable checkpoint "
                           f"({type(exc).__name__}{': ' + reason[:100] if reason else ''})") from None
+    # Flipped bytes inside an intact zip load as NaN or inf: every sample, ranking or score made from them would be.
+    for name, tensor in system.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise RecordError(f"checkpoint {path}: {name} holds non-finite values (NaN or inf): damaged, or saved "
+                              f"after the run diverged; retrain it with `rnnbench run` and its config")
+    return system
 
 
 def load(run: str, store: Store):
