@@ -356,9 +356,12 @@ class Store:
         return Path(path)
 
     def append_lines(self, path: Path, lines: list[str]) -> Path:
-        """Add lines to a text file, rewriting it whole (a reader never sees half a line)."""
-        before = Path(path).read_text(encoding="utf-8") if Path(path).is_file() else ""
-        return self.write_text(path, before + "".join(line + "\n" for line in lines))
+        """Add lines to a text file, rewriting it whole (a reader never sees half a line), under the file's lock:
+        two commands appending at once (two ``rnnbench sample``) would each rewrite what it read before the
+        other's lines."""
+        with self.lock(Path(path).name):
+            before = Path(path).read_text(encoding="utf-8") if Path(path).is_file() else ""
+            return self.write_text(path, before + "".join(line + "\n" for line in lines))
 
     def remove_temp_files(self, name: str, run_id: str) -> None:
         """A process killed between writing and renaming leaves ``*.tmp*`` files; only the holder of the run's

@@ -2,6 +2,7 @@
 skipped (never fatal), and a leaderboard that reads records alone, without torch."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -30,6 +31,19 @@ def test_an_interrupted_write_leaves_the_old_file_whole(tmp_path):
         tmp.write_text('{"v": ')  # a write that dies half-way
         raise RuntimeError
     assert json.loads(path.read_text()) == {"v": 1} and [p.name for p in store.runs.iterdir()] == ["x__1.json"]
+
+
+def test_two_processes_appending_at_once_keep_every_line(tmp_path):
+    # RNNBENCH_WRITE_PAUSE holds each write between reading the file and renaming the new one over it: unlocked,
+    # both processes read it empty and the second rename drops the first's lines (two `rnnbench sample` at once)
+    path = Store(tmp_path).samples_path("charlm__lstm__s0", "abc")
+    script = ("import sys; from pathlib import Path; from bench.store import Store; "
+              "Store(sys.argv[1]).append_lines(Path(sys.argv[2]), [sys.argv[3] + ' 1', sys.argv[3] + ' 2'])")
+    env = {**os.environ, "RNNBENCH_WRITE_PAUSE": "0.5"}
+    writers = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), str(path), who], cwd=ROOT, env=env)
+               for who in "ab"]
+    assert [w.wait(timeout=60) for w in writers] == [0, 0]
+    assert sorted(path.read_text().splitlines()) == ["a 1", "a 2", "b 1", "b 2"]
 
 
 @pytest.mark.parametrize("content, problem", [
