@@ -388,8 +388,8 @@ def cmd_decode(args, rest) -> int:
     home = Store.of_record(record_path)
     print(f"--- {record['name']} [{record['id']}], {args.split} split")
     for row in rows:
-        mark = "=" if row["output"] == row["reference"] else "≠"
-        print(f"source:    {row['source']}\nreference: {row['reference']}\noutput:    {row['output']}  {mark}\n")
+        print(f"source:    {row['source']}\nreference: {row['reference']}\n"
+              f"output:    {row['output']}  {row['match']}\n")
     if attention is not None:
         png = decode.draw(attention, home.decoded_path(record["name"], record["id"], ".attention.png"),
                           f"{record['name']}: {attention['source'][:60]}")

@@ -176,6 +176,10 @@ class ComposedTask(Task):
         """Row ``i`` of a batch as readable text (source, reference) for samples and attention maps."""
         return {}
 
+    def compare(self, reference: str, output: str) -> str:
+        """What ``rnnbench decode`` prints after an output: = when it is the reference, else ≠."""
+        return "=" if output == reference else "≠"
+
     def label_text(self, index: int) -> str:
         """The name of class ``index`` (an answer, a sentiment, a digit)."""
         return str(int(index))

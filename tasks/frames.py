@@ -243,4 +243,10 @@ class Frames(ComposedTask):
         seen = label[~hidden].tolist()
         digits = [d for j, d in enumerate(seen) if j == 0 or d != seen[j - 1]]
         source = f"digit {' then '.join(map(str, digits))}, hidden for {int(hidden.sum())} frames"
-        return {"source": source, "reference": str(int(label[hidden][-1]))}
+        return {"source": source, "reference": " ".join(map(str, label.tolist()))}  # a label per frame, as output
+
+    def compare(self, reference: str, output: str) -> str:
+        """Frame by frame: how many of the video's frames the output labels as the reference does."""
+        ref, out = reference.split(), output.split()
+        same = sum(r == o for r, o in zip(ref, out, strict=False))
+        return f"{'=' if ref == out else '≠'} {same}/{len(ref)} frames"

@@ -162,4 +162,33 @@ def test_describe_example_names_the_digits_and_the_hidden_one():
     for i in range(4):
         a, b = target[data["first"][i]].item(), target[data["second"][i]].item()
         assert t.describe_example(batch, i) == {"source": f"digit {a} then {b}, hidden for 6 frames",
-                                                "reference": str(b)}
+                                                "reference": " ".join(map(str, batch["label"][i].tolist()))}
+        assert t.describe_example(batch, i)["reference"].endswith(f" {b} {b} {b} {b} {b} {b}")  # hidden: the last
+
+
+def test_compare_counts_the_frames_an_output_labels_as_the_reference_does():
+    t = task(**SMALL)
+    assert t.compare("3 3 5 5", "3 3 5 5") == "= 4/4 frames"
+    assert t.compare("3 3 5 5", "3 1 5 1") == "≠ 2/4 frames"
+
+
+def test_decode_compares_a_video_frame_by_frame(tmp_path, capsys):
+    import json
+
+    from conftest import small
+
+    from bench import cli
+    from bench.run.config import resolve
+    from bench.run.train import train
+
+    rec = train(resolve(small("frames", "gru", **{"train.max_steps": 4, "train.val_every": 4})), tmp_path,
+                wandb="disabled")
+    assert cli.main(["decode", rec["name"], "--out", str(tmp_path), "--n", "3"]) == 0
+    rows = [json.loads(line) for line in
+            (tmp_path / "decode" / f"{rec['name']}__{rec['id']}.decoded.jsonl").read_text().splitlines()]
+    out = capsys.readouterr().out
+    for row in rows:
+        ref, output = row["reference"].split(), row["output"].split()
+        assert len(ref) == len(output) == 16  # visible + occlusion frames, each labelled
+        same = sum(r == o for r, o in zip(ref, output, strict=True))
+        assert row["match"] == f"{'=' if same == 16 else '≠'} {same}/16 frames" and row["match"] in out

@@ -59,7 +59,9 @@ def decode(system: ComposedSystem, task: ComposedTask, n: int, split: str = "tes
     for i in range(n):
         shown = task.describe_example(batch, i)
         output = _text(task, tokens[i].tolist()) if tokens is not None else task.prediction_text(scored.logits[i])
-        rows.append({"source": shown.get("source", ""), "reference": shown.get("reference", ""), "output": output})
+        reference = shown.get("reference", "")
+        rows.append({"source": shown.get("source", ""), "reference": reference, "output": output,
+                     "match": task.compare(reference, output)})
     attention = None
     if tokens is not None:
         written = tokens[0].tolist()
