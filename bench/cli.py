@@ -234,6 +234,8 @@ def cmd_run(args, rest) -> int:
         d = rec["divergence"]
         print(f"  diverged at step {d['step']}: {d['reason']}; last finite grad norm {d['last_finite_grad_norm']}")
     print(f"  record: {store.record_path(rec['name'], rec['id'])}")
+    if rec["mirror_error"]:
+        print(f"warning: the W&B mirror failed (the run did not): {rec['mirror_error']}", file=sys.stderr)
     return 0 if rec["status"] != "failed" else 1
 
 

@@ -144,8 +144,8 @@ def provenance() -> dict:
 
 def make(cfg, task, *, status, error, divergence, steps, params, test, val_last, val_best, grad_norm,
          wall_time_s, provenance, wandb_mode, accelerator, metrics_file, diagnostics=None,
-         wandb_id=None, checkpoint=None, extra=None, cpu_time_s=None, test_last=None, checkpoint_last=None,
-         stopped=None, resumed_from=None, test_from=None) -> dict:
+         wandb_id=None, mirror_error=None, checkpoint=None, extra=None, cpu_time_s=None, test_last=None,
+         checkpoint_last=None, stopped=None, resumed_from=None, test_from=None) -> dict:
     info = task.describe()
     return {
         "schema": SCHEMA,
@@ -185,6 +185,7 @@ def make(cfg, task, *, status, error, divergence, steps, params, test, val_last,
                             "compare GPU runs over seeds"),
         "wandb_mode": wandb_mode,
         "wandb_id": wandb_id,  # project rnnbench; None when W&B was disabled
+        "mirror_error": mirror_error,  # why the W&B mirror failed (the run did not), one line; None when it did not
         "metrics_file": metrics_file,
         # Lightning checkpoints relative to the results folder (the best validation one, and the last);
         # git-ignored, so absent from a fresh clone

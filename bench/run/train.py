@@ -41,7 +41,7 @@ from ..diag.callback import GradientDiagnostics
 from ..store import Store, atomic
 from . import records
 from .config import RunConfig
-from .mirror import close, make_loggers, wandb_id, wandb_mode
+from .mirror import finish, make_loggers, mirror_error, wandb_id, wandb_mode
 from .resumable import ResumableLoader
 from .system import System, build
 
@@ -228,7 +228,7 @@ def train(cfg: RunConfig, out: Store | str | Path, wandb: str = "auto", progress
         status, error = "failed", "".join(traceback.format_exception_only(exc)).strip()
         traceback.print_exc()
     finally:
-        close(loggers, "success" if status == "ok" else status)
+        loggers[0].finalize("success" if status == "ok" else status)  # the CSV log; W&B finishes after the record
     metrics_src = Path(loggers[0].experiment.metrics_file_path)
     metrics_dest = store.metrics_path(cfg.name, cfg.run_id)
     best, last = Path(saver.best_model_path) if saver.best_model_path else None, folder / "last.ckpt"
@@ -240,7 +240,8 @@ def train(cfg: RunConfig, out: Store | str | Path, wandb: str = "auto", progress
         # spawned DDP ranks train in other processes: their CPU time is not ours to report
         cpu_time_s=time.process_time() - cpu_started if cfg.train.devices == 1 else None,
         provenance=provenance, wandb_mode=mode, accelerator=str(trainer.accelerator.__class__.__name__),
-        wandb_id=wandb_id(loggers), metrics_file=metrics_dest.name if metrics_src.exists() else None,
+        wandb_id=wandb_id(loggers), mirror_error=mirror_error(loggers),
+        metrics_file=metrics_dest.name if metrics_src.exists() else None,
         checkpoint=_relative(best if best and best.is_file() else last, store),
         checkpoint_last=_relative(last, store), stopped=stopped,
         resumed_from=saved.get("global_step"),
@@ -251,6 +252,12 @@ def train(cfg: RunConfig, out: Store | str | Path, wandb: str = "auto", progress
         if metrics_src.exists():
             store.copy_in(metrics_src, metrics_dest)
         store.write_record(record)
+    # W&B's finish may wait on the network, or fail: the record and the checkpoints are written by now
+    error = finish(loggers, "success" if status == "ok" else status)
+    if error != record["mirror_error"]:
+        record["mirror_error"] = error
+        if rank_zero:
+            store.write_record(record)
     return record
 
 
