@@ -6,7 +6,8 @@ length), with dropout between layers. Two paths read the very same parameters:
 
 - the **fast path**, ``core(x, state)``: a fused torch kernel where the family has one (``fused_cls`` =
   ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU``, cuDNN on GPU); a family without one (``fused_cls = None``, the generic
-  path: IndRNN, ...) runs its cell step by step here too;
+  path) runs its ``scan`` where it has one (every step of a layer at once: minGRU, minLSTM, LRU, whose
+  recurrence is linear in the state), and its cell step by step otherwise (IndRNN, expRNN, ...);
 - the **reference path**, ``core.forward_reference(x, state, lengths)``: step by step through ``cell``, every
   layer's hidden state h_t its own autograd node, which is what per-timestep gradient diagnostics need.
 
@@ -16,7 +17,10 @@ length), with dropout between layers. Two paths read the very same parameters:
 Parameters are named as torch's kernels name theirs on both paths (``rnn.weight_ih_l0``, ``rnn.weight_hh_l0``,
 ``rnn.bias_ih_l0``, ``rnn.weight_hh_l0_reverse``, ...): ``layer_params``, checkpoints and the per-layer
 gradient norms (``layer_of`` in bench/run/system.py groups ``*_l<k>``) read every family alike. A generic cell
-declares its tensors in ``layer_shapes``; W_hh may be a vector u (a diagonal recurrence, h_{t-1} * u).
+declares its tensors in ``layer_shapes``; W_hh may be a vector u (a diagonal recurrence, h_{t-1} * u), or be
+absent where no weight multiplies h_{t-1} (minGRU: 1 - z_t does, a gate of x_t alone; ``gate_names = ()``,
+no recurrent blocks). A cell that computes its recurrence from its tensors (expRNN's matrix exponential) does
+so once per run through ``once_per_run``, not once per step.
 
 State follows torch's layout: a tensor (L * directions, B, H), or for the LSTM a tuple (h, c) of such tensors.
 
@@ -172,14 +176,22 @@ class RecurrentCore(nn.Module):
             return self.rnn(x, state)
         if isinstance(x, PackedSequence):
             return self._packed(x, state)
-        y, state, _ = self.forward_reference(x, state)
-        return y, state
+        return self._generic(x, state)
+
+    def _generic(self, x: torch.Tensor, state: State | None, lengths: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, State]:
+        """The generic fast path: the family's ``scan`` where it has one, else its cell step by step."""
+        if type(self).scan is RecurrentCore.scan:
+            y, state, _ = self.forward_reference(x, state, lengths)
+            return y, state
+        return self._stack(x, state, lengths, lambda layer, d, seq, s: self.scan(
+            layer, self.project(layer, seq, d), s, d))
 
     def _packed(self, x: PackedSequence, state: State | None) -> tuple[PackedSequence, State]:
         """The generic path over a packed batch: unpacked to right-padded with lengths, run, packed again with
         the input's batch order (states stay in the caller's order, as torch's kernels keep them)."""
         padded, lengths = pad_packed_sequence(x, batch_first=True)
-        y, state, _ = self.forward_reference(padded, state, lengths.to(padded.device))
+        y, state = self._generic(padded, state, lengths.to(padded.device))
         order = x.sorted_indices if x.sorted_indices is not None else torch.arange(len(lengths))
         data = pack_padded_sequence(y[order], lengths[order.cpu()], batch_first=True).data
         return x._replace(data=data), state
@@ -204,6 +216,22 @@ class RecurrentCore(nn.Module):
         """One step of one layer. ``x_proj`` = x_t W_ih^T + b_ih, precomputed for all t at once."""
         raise NotImplementedError
 
+    def scan(self, layer: int, x_proj: torch.Tensor, state: State, direction: int = 0) -> State:
+        """Optional: every step of one layer at once, x_proj (B, T, G) from ``state`` (B, H) -> the state after
+        each step, (B, T, H) (or a pair of such), equal to running ``cell`` T times. A family whose recurrence
+        is linear in the state given the inputs implements it as a parallel scan over time."""
+        raise NotImplementedError
+
+    def once_per_run(self, key: object, make):
+        """``make()``, computed once per run of the layers and reused by every step of it (the expRNN's matrix
+        exponential); called outside a run (a diagnostic calling ``cell`` on its own) it is computed anew."""
+        memo = self.__dict__.get("_memo")
+        if memo is None:
+            return make()
+        if key not in memo:
+            memo[key] = make()
+        return memo[key]
+
     def gates(self, layer: int, x_proj: torch.Tensor, state: State,
               direction: int = 0) -> dict[str, torch.Tensor]:
         """Gate activations of one step (name -> (B, H)), for unit-health diagnostics; none for Elman cells."""
@@ -225,32 +253,51 @@ class RecurrentCore(nn.Module):
         Between layers it applies dropout like the fused kernel, but with its own random mask: the two paths
         agree exactly only with dropout 0 or in eval mode (on the generic path they are one path).
         """
+        trace = Trace(directions=self.directions)
+
+        def run(layer: int, direction: int, seq: torch.Tensor, s: State) -> State:
+            trace.inputs.append(seq)
+            trace.initial.append(s)
+            self._run(layer, direction, seq, s, trace)
+            h = torch.stack(trace.h[-1], dim=1)
+            return (h, torch.stack(trace.c[-1], dim=1)) if trace.c else h
+
+        y, final = self._stack(x, state, lengths, run)
+        return y, final, trace
+
+    def _stack(self, x: torch.Tensor, state: State | None, lengths: torch.Tensor | None, run
+               ) -> tuple[torch.Tensor, State]:
+        """Layers and directions, as both generic paths share them: ``run(layer, direction, seq, s)`` returns
+        the state after each step of ``seq`` (B, T, D_l), in processing order, (B, T, H) or a pair of such."""
         batch, steps = x.shape[:2]
         state = self.initial_state(batch, x) if state is None else state
         full = (lengths if lengths is not None else torch.full((batch,), steps)).to(x.device)
         rows, order = torch.arange(batch, device=x.device)[:, None], reversal(full, steps)
-        trace, inp, finals = Trace(directions=self.directions), x, []
-        for layer in range(self.layers):
-            outs = []
-            for direction in range(self.directions):
-                k = len(trace.h)
-                seq = inp[rows, order] if direction else inp
-                s = tuple(p[k] for p in state) if isinstance(state, tuple) else state[k]
-                trace.inputs.append(seq)
-                trace.initial.append(s)
-                finals.append(self._run(layer, direction, seq, s, trace))
-                out = torch.stack(trace.h[k], dim=1)
-                outs.append(out[rows, order] if direction else out)  # back to input positions
-            inp = torch.cat(outs, dim=-1)
-            if layer < self.layers - 1 and self.dropout > 0:
-                inp = nn.functional.dropout(inp, self.dropout, self.training)
-        if lengths is not None:  # each sequence's state after its own length, not after its padding
-            finals = [trace.after(k, full) for k in range(len(trace.h))]
+        inp, finals = x, []
+        self._memo = {}
+        try:
+            for layer in range(self.layers):
+                outs = []
+                for direction in range(self.directions):
+                    k = layer * self.directions + direction
+                    seq = inp[rows, order] if direction else inp
+                    s = tuple(p[k] for p in state) if isinstance(state, tuple) else state[k]
+                    states = run(layer, direction, seq, s)
+                    pairs = states if isinstance(states, tuple) else (states,)
+                    # each sequence's state after its own length, not after its padding
+                    ends = [p[:, -1] if lengths is None else p[rows[:, 0], full - 1] for p in pairs]
+                    finals.append(tuple(ends) if isinstance(states, tuple) else ends[0])
+                    outs.append(pairs[0][rows, order] if direction else pairs[0])  # back to input positions
+                inp = torch.cat(outs, dim=-1)
+                if layer < self.layers - 1 and self.dropout > 0:
+                    inp = nn.functional.dropout(inp, self.dropout, self.training)
+        finally:
+            self._memo = None
         if isinstance(state, tuple):
             final = tuple(torch.stack([f[i] for f in finals]) for i in range(2))
         else:
             final = torch.stack(finals)
-        return inp, final, trace
+        return inp, final
 
     def _run(self, layer: int, direction: int, seq: torch.Tensor, s: State, trace: Trace) -> State:
         """One layer in one direction over ``seq`` (B, T, D_l) from state ``s``; appends its steps to

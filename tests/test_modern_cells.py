@@ -1,0 +1,91 @@
+"""The families with a parallel path of their own (``scan``: minGRU, minLSTM, LRU): the scan == the cell step by
+step, in float64, on sequences long enough for several doubling rounds (T = 37, not a power of 2), from a
+non-zero initial state of both signs, 2 layers, bidirectional, padded with lengths; and the scan helpers
+against a loop, for real and complex coefficients.
+
+Families are read from the registry: any core that overrides ``RecurrentCore.scan`` is covered.
+"""
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+import architectures
+from architectures.base import RecurrentCore
+from architectures.scan import linear_scan, log_scan
+
+SCANNED = [n for n in architectures.names() if architectures.entry(n).core.scan is not RecurrentCore.scan]
+B, T, D, H = 3, 37, 4, 6
+LENGTHS = torch.tensor([37, 20, 1])
+
+
+def make(name: str, layers: int, bidirectional: bool) -> RecurrentCore:
+    e = architectures.entry(name)
+    cfg = replace(e.default_config(), hidden_size=H, layers=layers, bidirectional=bidirectional)
+    return architectures.build(name, D, cfg).double()
+
+
+def parts(state) -> list[torch.Tensor]:
+    return list(state) if isinstance(state, tuple) else [state]
+
+
+def run_both(core: RecurrentCore, lengths: torch.Tensor | None):
+    """Outputs (at real positions), final states and the gradients of one loss w.r.t. the input, the initial
+    state and every parameter, from the fast path and from the reference path."""
+    torch.manual_seed(1)
+    x = torch.randn(B, T, D, dtype=torch.double, requires_grad=True)
+    s0 = [(3 * p.normal_()).requires_grad_(True) for p in parts(core.initial_state(B, x))]  # |h_0| up to ~9
+    state = tuple(s0) if core.has_cell_state else s0[0]
+    mask = torch.ones(B, T, 1, dtype=torch.double) if lengths is None else \
+        (torch.arange(T) < lengths[:, None]).double()[..., None]
+    out = []
+    for y, final in (core._generic(x, state, lengths), core.forward_reference(x, state, lengths)[:2]):
+        g = torch.Generator().manual_seed(2)
+        loss = (y * mask * torch.randn(y.shape, generator=g, dtype=torch.double)).sum()
+        loss = loss + sum((p * torch.randn(p.shape, generator=g, dtype=torch.double)).sum() for p in parts(final))
+        out.append((y * mask, parts(final), torch.autograd.grad(loss, [x, *s0, *core.parameters()])))
+    return out
+
+
+@pytest.mark.parametrize("lengths", [None, LENGTHS], ids=["full", "lengths"])
+@pytest.mark.parametrize(("layers", "bidirectional"), [(1, False), (2, False), (2, True)], ids=str)
+@pytest.mark.parametrize("name", SCANNED)
+def test_scan_equals_the_cell_step_by_step(name, layers, bidirectional, lengths):
+    torch.manual_seed(0)
+    (y, f, g), (y_ref, f_ref, g_ref) = run_both(make(name, layers, bidirectional), lengths)
+    torch.testing.assert_close(y, y_ref)
+    for a, b in zip(f + list(g), f_ref + list(g_ref), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("name", SCANNED)
+def test_the_fast_path_never_steps(name, monkeypatch):
+    """core(x) is the scan: it must not fall back on the cell."""
+    core = make(name, 2, True)
+    monkeypatch.setattr(type(core), "cell", lambda *a, **k: pytest.fail("the fast path called cell"))
+    y, _ = core(torch.randn(B, T, D, dtype=torch.double))
+    assert y.shape == (B, T, 2 * H)
+
+
+def loop(a, b, h):
+    out = []
+    for t in range(a.shape[1]):
+        h = a[:, t] * h + b[:, t]
+        out.append(h)
+    return torch.stack(out, dim=1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
+@pytest.mark.parametrize("steps", [1, 2, 5, 64])
+def test_linear_scan_is_the_recurrence(steps, dtype):
+    torch.manual_seed(0)
+    a, b, h = torch.randn(2, steps, 3, dtype=dtype), torch.randn(2, steps, 3, dtype=dtype), torch.randn(2, 3, dtype=dtype)
+    torch.testing.assert_close(linear_scan(a, b, h), loop(a, b, h))
+
+
+def test_log_scan_is_the_recurrence_for_a_negative_initial_state():
+    torch.manual_seed(0)
+    a, b = torch.rand(2, 50, 3, dtype=torch.double), torch.rand(2, 50, 3, dtype=torch.double) + 0.1
+    h = -5 * torch.rand(2, 3, dtype=torch.double)
+    torch.testing.assert_close(log_scan(a.log(), b.log(), h), loop(a, b, h))
