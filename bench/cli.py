@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from options import ConfigError
+from options import BOUNDS, SEED_MAX, ConfigError, coerce, out_of_range
 
 from .run.config import WANDB_MODES
 from .sweeps.executors.base import names as executor_names
@@ -35,11 +35,37 @@ class Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def positive_int(text: str) -> int:
-    value = int(text) if text.lstrip("-").isdigit() else 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    return value
+def ranged(kind: type, **bounds):
+    """An argparse type: ``kind`` within ``bounds`` (ge, gt, le, lt), declared as a config field declares its
+    range and shown in ``--help`` (``ranged.span``); anything else is one line naming the option and the range."""
+    span = " (" + "; ".join(f"{sign} {bounds[key]}" for key, sign in BOUNDS if key in bounds) + ")"
+
+    def read(text: str):
+        try:
+            value = coerce(text, kind.__name__, "")
+        except ConfigError:
+            what = "a whole number" if kind is int else "a finite number"
+            raise argparse.ArgumentTypeError(f"must be {what}{span}, got {text!r}") from None
+        problem = out_of_range("", value, bounds)
+        if problem:
+            raise argparse.ArgumentTypeError(problem.strip())
+        return value
+
+    read.span = span
+    return read
+
+
+# The range of every number a command takes. Upper ends are where a value stops meaning anything here and
+# starts costing (a thread count or a length that overflows or runs for hours is a typo, not a wish).
+THREADS = ranged(int, ge=1, le=1024)
+WORKERS = ranged(int, ge=1, le=256)
+RUNS_PER_GPU = ranged(int, ge=1, le=64)
+SEED = ranged(int, ge=0, le=SEED_MAX)  # numpy's and Lightning's range, as the run's seed (options.SEED_MAX)
+TEMPERATURE = ranged(float, ge=0.01, le=100)  # lower: logits / T overflows to inf (NaN probabilities)
+CHARACTERS = ranged(int, ge=1, le=100_000)
+COUNT = ranged(int, ge=1, le=10_000)
+INDEX = ranged(int, ge=0, le=1024)
+BEAM = ranged(int, ge=1)  # the upper end is model.beam's, read from its declaration (bench/text/decode.py)
 
 
 def _check_out(out: str | Path) -> None:
@@ -107,31 +133,32 @@ def build_parser(run_epilog: str | None = None) -> Parser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("--task", "--task.name", dest="task", required=True, help="task name (see `rnnbench list`)")
     r.add_argument("--arch", "--arch.name", dest="arch", required=True, help="architecture name")
-    r.add_argument("--seed", type=int, default=0, help="training seed (init and batch order) [default: 0]")
+    r.add_argument("--seed", type=SEED, default=0, help=f"training seed (init and batch order){SEED.span} [default: 0]")
     r.add_argument("--out", default=LOCAL_OUT, help=f"results folder [default: {LOCAL_OUT}]")
     r.add_argument("--wandb", default="auto", help="auto, online, offline, disabled [default: auto]")
     r.add_argument("--progress", action="store_true",
                    help="show Lightning's progress bar (a tick is a batch: several optimizer steps under "
                         "truncated BPTT)")
-    r.add_argument("--threads", type=positive_int, default=1,
-                   help="torch CPU threads [default: 1, as each sweep worker and the reference use: results are "
+    r.add_argument("--threads", type=THREADS, default=1,
+                   help=f"torch CPU threads{THREADS.span} [default: 1, as each sweep worker and the reference use: results are "
                         "bit-identical only for the same thread count]")
 
     s = sub.add_parser("sweep", help="run every run of a sweep file, skipping recorded ones")
     s.add_argument("spec", type=Path, help="sweep YAML (W&B sweep format, one or more documents)")
     s.add_argument("--out", type=Path, default=Path(LOCAL_OUT), help=f"results folder [default: {LOCAL_OUT}]")
-    s.add_argument("--workers", type=positive_int, default=None,
-                   help="parallel runs [default: one per --threads cores; with GPUs, every GPU slot]")
+    s.add_argument("--workers", type=WORKERS, default=None,
+                   help=f"parallel runs{WORKERS.span} [default: one per --threads cores; with GPUs, every GPU slot]")
     s.add_argument("--wandb", default="auto", help="auto, online, offline, disabled [default: auto]")
-    s.add_argument("--threads", type=positive_int, default=1,
-                   help="torch threads per run [default: 1, as the reference: bit-identical results need it]")
+    s.add_argument("--threads", type=THREADS, default=1,
+                   help=f"torch threads per run{THREADS.span} [default: 1, as the reference: bit-identical results need it]")
     s.add_argument("--executor", choices=executor_names(), default="local",
                    help="how the runs train: local (a process pool over GPUs / CPU cores), ray (Ray Tune), wandb "
                         "(a W&B agent; needs a W&B server); one file each in bench/sweeps/executors [default: local]")
     s.add_argument("--address", default=None,
                    help="Ray cluster address for --executor ray [default: start a local Ray runtime]")
-    s.add_argument("--runs-per-gpu", type=positive_int, default=1,
-                   help="small runs packed on each GPU, each worker pinned by CUDA_VISIBLE_DEVICES [default: 1]")
+    s.add_argument("--runs-per-gpu", type=RUNS_PER_GPU, default=1,
+                   help=f"small runs packed on each GPU, each worker pinned by CUDA_VISIBLE_DEVICES{RUNS_PER_GPU.span} "
+                        "[default: 1]")
     s.add_argument("--retry-failed", action="store_true",
                    help="also rerun runs recorded as failed (diverged runs are results and stay)")
     s.add_argument("--reference", type=Path, default=Path(REFERENCE),
@@ -159,33 +186,35 @@ def build_parser(run_epilog: str | None = None) -> Parser:
     g = sub.add_parser("sample", help="generate text from a trained char-LM run (greedy and/or sampled)")
     g.add_argument("run", help="run name (e.g. charlm__lstm__s0, optionally __<id>) or a record path")
     g.add_argument("--out", type=Path, default=Path(LOCAL_OUT), help=f"results folder [default: {LOCAL_OUT}]")
-    g.add_argument("--temperature", type=float, action="append", default=None,
-                   help="softmax temperature; repeat for several samples [default: 1.0 unless --greedy alone]")
+    g.add_argument("--temperature", type=TEMPERATURE, action="append", default=None,
+                   help=f"softmax temperature{TEMPERATURE.span}; repeat for several samples [default: 1.0 unless --greedy alone]")
     g.add_argument("--greedy", action="store_true", help="also decode greedily (argmax at every step)")
     g.add_argument("--prime", default="The ", help="text read before generating [default: 'The ']")
-    g.add_argument("--length", type=positive_int, default=300, help="characters to generate [default: 300]")
-    g.add_argument("--seed", type=int, default=0, help="seed of the sampling generator [default: 0]")
+    g.add_argument("--length", type=CHARACTERS, default=300,
+                   help=f"characters to generate{CHARACTERS.span} [default: 300]")
+    g.add_argument("--seed", type=SEED, default=0, help=f"seed of the sampling generator{SEED.span} [default: 0]")
     g.add_argument("--wandb", default="auto", help="auto, online, offline, disabled [default: auto]")
 
     d = sub.add_parser("decode", help="decode held-out examples with a trained composed run (translate, caption, "
                                       "vqa, sentiment, frames): source, reference, output, attention map")
     d.add_argument("run", help="run name (translate__gru__s0, optionally __<id>) or a record path")
     d.add_argument("--out", type=Path, default=Path(LOCAL_OUT), help=f"results folder [default: {LOCAL_OUT}]")
-    d.add_argument("--n", type=positive_int, default=5, help="examples to decode [default: 5]")
+    d.add_argument("--n", type=COUNT, default=5, help=f"examples to decode{COUNT.span}, at most the split's [default: 5]")
     d.add_argument("--split", choices=("val", "test"), default="test", help="held-out split [default: test]")
-    d.add_argument("--beam", type=positive_int, default=None,
-                   help="beam width for decoders [default: the run's model.beam; 1 is greedy]")
+    d.add_argument("--beam", type=BEAM, default=None,
+                   help=f"beam width for decoders{BEAM.span}, within model.beam's declared range [default: the run's "
+                        "model.beam; 1 is greedy]")
 
     u = sub.add_parser("units", help="rank a char-LM run's hidden units by the text features they track "
                                      "and colour them over held-out text (Karpathy et al. 2015)")
     u.add_argument("run", help="run name (charlm__lstm__s0, optionally __<id>) or a record path")
     u.add_argument("--out", type=Path, default=Path(LOCAL_OUT), help=f"results folder [default: {LOCAL_OUT}]")
     u.add_argument("--units", default="", help="unit indices to show besides the top ones, e.g. 3,17")
-    u.add_argument("--length", type=positive_int, default=2000, help="characters of sample [default: 2000]")
-    u.add_argument("--top", type=positive_int, default=3, help="units ranked per feature [default: 3]")
+    u.add_argument("--length", type=CHARACTERS, default=2000, help=f"characters of sample{CHARACTERS.span} [default: 2000]")
+    u.add_argument("--top", type=COUNT, default=3, help=f"units ranked per feature{COUNT.span} [default: 3]")
     u.add_argument("--state", choices=("h", "c"), default=None,
                    help="h, or c (through tanh) for cores with a cell state [default: c there, else h]")
-    u.add_argument("--layer", type=int, default=None, help="layer to read [default: the last]")
+    u.add_argument("--layer", type=INDEX, default=None, help=f"layer to read{INDEX.span} [default: the last]")
     return p
 
 

@@ -121,18 +121,27 @@ def _hint(value: Any) -> str:
         return ""
 
 
+BOUNDS = (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+_HOLDS = {"ge": lambda v, b: v >= b, "gt": lambda v, b: v > b, "le": lambda v, b: v <= b, "lt": lambda v, b: v < b}
+
+
+def out_of_range(name: str, value: Any, bounds: dict) -> str | None:
+    """``<name> must be >= 1 and <= 64, got 0`` when ``value`` is outside ``bounds`` (any of ge, gt, le, lt:
+    a field's metadata, or a command-line option's declared range), else None."""
+    if all(_HOLDS[key](value, bounds[key]) for key, _ in BOUNDS if key in bounds):
+        return None
+    return f"{name} must be {' and '.join(f'{sign} {bounds[key]}' for key, sign in BOUNDS if key in bounds)}, got {value}"
+
+
 def _problem(f: Field, value: Any, sibling: dict[str, Any], section: str) -> str | None:
     m = f.metadata
     if value is None:
         return None
     if "choices" in m and value not in m["choices"]:
         return f"unknown {section}.{f.name} {value!r}; valid: {', '.join(map(str, m['choices']))}"
-    bounds = [("ge", ">=", value >= m["ge"] if "ge" in m else True), ("gt", ">", value > m["gt"] if "gt" in m else True),
-              ("le", "<=", value <= m["le"] if "le" in m else True), ("lt", "<", value < m["lt"] if "lt" in m else True)]
-    failed = [f"{sign} {m[key]}" for key, sign, ok in bounds if not ok]
-    if failed:
-        allowed = " and ".join(f"{sign} {m[key]}" for key, sign, _ in bounds if key in m)
-        return f"{section}.{f.name} must be {allowed}, got {value}"
+    problem = out_of_range(f"{section}.{f.name}", value, m)
+    if problem:
+        return problem
     if "divides" in m and value != 0:
         whole = sibling[m["divides"]]
         if whole % value:
@@ -155,7 +164,7 @@ def check(instance: Any, section: str) -> None:
 def describe_range(f: Field) -> str:
     """`` (>= 1)``, `` (one of: a, b)``: the declared range, for ``--help``."""
     m = f.metadata
-    parts = [f"{sign} {m[key]}" for key, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")) if key in m]
+    parts = [f"{sign} {m[key]}" for key, sign in BOUNDS if key in m]
     if "choices" in m:
         parts.append("one of: " + ", ".join(map(str, m["choices"])))
     if "divides" in m:

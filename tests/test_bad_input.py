@@ -48,7 +48,22 @@ def listing(folder):
     ([*ADDING, "--train.diag", "maybe"], "train.diag: cannot read 'maybe' as bool"),
     ([*ADDING, "--train.accelerator", "tpu"], "unknown train.accelerator 'tpu'; valid: auto, cpu, cuda, gpu"),
     ([*ADDING, "--train.strategy", "fsdp"], "unknown train.strategy 'fsdp'; valid: auto, ddp, ddp_spawn"),
-    ([*ADDING, "--seed", "4294967296"], "seed must be >= 0 and <= 4294967295, got 4294967296"),
+    ([*ADDING, "--seed", "4294967296"], "argument --seed: must be >= 0 and <= 4294967295, got 4294967296"),
+    ([*ADDING, "--threads", "100000000000000000000"],
+     "argument --threads: must be >= 1 and <= 1024, got 100000000000000000000"),
+    ([*ADDING, "--threads", "two"], "argument --threads: must be a whole number (>= 1; <= 1024), got 'two'"),
+    (["sweep", "sweeps/tiny.yaml", "--workers", "0"], "argument --workers: must be >= 1 and <= 256, got 0"),
+    (["sweep", "sweeps/tiny.yaml", "--runs-per-gpu", "65"], "argument --runs-per-gpu: must be >= 1 and <= 64, got 65"),
+    (["sample", "x", "--temperature", "1e-300"], "argument --temperature: must be >= 0.01 and <= 100, got 1e-300"),
+    (["sample", "x", "--temperature", "nan"],
+     "argument --temperature: must be a finite number (>= 0.01; <= 100), got 'nan'"),
+    (["sample", "x", "--seed", "-1"], "argument --seed: must be >= 0 and <= 4294967295, got -1"),
+    (["sample", "x", "--seed", str(2**64)], f"argument --seed: must be >= 0 and <= 4294967295, got {2**64}"),
+    (["sample", "x", "--length", "1000000000"], "argument --length: must be >= 1 and <= 100000, got 1000000000"),
+    (["decode", "x", "--n", "0"], "argument --n: must be >= 1 and <= 10000, got 0"),
+    (["decode", "x", "--beam", "0"], "argument --beam: must be >= 1, got 0"),
+    (["units", "x", "--layer", "-1"], "argument --layer: must be >= 0 and <= 1024, got -1"),
+    (["units", "x", "--top", "0"], "argument --top: must be >= 1 and <= 10000, got 0"),
     ([*ADDING, "--task.data_seed", "100000000000000000000"], "task.data_seed must be >= 0 and <= 4294967295"),
     ([*ADDING, "--task.n_train", "10"], "task.batch_size (64) is larger than the 10 training examples"),
     (["run", "--task", "sdigits", "--arch", "gru", "--task.n_val", "1000", "--task.n_test", "1000"],
@@ -82,6 +97,18 @@ def test_bad_values_and_flags(capsys, tmp_path, argv, message):
     assert not (tmp_path / "out").exists()
 
 
+def test_every_number_a_command_takes_declares_its_range_in_its_help():
+    parser = cli.build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    numbers = 0
+    for name, command in commands.items():
+        for action in command._actions:
+            if action.type is not None and action.type not in (str, cli.Path):
+                numbers += 1
+                assert hasattr(action.type, "span") and action.type.span in action.help, (name, action.dest)
+    assert numbers >= 12
+
+
 @pytest.mark.parametrize("content, message", [
     (bytes(range(256)) * 8, "not UTF-8 text"),
     (b"", "empty file"),
@@ -111,7 +138,8 @@ def test_an_out_folder_that_is_a_file_is_refused_before_training(capsys, tmp_pat
      "document 1: arch.hidden_size: cannot read True as int (true/false are not numbers)"),
     (GRID + "  task.seq_len: {values: [10, 0]}\n", "document 1: task.seq_len must be >= 2, got 0"),
     (GRID + "---\n" + GRID.replace("adding", "addng"), f"document 2: unknown task 'addng'; valid: {', '.join(tasks.names())}"),
-    (GRID.replace("grid", "random") + "run_cap: many\n", "run_cap must be a whole number >= 1, got 'many'"),
+    (GRID.replace("grid", "random") + "run_cap: many\n", "run_cap must be a whole number >= 1 and <= 1000, got 'many'"),
+    (GRID.replace("grid", "random") + "run_cap: 1000000\n", "run_cap must be a whole number >= 1 and <= 1000, got 1000000"),
     (GRID + ANCHOR.format(metric="", match="{arch.name: gur}"),
      "document 1: anchor row 1 matches arch.name: 'gur', a value the document never sets; valid: 'gru'"),
     (GRID + ANCHOR.format(metric="metric: bleu, ", match="{}"),
@@ -151,7 +179,7 @@ def _edit(path, old, new):
 
 
 @pytest.mark.parametrize("command, extra, damage, message", [
-    ("sample", ["--temperature", "nan"], None, "--temperature must be > 0 and finite, got nan"),
+    ("sample", ["--temperature", "0"], None, "argument --temperature: must be >= 0.01 and <= 100, got 0.0"),
     ("sample", ["--prime", ""], None, "--prime must not be empty"),
     ("sample", [], lambda r, c: _cut(c), "cut short, or not a checkpoint"),
     ("units", [], lambda r, c: c.write_text("hello"), "cut short, or not a checkpoint"),

@@ -30,8 +30,8 @@ def run_main(capsys, *argv):
     (["run", "--task", "adding", "--arch", "lstm", "--optim.name", "adagrad"], "valid: adam, rmsprop, sgd"),
     (["run", "--task", "adding", "--arch", "lstm", "--wandb", "maybe"], "valid: auto, online, offline, disabled"),
     (["sweep", "no/such.yaml"], "sweep file 'no/such.yaml' not found"),
-    (["sweep", "sweeps/tiny.yaml", "--workers", "0"], "--workers: must be a whole number >= 1, got '0'"),
-    (["run", "--task", "adding", "--arch", "gru", "--threads", "x"], "--threads: must be a whole number >= 1"),
+    (["sweep", "sweeps/tiny.yaml", "--workers", "0"], "--workers: must be >= 1 and <= 256, got 0"),
+    (["run", "--task", "adding", "--arch", "gru", "--threads", "x"], "--threads: must be a whole number (>= 1; <= 1024), got 'x'"),
     (["run", "--task", "smnist", "--arch", "gru", "--task.root", "/no/such", "--task.download", "false"],
      "MNIST not found under /no/such/MNIST/raw (missing train-images-idx3-ubyte) and task.download is false"),
 ])

@@ -55,7 +55,7 @@ def test_distinct_ngrams_measures_loops():
 
 @pytest.mark.parametrize("extra, message", [
     (["--prime", "\u00e9t\u00e9"], "--prime has characters outside the model's vocabulary"),
-    (["--temperature", "0"], "--temperature must be > 0"),
+    (["--temperature", "0"], "--temperature: must be >= 0.01 and <= 100, got 0.0"),
 ])
 def test_bad_sampling_input_is_one_line_exit_2(lm_run, extra, message, capsys):
     rec, out = lm_run

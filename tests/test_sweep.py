@@ -412,7 +412,7 @@ def test_a_missing_executor_package_is_one_line_before_any_work(tmp_path, monkey
 @pytest.mark.parametrize("argv, message", [
     (["--executor", "slurm"], "argument --executor: invalid choice: 'slurm'"),
     (["--address", "ray://head:10001"], "--address is for --executor ray, not local"),
-    (["--runs-per-gpu", "0"], "--runs-per-gpu: must be a whole number >= 1"),
+    (["--runs-per-gpu", "0"], "--runs-per-gpu: must be >= 1 and <= 64, got 0"),
 ])
 def test_sweep_flag_errors_exit_2_with_one_line(capsys, tmp_path, argv, message):
     with pytest.raises(SystemExit) as code:

@@ -66,6 +66,7 @@ def test_unequal_budgets_are_refused_before_any_work(tmp_path, families, message
     (("values: [0.0, 1.0]}", "values: [0.0, 1.0], probabilities: [0.5, 0.5]}"), "'probabilities' has no Optuna"),
     (("min_iter: 1", "min_iter: 3"), "first rung must be 1..2 validations"),
     (("method: random", "method: grid"), "method is one of random, bayes"),
+    (("run_cap: 3", "run_cap: 1000000"), "trials\\) must be a whole number >= 2 and <= 1000, got 1000000"),
     (("arch.name: {value: gru}", "arch.name: {values: [gru, lstm]}"), "fixes 'arch.name' with 'value'"),
 ])
 def test_bad_tuned_documents_are_one_line_errors(tmp_path, change, message):

@@ -43,6 +43,9 @@ DISTRIBUTIONS = ("categorical", "constant", "int_uniform", "log_uniform_values",
 WANDB_KEYS = ("command", "description", "early_terminate", "entity", "method", "metric", "name", "parameters",
               "program", "project", "run_cap")
 RNNBENCH_KEYS = ("anchor", "confirm")  # ours, dropped before a document goes to W&B (confirm: tune.py)
+# run_cap's upper bound: every run is drawn and resolved before the first trains (1000 in a few seconds; a million
+# took over a minute before a word), and 1000 is ten times the largest sweep or study here (90 runs).
+RUN_CAP_MAX = 1000
 PARAM_KEYS = ("distribution", "max", "min", "probabilities", "q", "value", "values")
 
 
@@ -185,8 +188,8 @@ def _random(doc: dict, where: str) -> list[dict]:
     cap = doc.get("run_cap")
     if cap is None:
         raise ConfigError(f"{where}: method random needs a top-level run_cap (the number of runs to draw)")
-    if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
-        raise ConfigError(f"{where}: run_cap must be a whole number >= 1, got {cap!r}")
+    if not isinstance(cap, int) or isinstance(cap, bool) or not 1 <= cap <= RUN_CAP_MAX:
+        raise ConfigError(f"{where}: run_cap must be a whole number >= 1 and <= {RUN_CAP_MAX}, got {cap!r}")
     params = dict(doc["parameters"])
     seed_spec = params.get("seed", {})
     seeds = seed_spec["values"] if "values" in seed_spec and "distribution" not in seed_spec else None

@@ -119,8 +119,9 @@ def _study(doc: dict, where: str, number: int) -> Study:
     if method not in METHODS:
         raise ConfigError(f"{where}: a tuned document's method is one of {', '.join(METHODS)}, got {method!r}")
     cap = doc.get("run_cap")
-    if not isinstance(cap, int) or isinstance(cap, bool) or cap < 2:
-        raise ConfigError(f"{where}: run_cap (the family's trials) must be a whole number >= 2, got {cap!r}")
+    if not isinstance(cap, int) or isinstance(cap, bool) or not 2 <= cap <= specs.RUN_CAP_MAX:
+        raise ConfigError(f"{where}: run_cap (the family's trials) must be a whole number >= 2 and <= "
+                          f"{specs.RUN_CAP_MAX}, got {cap!r}")
     for key, spec in params.items():
         specs._check_param(spec, f"{where}: parameter {key!r}", "random")
         if "probabilities" in spec:

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
 
-from options import ConfigError
+from options import ConfigError, out_of_range
 from tasks.composed import END, START, ComposedTask
 
 from ..run.system import ComposedSystem
@@ -32,6 +32,11 @@ def check(task, system, n: int, split: str, beam: int | None) -> None:
                           f"{task.name} is a sequence task (for charlm use rnnbench sample)")
     if beam is not None and not hasattr(system.options, "beam"):
         raise ConfigError(f"--beam applies to decoders (translate, caption); {task.name} predicts one answer")
+    if beam is not None:  # the range model.beam declares: a wider beam costs minutes and decodes nothing new
+        declared = next(f for f in fields(system.options) if f.name == "beam").metadata
+        problem = out_of_range("--beam", beam, declared)
+        if problem:
+            raise ConfigError(f"{problem} (model.beam's declared range)")
     size = len(getattr(task.splits, split))
     if not 1 <= n <= size:
         raise ConfigError(f"--n must be in 1..{size} (the {split} split), got {n}")
