@@ -124,6 +124,10 @@ def weights_problem(name: str, pretrained: bool) -> str | None:
     if not path.is_file():
         return (f"pretrained {name} weights are not in the torch cache: {path} (fetch them once where there is a "
                 f"network, or leave pretrained off)")
+    try:  # a damaged file would otherwise fail once the run has started
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a damaged file raises anything: RuntimeError, EOFError, UnpicklingError, ...
+        return f"pretrained {name} weights in the torch cache are damaged: {path} ({type(exc).__name__}); delete it"
     return None
 
 

@@ -14,6 +14,7 @@ import tasks
 from architectures.attention import ATTENTION
 from architectures.vision import IMAGE_ENCODERS
 from bench import cli
+from bench.run.config import resolve
 
 ADDING = ["run", "--task", "adding", "--arch", "gru", "--wandb", "disabled"]
 CHARLM = ["run", "--task", "charlm", "--arch", "lstm", "--wandb", "disabled"]
@@ -213,3 +214,23 @@ def test_pretrained_weights_missing_from_the_torch_cache_are_one_line(capsys, tm
                            "--out", str(tmp_path / "out")])
     assert "model.pretrained: pretrained resnet18 weights are not in the torch cache: " in err
     assert str(tmp_path / "torch") in err and not (tmp_path / "out").exists()
+
+
+def test_damaged_pretrained_weights_are_one_line_and_a_question_only_model_needs_none(capsys, tmp_path,
+                                                                                      monkeypatch):
+    from torchvision import models
+
+    from architectures.vision import _cache_path
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    vqa = ["run", "--task", "vqa", "--arch", "gru", "--wandb", "disabled", "--model.image_encoder", "resnet18",
+           "--model.pretrained", "true", "--out", str(tmp_path / "out")]
+    path = _cache_path(models.get_model_weights("resnet18").DEFAULT.url)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"PK\x03\x04 not the weights")
+    err = refused(capsys, vqa)
+    assert f"model.pretrained: pretrained resnet18 weights in the torch cache are damaged: {path}" in err
+    path.unlink()
+    cfg = resolve({"task": "vqa", "arch": "gru", "model.image_encoder": "resnet18", "model.pretrained": True,
+                   "model.image": False}, check_machine=False)
+    assert cfg.model.pretrained and not cfg.model.image  # no weights cached, and none asked for

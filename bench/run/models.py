@@ -253,7 +253,7 @@ class FramesKind(Kind):
 
 def check(options) -> str | None:
     """A problem with a model's options that only shows when it is built (pretrained weights not cached)."""
-    if getattr(options, "pretrained", False):
+    if getattr(options, "pretrained", False) and getattr(options, "image", True):  # question-only: no encoder
         problem = weights_problem(options.image_encoder, True)
         return problem and f"model.pretrained: {problem}"
     return None
