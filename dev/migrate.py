@@ -1,4 +1,4 @@
-"""Upgrade a results folder's schema-1 records and sweep summaries to what the leaderboard reads without torch.
+"""Upgrade a results folder in place: old records and sweep summaries to what the leaderboard reads, metrics to gzip.
 
     python -m dev.migrate results [--check]
 
@@ -11,19 +11,26 @@ each record's run id is checked against its resolved config first. ``--check`` o
 Records written before the verdict split (bench/diag/verdict.py) lack ``diagnostics.events.spikes``, the count
 of steps over 1000x the median pre-clip norm: it is counted from the run's own metrics file (``grad/total``, one
 row per optimizer step), after checking that file's step count and largest norm match the record's.
+
+Records written before the store compressed metrics name a plain ``<name>__<id>.metrics.csv``: a CSV row per
+training step, most of results/'s bytes. Each one found is replaced by its deterministic gzip
+(``Store.compress_in``, 2.7x smaller, the same bytes once decompressed, which is checked before the CSV goes), so
+results/ stays lean as the reference grows; the record changes only in ``metrics_file``. The gzip is written
+before the record, and the CSV removed after it, so a migration killed in between is finished by the next one.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import math
 import sys
 from pathlib import Path
 
 from bench.diag.verdict import spikes
 from bench.run.config import flatten, resolve
-from bench.store import Store, read_json
+from bench.store import Store, open_metrics, read_json
 from bench.sweeps.plan import plan
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +49,7 @@ def upgrade_record(rec: dict) -> dict | None:
 
 def logged_norms(store: Store, rec: dict) -> list[float]:
     """The per-step pre-clip total norms a run logged, checked against its record's summary of them."""
-    with open(store.runs / rec["metrics_file"], newline="") as f:
+    with open_metrics(store.runs / rec["metrics_file"]) as f:
         norms = [float(row["grad/total"]) for row in csv.DictReader(f) if row.get("grad/total")]
     g = rec["grad_norm_preclip"]
     if len(norms) != g["steps"] or (norms and not math.isclose(max(norms), g["max"], rel_tol=1e-6)):
@@ -58,6 +65,30 @@ def add_spikes(store: Store, rec: dict) -> dict | None:
         return None
     diagnostics = {**rec["diagnostics"], "events": {**events, "spikes": spikes(logged_norms(store, rec))}}
     return {**rec, "diagnostics": diagnostics}
+
+
+def gzip_metrics(store: Store, rec: dict, write: bool) -> dict | None:
+    """The record naming the gzip of its plain metrics CSV (written here, with ``write``), or None when it names
+    no plain CSV that exists."""
+    name = rec.get("metrics_file")
+    if not name or not name.endswith(".metrics.csv") or not (store.runs / name).is_file():
+        return None
+    if write:
+        store.compress_in(store.runs / name, store.runs / f"{name}.gz")
+    return {**rec, "metrics_file": f"{name}.gz"}
+
+
+def remove_plain_metrics(store: Store, rec: dict) -> None:
+    """Remove the plain CSV beside the gzip that ``rec`` names, once the gzip is checked to hold its bytes."""
+    name = rec.get("metrics_file")
+    if not name or not name.endswith(".metrics.csv.gz"):
+        return
+    plain, packed = store.runs / name.removesuffix(".gz"), store.runs / name
+    if not plain.is_file() or not packed.is_file():
+        return
+    if gzip.decompress(packed.read_bytes()) != plain.read_bytes():
+        raise SystemExit(f"migrate: {packed} does not decompress to {plain.name}; keeping both")
+    plain.unlink()
 
 
 def upgrade_summary(summary: dict) -> dict | None:
@@ -78,10 +109,13 @@ def main(argv: list[str] | None = None) -> int:
         rec = store.read_record(path)
         new = upgrade_record(rec)
         new = add_spikes(store, new or rec) or new
+        new = gzip_metrics(store, new or rec, write=not args.check) or new
         if new is not None:
             changed += 1
             if not args.check:
                 store.write_json(path, new)
+        if not args.check:
+            remove_plain_metrics(store, new or rec)
     for path in store.sweep_summaries():
         new = upgrade_summary(read_json(path, "sweep summary"))
         if new is not None:

@@ -16,6 +16,7 @@ import tasks
 from bench.run.config import resolve
 from bench.run.system import SequenceSystem, System
 from bench.run.train import train
+from bench.store import open_metrics
 
 KILL = """
 import json, os, signal, sys
@@ -81,7 +82,7 @@ def test_the_test_metric_is_the_best_checkpoints_and_the_last_models_is_kept(tmp
     # the best checkpoint holds the best validation value the run saw, which is the record's
     assert best["callbacks"][next(k for k in best["callbacks"] if k.startswith("ModelCheckpoint"))][
         "best_model_score"].item() == pytest.approx(m["val_best"])
-    with open(tmp_path / "runs" / rec["metrics_file"]) as f:
+    with open_metrics(tmp_path / "runs" / rec["metrics_file"]) as f:
         rows = list(csv.DictReader(f))
     assert [float(r["test/acc"]) for r in rows if r["test/acc"]] == [pytest.approx(m["test"])]
     assert [float(r["test_last/acc"]) for r in rows if r["test_last/acc"]] == [pytest.approx(m["test_last"])]

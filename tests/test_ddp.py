@@ -14,6 +14,7 @@ from conftest import small
 
 from bench.run.config import resolve
 from bench.run.train import train
+from bench.store import open_metrics
 from options import ConfigError
 
 STEPS = 4
@@ -44,7 +45,7 @@ def test_ddp_spawn_record_is_complete(ddp_record):
 @pytest.mark.slow  # ~60 s on 2 shared cores: two spawns (fit, test) of two processes each
 def test_per_step_rows_from_rank_zero_only_and_test_rows_kept(ddp_record):
     out, rec = ddp_record
-    with open(out / "runs" / rec["metrics_file"]) as f:
+    with open_metrics(out / "runs" / rec["metrics_file"]) as f:
         rows = list(csv.DictReader(f))
     assert [row["step"] for row in rows if row.get("grad/total")] == [str(s) for s in range(STEPS)]
     assert [float(row["test/mse"]) for row in rows if row.get("test/mse")] == [rec["metric"]["test"]]

@@ -14,6 +14,7 @@ from bench.diag import flow, health, spectra
 from bench.diag.verdict import spikes, verdict
 from bench.run.config import resolve
 from bench.run.train import train
+from bench.store import open_metrics
 
 
 def linear_rnn(w_hh: torch.Tensor, input_size: int = 2) -> ElmanRNN:
@@ -159,7 +160,7 @@ def test_unit_health_sees_dead_and_saturated_units():
 
 
 def _losses(rec, out):
-    with open(out / "runs" / rec["metrics_file"]) as f:
+    with open_metrics(out / "runs" / rec["metrics_file"]) as f:
         return [r["train/loss"] for r in csv.DictReader(f) if r["train/loss"]]
 
 
@@ -174,7 +175,7 @@ def test_probing_leaves_the_training_trajectory_unchanged(arch, tmp_path):
     d = on["diagnostics"]
     assert d["profiles"]["steps"] == [0, 2, 4, 6, 8] and len(d["profiles"]["flow"][0]) == 2
     assert d["verdict"] in ("vanishing", "healthy", "exploding") and off["diagnostics"] is None
-    with open(tmp_path / "on" / "runs" / on["metrics_file"]) as f:
+    with open_metrics(tmp_path / "on" / "runs" / on["metrics_file"]) as f:
         header = next(csv.reader(f))
     assert {"diag/flow_ratio/l0", "diag/jacobian/l1", "diag/saturation/l0", "diag/clipped_fraction"} <= set(header)
 

@@ -4,6 +4,7 @@ dev.cost's record."""
 
 import copy
 import csv
+import gzip
 import json
 import re
 import shutil
@@ -361,7 +362,9 @@ def test_rows_that_differ_in_a_task_setting_are_separate_lines():
 
 
 def write_metrics(runs: Path, rec: dict, rows: list[tuple[int, str]]) -> None:
-    with open(runs / rec["metrics_file"], "w", newline="") as f:
+    """A metrics file as the store writes it (gzipped), or as older stores hold it (plain), by its name."""
+    path = runs / rec["metrics_file"]
+    with (gzip.open(path, "wt", newline="") if path.suffix == ".gz" else open(path, "w", newline="")) as f:
         w = csv.writer(f)
         w.writerow(["step", "train/loss", "val/mse"])
         for step, mse in rows:
@@ -369,8 +372,11 @@ def write_metrics(runs: Path, rec: dict, rows: list[tuple[int, str]]) -> None:
             w.writerow([step, "", mse])
 
 
-def test_solved_by_is_the_first_validation_step_under_the_threshold(tmp_path):
+@pytest.mark.parametrize("suffix", [".gz", ""])  # the store's gzipped metrics, and an older store's plain CSVs
+def test_solved_by_is_the_first_validation_step_under_the_threshold(tmp_path, suffix):
     recs = [record(i, 0.001, mode="min", metric="mse", threshold=1 / 600, solved=i < 2) for i in range(3)]
+    for rec in recs:
+        rec["metrics_file"] += suffix
     write_metrics(tmp_path, recs[0], [(250, "0.1"), (500, "0.001"), (750, "0.0001")])
     write_metrics(tmp_path, recs[1], [(250, "0.1"), (500, "0.01"), (750, "0.001"), (1000, "0.01")])
     write_metrics(tmp_path, recs[2], [(250, "0.1"), (500, "0.0017")])  # just above 1/600

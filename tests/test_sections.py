@@ -15,7 +15,7 @@ from bench.diag import plots
 from bench.diag.verdict import described
 from bench.reports import curves, figures, leaderboard
 from bench.reports.tables import Tables
-from bench.store import Store
+from bench.store import Store, open_metrics
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 
@@ -135,7 +135,7 @@ def test_every_section_has_its_flow_picture_and_attention_stands_beside_its_abse
 
 def _first(path: Path, column: str, passes) -> int | None:
     """The first step at which ``column`` of a metrics CSV passes a test (read here, apart from the code)."""
-    with open(path, newline="") as f:
+    with open_metrics(path) as f:
         rows = [(int(r["step"]), float(r[column])) for r in csv.DictReader(f) if r.get(column)]
     return next((step for step, value in sorted(rows) if passes(value)), None)
 
@@ -149,7 +149,7 @@ def test_a_section_opens_with_sentences_whose_numbers_come_from_the_records(tmp_
     assert opening.startswith(f"Best: gru, test mse {gru['metric']['test']:.4g} (n=1) against a baseline of "
                               f"{baseline:.4g}; vanilla ends at the baseline")
     d = gru["diagnostics"]
-    csv_file = store.metrics_path(gru["name"], gru["id"])
+    csv_file = store.runs / gru["metrics_file"]
     healthy = _first(csv_file, "diag/flow_ratio/l0", lambda r: r >= -2)
     left = _first(csv_file, "val/mse", lambda v: v < 0.9 * baseline)
     assert healthy is not None and left is not None

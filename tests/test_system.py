@@ -14,6 +14,7 @@ from lightning.pytorch.utilities import grad_norm
 from bench.run.config import resolve
 from bench.run.system import build, layer_of
 from bench.run.train import train
+from bench.store import open_metrics
 
 
 def _batch(task):
@@ -105,7 +106,7 @@ def test_smoke_loss_falls_on_one_batch_and_metrics_are_in_range(task_arch):
 
 
 def _losses(record, out):
-    with open(out / "runs" / record["metrics_file"]) as f:
+    with open_metrics(out / "runs" / record["metrics_file"]) as f:
         return [row["train/loss"] for row in csv.DictReader(f) if row["train/loss"]]
 
 
@@ -128,7 +129,7 @@ def test_other_seed_gives_other_losses(tmp_path):
 def test_gradient_norms_are_logged_per_layer_before_clipping(tmp_path):
     cfg = resolve(small("adding", "lstm", **{"arch.layers": 2, "optim.clip": 1e-4, "train.max_steps": 5}))
     rec = train(cfg, tmp_path, wandb="disabled")
-    with open(tmp_path / "runs" / rec["metrics_file"]) as f:
+    with open_metrics(tmp_path / "runs" / rec["metrics_file"]) as f:
         rows = [r for r in csv.DictReader(f) if r["grad/total"]]
     assert len(rows) == 5
     assert {"grad/core.l0", "grad/core.l1", "grad/head"} <= set(rows[0])
@@ -147,7 +148,7 @@ def test_training_equals_a_hand_written_loop_with_global_norm_clipping(clip, tmp
     cfg = resolve(small("adding", "lstm", **{"train.max_steps": 8, "train.val_every": 8, "train.diag": False,
                                              "optim.clip": clip}))
     rec = train(cfg, tmp_path, wandb="disabled")
-    with open(tmp_path / "runs" / rec["metrics_file"]) as f:
+    with open_metrics(tmp_path / "runs" / rec["metrics_file"]) as f:
         rows = [r for r in csv.DictReader(f) if r["train/loss"]]
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)

@@ -10,10 +10,11 @@ from conftest import small
 from bench.run.config import resolve
 from bench.run.system import build, detach_state
 from bench.run.train import train
+from bench.store import open_metrics
 
 
 def _rows(record, out):
-    with open(out / "runs" / record["metrics_file"]) as f:
+    with open_metrics(out / "runs" / record["metrics_file"]) as f:
         return list(csv.DictReader(f))
 
 

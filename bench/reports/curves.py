@@ -5,8 +5,9 @@ valid range, and the task's chance-level baseline as a grey line; one figure per
     curves = learning_curves(records, store, tables)      # section key -> row label -> Curve
     draw(curves[skey], "adding · seq_len=200", "mse", "min", 0.1667, path)  # a small PNG (the static report's)
 
-Every number is read from ``<out>/runs/<record["metrics_file"]>`` (columns ``step`` and ``val/<metric>``); a
-run without the file, or a diverged or failed one, adds no line. Byte-stable: no clock or version in the PNG.
+Every number is read from ``<out>/runs/<record["metrics_file"]>`` (gzipped, or plain in older stores; columns
+``step`` and ``val/<metric>``); a run without the file, or a diverged or failed one, adds no line. Byte-stable:
+no clock or version in the PNG.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..diag.plots import inputs_hash, pyplot, save_unless_unchanged
-from ..store import Store
+from ..store import Store, open_metrics
 from .tables import ARROW, Tables, row_key, section_key, valid_range
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ def series(path: Path, key: str) -> dict[int, float]:
 def columns(path: Path, keys: Iterable[str]) -> dict[str, dict[int, float]]:
     """Column -> step -> its finite values, for each of ``keys``, in one read of a metrics CSV."""
     out: dict[str, dict[int, float]] = {key: {} for key in keys}
-    with open(path, newline="", encoding="utf-8") as f:
+    with open_metrics(path) as f:
         reader = csv.reader(f)  # by position: a dict per row costs most of the read, a row per training step
         header = next(reader, [])
         if "step" not in header:

@@ -12,6 +12,8 @@ score (``SHARE``). Imports neither torch nor Lightning.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..diag.verdict import verdict
 from ..store import Store
 from .curves import columns
@@ -91,13 +93,14 @@ def flow(tables: Tables, skey: str, store: Store) -> str:
     for label, (seed, name, run_id), rec in shown.values():
         rec = rec or store.read_record(store.record_path(name, run_id))
         role = rec["diagnostics"].get("role") or role
-        clauses.append(f"{label} (s{seed}) " + _flow_clause(rec, store.metrics_path(name, run_id)))
+        metrics = store.runs / rec["metrics_file"] if rec.get("metrics_file") else None
+        clauses.append(f"{label} (s{seed}) " + _flow_clause(rec, metrics))
     where = f"position 0 of the {role}" if role else "t = 0"
     return (f"Gradient at {where} as a fraction of the last {'position' if role else 'step'}'s, in the pictured "
             "runs: " + "; ".join(clauses) + ".")
 
 
-def _flow_clause(rec: dict, csv) -> str:
+def _flow_clause(rec: dict, csv: Path | None) -> str:
     d, m = rec["diagnostics"], rec["metric"]
     init, final = d.get("flow_ratio_init"), d.get("flow_ratio_final")
     if verdict(final) is None:
@@ -107,7 +110,7 @@ def _flow_clause(rec: dict, csv) -> str:
     else:
         text = f"{'rises' if final > init else 'falls'} from {_power(init)} to {_power(final)}"
     key = f"val/{m['name']}"
-    series = columns(csv, ("diag/flow_ratio/l0", key)) if csv.is_file() else {}
+    series = columns(csv, ("diag/flow_ratio/l0", key)) if csv is not None and csv.is_file() else {}
     turn = _turn(series.get("diag/flow_ratio/l0", {}), verdict(init), verdict(final))
     if turn is not None:
         text += f", turning {verdict(final)} near step {turn}"

@@ -26,7 +26,7 @@ import wandb_workspaces.reports.v2 as wr
 from wandb_workspaces import expr
 
 from ..run.config import flatten
-from ..store import Store
+from ..store import Store, open_metrics
 from .leaderboard import ARROW, declared
 
 STEP = "trainer/global_step"  # Lightning's WandbLogger logs it with every row: the CSV's `step`
@@ -55,7 +55,7 @@ def metric_keys(recs: list[dict], store: Store) -> set[str]:
     for rec in recs:
         path = store.runs / rec["metrics_file"] if rec.get("metrics_file") else None
         if path is not None and path.is_file():
-            with open(path, newline="", encoding="utf-8") as f:
+            with open_metrics(path) as f:
                 keys.update(next(csv.reader(f), []))
     return keys
 

@@ -1,0 +1,66 @@
+"""dev/migrate.py on a store written before metrics were gzipped: each plain metrics CSV becomes its deterministic
+gzip, the record changes only in ``metrics_file``, and a second pass (or one after a killed pass) finishes the
+job without changing anything else."""
+
+import gzip
+import json
+
+from bench.store import Store, open_metrics
+from dev import migrate
+
+# As Lightning's CSVLogger writes it (csv module: \r\n line ends), with a character outside ASCII
+CSV = "step,train/loss,val/mse,note\r\n0,0.5,,\r\n0,,0.25,é\r\n".encode()
+NAME, RUN_ID = "adding__gru__s0", "0123456789"
+
+
+def old_store(root) -> tuple[Store, dict]:
+    """A store as the suite wrote it before compression: a schema-2 record naming a plain metrics CSV."""
+    store = Store(root)
+    rec = {"id": RUN_ID, "name": NAME, "task": "adding", "status": "ok",
+           "config": {"task": {"name": "adding"}, "arch": {"name": "gru"}},
+           "metric": {"name": "mse", "mode": "min", "test": 0.0123456789, "baseline": 1 / 6},
+           "defaults": {}, "outside_question": [], "metrics_file": f"{NAME}__{RUN_ID}.metrics.csv"}
+    store.write_record(rec)
+    (store.runs / rec["metrics_file"]).write_bytes(CSV)
+    return store, rec
+
+
+def files(store: Store) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(store.runs.iterdir())}
+
+
+def test_migration_gzips_metrics_losslessly_and_changes_the_record_in_one_field(tmp_path, capsys):
+    store, rec = old_store(tmp_path)
+    before = files(store)
+    with open_metrics(store.runs / rec["metrics_file"]) as f:  # an older store's plain CSV is still read
+        rows = f.read()
+    assert migrate.main([str(tmp_path), "--check"]) == 0 and files(store) == before
+    assert "would upgrade 1 file(s)" in capsys.readouterr().out
+
+    assert migrate.main([str(tmp_path)]) == 0
+    plain, packed = rec["metrics_file"], rec["metrics_file"] + ".gz"
+    after = files(store)
+    assert sorted(after) == [f"{NAME}__{RUN_ID}.json", packed]
+    assert packed == store.metrics_path(NAME, RUN_ID).name  # what a new run writes
+    assert gzip.decompress(after[packed]) == CSV
+    assert after[packed][3] == 0 and after[packed][4:8] == bytes(4)  # no file name, time 0: same input, same bytes
+    (tmp_path / "again.csv").write_bytes(CSV)
+    assert store.compress_in(tmp_path / "again.csv", tmp_path / "again.csv.gz").read_bytes() == after[packed]
+    # the record's bytes differ by the file name alone, in the store's own formatting
+    record = after[f"{NAME}__{RUN_ID}.json"].decode()
+    assert record == before[f"{NAME}__{RUN_ID}.json"].decode().replace(f'"{plain}"', f'"{packed}"')
+    assert json.loads(record) == {**rec, "metrics_file": packed} == store.read_record(store.record_path(NAME, RUN_ID))
+    with open_metrics(store.runs / packed) as f:
+        assert f.read() == rows
+
+    assert migrate.main([str(tmp_path)]) == 0 and files(store) == after  # twice: nothing more to do
+    assert "upgraded 0 file(s)" in capsys.readouterr().out.splitlines()[-1]
+
+
+def test_a_migration_killed_before_removing_the_csv_is_finished_by_the_next(tmp_path):
+    store, rec = old_store(tmp_path)
+    migrate.main([str(tmp_path)])
+    done = files(store)
+    (store.runs / rec["metrics_file"]).write_bytes(CSV)  # record rewritten, plain CSV not yet removed
+    migrate.main([str(tmp_path)])
+    assert files(store) == done
