@@ -7,7 +7,7 @@ length), with dropout between layers. Two paths read the very same parameters:
 - the **fast path**, ``core(x, state)``: a fused torch kernel where the family has one (``fused_cls`` =
   ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU``, cuDNN on GPU); a family without one (``fused_cls = None``, the generic
   path) runs its ``scan`` where it has one (every step of a layer at once: minGRU, minLSTM, LRU, whose
-  recurrence is linear in the state), and its cell step by step otherwise (IndRNN, expRNN, ...);
+  recurrence is linear in the state), and its cell step by step otherwise (IndRNN, coRNN, ...);
 - the **reference path**, ``core.forward_reference(x, state, lengths)``: step by step through ``cell``, every
   layer's hidden state h_t its own autograd node, which is what per-timestep gradient diagnostics need.
 
@@ -19,7 +19,7 @@ Parameters are named as torch's kernels name theirs on both paths (``rnn.weight_
 gradient norms (``layer_of`` in bench/run/system.py groups ``*_l<k>``) read every family alike. A generic cell
 declares its tensors in ``layer_shapes``; W_hh may be a vector u (a diagonal recurrence, h_{t-1} * u), or be
 absent where no weight multiplies h_{t-1} (minGRU: 1 - z_t does, a gate of x_t alone; ``gate_names = ()``,
-no recurrent blocks). A cell that computes its recurrence from its tensors (expRNN's matrix exponential) does
+no recurrent blocks). A cell that computes its recurrence from its tensors (the Lipschitz RNN's A and W) does
 so once per run through ``once_per_run``, not once per step.
 
 State follows torch's layout: a tensor (L * directions, B, H), or for the LSTM a tuple (h, c) of such tensors.
@@ -223,8 +223,8 @@ class RecurrentCore(nn.Module):
         raise NotImplementedError
 
     def once_per_run(self, key: object, make):
-        """``make()``, computed once per run of the layers and reused by every step of it (the expRNN's matrix
-        exponential); called outside a run (a diagnostic calling ``cell`` on its own) it is computed anew."""
+        """``make()``, computed once per run of the layers and reused by every step of it (the Lipschitz RNN's
+        A and W); called outside a run (a diagnostic calling ``cell`` on its own) it is computed anew."""
         memo = self.__dict__.get("_memo")
         if memo is None:
             return make()
