@@ -167,6 +167,12 @@ def summarize(record: dict, made_from: os.stat_result) -> dict:
     return out
 
 
+def standing(record: dict) -> str:
+    """A record's (or summary's) status as a resume reads it: ``killed`` for a run whose worker was killed under
+    it (recorded ``failed``; nothing about the run failed, so a resume trains it again), else its status."""
+    return "killed" if record.get("killed") else record["status"]
+
+
 def has_flow(rec: dict) -> bool:
     """Whether a record (or its summary) holds a flow profile to draw."""
     if SUMMARY in rec:
@@ -498,13 +504,13 @@ class Store:
         return summary
 
     def statuses(self) -> tuple[dict[str, str], dict[str, str]]:
-        """run id -> recorded status, and run id -> the problem of each unreadable record (which counts as not
-        recorded, so a resume trains that run again and replaces the file)."""
+        """run id -> recorded status (``standing``), and run id -> the problem of each unreadable record (which
+        counts as not recorded, so a resume trains that run again and replaces the file)."""
         found, unreadable = {}, {}
         for file in self.record_names():  # through the summaries: a resumed sweep of 100,000 runs starts at once
             run_id = self.id_of(Path(file))
             try:
-                found[run_id] = self.summary(file, save=False)["status"]  # reading a store writes nothing
+                found[run_id] = standing(self.summary(file, save=False))  # reading a store writes nothing
             except RecordError as exc:
                 unreadable[run_id] = str(exc)
         return found, unreadable
@@ -514,7 +520,7 @@ class Store:
         if not path.exists():
             return None
         try:
-            return self.read_record(path)["status"]
+            return standing(self.read_record(path))
         except RecordError:
             return None  # unreadable: train it again
 

@@ -165,6 +165,35 @@ def test_two_worker_processes_record_every_run(tmp_path, capsys):
 
 
 
+def test_a_killed_worker_costs_only_its_run_and_a_resume_trains_it_again(tmp_path, monkeypatch, capsys):
+    import dying_worker
+
+    spec, out = tmp_path / "two.yaml", tmp_path / "out"
+    # vanilla trains long enough to be in flight when the gru run's worker is killed at its step 2
+    spec.write_text(SMALL_ADDING.replace("max_steps: {value: 4}", "max_steps: {value: 300}")
+                    + "  arch.name: {value: vanilla}\n  seed: {value: 0}\n---\n"
+                    + SMALL_ADDING + "  arch.name: {value: gru}\n  seed: {value: 0}\n")
+    monkeypatch.setattr(slots, "run_locked", dying_worker.run_locked)
+    results = sweep.run(spec, out, workers=2, wandb="disabled")
+    assert (out / "killed-while-other-finished").read_text() == "False"  # vanilla was training meanwhile
+    by_arch = {r["arch"]: r for r in results}
+    assert by_arch["vanilla"]["status"] == "ok" and by_arch["vanilla"]["steps"] == 300
+    killed = by_arch["gru"]
+    assert (killed["status"], killed["error"], killed["killed"]) == ("failed", "worker killed by SIGKILL", "SIGKILL")
+    assert Store(out).read_record(Store(out).record_path(killed["name"], killed["id"]))["killed"] == "SIGKILL"
+    assert "1 failed" in capsys.readouterr().out
+    assert sweep.exit_code(results) == 1
+
+    monkeypatch.undo()
+    vanilla = Store(out).record_path("adding__vanilla__s0", by_arch["vanilla"]["id"])
+    before = vanilla.stat()
+    again = sweep.run(spec, out, workers=2, wandb="disabled")
+    assert [(r["arch"], r["status"], r["steps"], r.get("killed")) for r in again] == [("gru", "ok", 4, None)]
+    assert "(1 killed under their worker: training them again); 1 to run" in capsys.readouterr().out
+    assert (vanilla.stat().st_ino, vanilla.stat().st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert sweep.run(spec, out, workers=2, wandb="disabled") == []
+
+
 # --- random search -------------------------------------------------------------------------------------------
 
 RANDOM = SMALL_ADDING.replace("method: grid", "method: random\nrun_cap: 6") + (

@@ -261,6 +261,20 @@ def train(cfg: RunConfig, out: Store | str | Path, wandb: str = "auto", progress
     return record
 
 
+def record_killed(cfg: RunConfig, store: Store, killed: str, wall_time_s: float) -> dict:
+    """Write and return the record of a run whose process died under it before it wrote one (the OOM killer,
+    ``kill -9``), as its sweep saw it: ``failed`` with nothing measured, ``killed`` naming the signal (or exit
+    status). A resume trains it again, as a run never recorded (bench/store.py, ``standing``)."""
+    task, system = build(cfg)
+    record = records.make(
+        cfg, task, status="failed", error=f"worker killed by {killed}", divergence=None, steps=0,
+        params=sum(p.numel() for p in system.parameters()), test=None, val_last=None, val_best=None,
+        grad_norm=_summary([]), wall_time_s=wall_time_s, provenance=records.provenance(), wandb_mode=None,
+        accelerator=None, metrics_file=None)
+    store.write_record({**record, "killed": killed})
+    return {**record, "killed": killed}
+
+
 def test(trainer: L.Trainer, system: System, task: Task, saver: ModelCheckpoint, handback) -> dict:
     """The test metric of the last model (``test_last``), then of the best validation checkpoint (``test``; the
     last model's where no validation gave one)."""

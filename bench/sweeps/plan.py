@@ -6,7 +6,8 @@
 Documents expand into dotted overrides (bench/sweeps/spec.py); each is resolved into a RunConfig, whose run id
 hashes the resolved config, so the same run planned twice is one run. ``pending`` compares the plan with a
 results store: runs without a readable record are to do (an unreadable record is named and its run trained
-again), and with ``retry_failed`` so are runs recorded as ``failed`` (diverged runs are results, not failures).
+again), so are runs whose worker was killed under them (recorded ``failed``, ``killed``: nothing about the run
+failed), and with ``retry_failed`` so are runs recorded as ``failed`` (diverged runs are results, not failures).
 
 Resolving imports the registries, so torch and Lightning; a plan without error is therefore kept
 (bench/sweeps/plan_cache.py): for each run its id, name and overrides, and what the machine check reads of each
@@ -132,6 +133,7 @@ def _replay(entry: dict, path: Path) -> list[Planned]:
 
 def pending(runs: list, statuses: dict[str, str], retry_failed: bool = False) -> list:
     """The planned runs (``Planned`` or ``RunConfig``) without a readable record (``statuses``: run id ->
-    recorded status, from the store), plus those recorded as failed when retrying."""
-    done = {i for i, status in statuses.items() if not (retry_failed and status == "failed")}
+    recorded status, from the store), those whose worker was killed (``killed``), and those recorded as failed
+    when retrying."""
+    done = {i for i, status in statuses.items() if status != "killed" and not (retry_failed and status == "failed")}
     return [r for r in runs if r.run_id not in done]

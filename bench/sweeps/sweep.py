@@ -111,8 +111,10 @@ def _announce(path: Path, store: Store, plan: Compared, where: str) -> None:
         if run.run_id in plan.unreadable:
             print(f"warning: {plan.unreadable[run.run_id]}; training {run.name} again", file=sys.stderr, flush=True)
     recorded = sum(run.run_id in plan.statuses for run in plan.runs)
-    retried = len(plan.waiting) - (len(plan.runs) - recorded)
+    again = [plan.statuses[run.run_id] for run in plan.waiting if run.run_id in plan.statuses]
+    killed, retried = again.count("killed"), again.count("failed")
     print(f"sweep {path}: {len(plan.runs)} runs; {recorded} already recorded in {store.root}"
+          + (f" ({killed} killed under their worker: training them again)" if killed else "")
           + (f" ({retried} failed: retrying them)" if retried else "")
           + f"; {len(plan.waiting)} to run{where}", flush=True)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -121,9 +122,24 @@ def run_locked(cfg: RunConfig, store: Store, wandb: str, retry_failed: bool = Fa
         if not owned:
             return skipped(cfg, "running in another process")
         status = store.status_of(cfg.name, cfg.run_id)  # again, under the lock: another sweep may have finished it
-        if status is not None and not (retry_failed and status == "failed"):
+        if status not in (None, "killed") and not (retry_failed and status == "failed"):
             return skipped(cfg, f"recorded meanwhile ({status})")
         store.remove_temp_files(cfg.name, cfg.run_id)
         from ...run.train import train
 
         return train(cfg, store, wandb=wandb, callbacks=tuple(callbacks))
+
+
+def record_killed(cfg: RunConfig, store: Store, killed: str, started: float) -> dict:
+    """The record of a run whose worker died under it (``killed``: the signal's name, or an exit status), written
+    under the run's lock (the dead worker's lock is free) unless the run wrote its own record before dying."""
+    with store.run_lock(cfg.run_id) as owned:
+        if not owned:
+            return skipped(cfg, "running in another process")
+        path = store.record_path(cfg.name, cfg.run_id)
+        if path.is_file() and path.stat().st_mtime >= started and store.status_of(cfg.name, cfg.run_id):
+            return store.read_record(path)
+        store.remove_temp_files(cfg.name, cfg.run_id)
+        from ...run.train import record_killed as write
+
+        return write(cfg, store, killed, time.time() - started)

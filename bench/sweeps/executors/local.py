@@ -9,7 +9,10 @@ committed reference: results are bit-identical only at equal thread counts). Eac
 from a queue in its initializer and pins itself before torch is imported there, so Lightning's ``auto``
 accelerator sees exactly one GPU. ``RNNBENCH_FAKE_GPUS=N`` pretends N GPUs exist (tests, dry runs).
 
-One CPU slot trains in this process; anything else is a pool of fresh (spawned) interpreters, one per slot.
+One CPU slot trains in this process; anything else is a pool of fresh (spawned) interpreters, one per slot
+(``Worker``). A worker killed under its run (the kernel's OOM killer, ``kill -9``) costs that run alone: it is
+recorded ``failed``, naming the signal, a fresh worker takes the slot, the other workers' runs carry on, and a
+resume trains the killed run again.
 A run over several GPUs (``train.devices`` > 1, DDP) cannot live in a worker pinned to one: those run after
 the packed ones, one at a time in this process, which sees every GPU. Each run goes through ``run_locked``
 (base.py). This module imports no torch at import time: a spawned worker loads it after pinning.
@@ -18,17 +21,19 @@ the packed ones, one at a time in this process, which sees every GPU. Each run g
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from collections import deque
 from multiprocessing import get_context
+from multiprocessing.connection import wait
 from typing import TYPE_CHECKING
 
 from options import ConfigError
 
 from ...store import Store
 from ..progress import Progress
-from .base import Executor, register, run_locked
+from .base import Executor, record_killed, register, run_locked
 
 if TYPE_CHECKING:
     from ...run.config import RunConfig
@@ -76,8 +81,68 @@ def pin(slot: Slot) -> None:
     torch.set_num_threads(threads)
 
 
+class Worker:
+    """A spawned interpreter pinned to ``slot``, calling the functions it is handed one at a time. Not a
+    ProcessPoolExecutor: a worker killed there breaks the whole pool (``BrokenProcessPool``), and every run in
+    flight on the other workers is lost with it; here the parent knows which run each worker holds."""
+
+    def __init__(self, ctx, slot: Slot):
+        self.slot, self.job, self.started = slot, None, 0.0
+        self.conn, theirs = ctx.Pipe()
+        self.process = ctx.Process(target=serve, args=(theirs, slot, os.getpid()))
+        self.process.start()
+        theirs.close()  # the worker's end lives in the worker alone: its death reads as end-of-file here
+
+    def give(self, job, fn, *args) -> None:
+        self.job, self.started = job, time.time()
+        try:
+            self.conn.send((fn, args))
+        except OSError:
+            pass  # it died since its last job: ``answered`` says so next, and the job is recorded as killed
+
+    def answered(self) -> bool:
+        """Whether the job has ended: a result came, or the worker died."""
+        return self.conn.poll() or not self.process.is_alive()
+
+    def take(self):
+        """The job's result; raises what the job raised; EOFError when the worker died under it."""
+        ok, value = self.conn.recv()
+        self.job = None
+        if not ok:
+            raise value
+        return value
+
+    def death(self) -> str:
+        """How the worker died: the signal's name (``SIGKILL``), or its exit status."""
+        self.process.join(timeout=10)
+        code = self.process.exitcode
+        return signal.Signals(-code).name if code is not None and code < 0 else f"exit status {code}"
+
+    def stop(self) -> None:
+        try:
+            self.conn.send(None)
+        except OSError:
+            pass  # already dead
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.kill()
+
+
+def serve(conn, slot: Slot, parent: int) -> None:
+    """A worker's life: pin to ``slot``, then call what the parent sends until it sends None."""
+    pin(slot)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    while (job := conn.recv()) is not None:
+        fn, args = job
+        try:
+            conn.send((True, fn(*args)))
+        except Exception as exc:  # the parent raises it, as a pool's future would
+            conn.send((False, exc))
+
+
 def init_worker(slots, parent: int) -> None:
-    """Pool initializer: take one slot from the queue and pin to it, then watch the parent."""
+    """A ProcessPoolExecutor's initializer (the tuned sweep's pool): take one slot from the queue and pin to it,
+    then watch the parent."""
     pin(slots.get())
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
@@ -124,16 +189,34 @@ class Local(Executor):
             pin(plan[0])
             return [progress.result(run_locked(cfg, store, wandb, retry)) for cfg in todo]
         ctx = get_context("spawn")  # fresh interpreters: no inherited torch/CUDA/W&B state, pinned before import
-        queue = ctx.Queue()
-        for slot in plan:
-            queue.put(slot)
-        results = []
-        with ProcessPoolExecutor(len(plan), mp_context=ctx, initializer=init_worker,
-                                 initargs=(queue, os.getpid())) as pool:
-            waiting = {pool.submit(run_locked, cfg, store, wandb, retry) for cfg in todo}
-            while waiting:
-                finished, waiting = wait(waiting, timeout=1.0, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    results.append(progress.result(fut.result()))
+        waiting, results = deque(todo), []
+        workers = [Worker(ctx, slot) for slot in plan]
+        try:
+            for worker in workers:
+                self._next(worker, waiting, store)
+            while any(w.job is not None for w in workers):
+                busy = [w for w in workers if w.job is not None]
+                wait([end for w in busy for end in (w.conn, w.process.sentinel)], timeout=1.0)
+                for i, worker in enumerate(workers):
+                    if worker.job is None or not worker.answered():
+                        continue
+                    try:
+                        rec = worker.take()
+                    except (EOFError, OSError):  # killed under its run: record it, a fresh worker takes the slot
+                        rec = record_killed(worker.job, store, worker.death(), worker.started)
+                        worker.job = None
+                        if waiting:
+                            workers[i] = worker = Worker(ctx, worker.slot)
+                    results.append(progress.result(rec))
+                    self._next(worker, waiting, store)
                 progress.tick()
+        finally:
+            for worker in workers:
+                worker.stop()
         return results
+
+    def _next(self, worker: Worker, waiting: deque, store: Store) -> None:
+        """Hand ``worker`` the next run, if one is left."""
+        if waiting:
+            cfg = waiting.popleft()
+            worker.give(cfg, run_locked, cfg, store, self.options.wandb, self.options.retry_failed)
