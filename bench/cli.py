@@ -15,7 +15,6 @@ before any work starts.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -68,15 +67,15 @@ INDEX = ranged(int, ge=0, le=1024)
 BEAM = ranged(int, ge=1)  # the upper end is model.beam's, read from its declaration (bench/text/decode.py)
 
 
-def _check_out(out: str | Path) -> None:
-    """The results folder must be a folder, or be creatable: found after training, it would lose the run."""
-    nearest = Path(out).absolute()
-    while not nearest.exists():
-        nearest = nearest.parent
-    if not nearest.is_dir():
-        raise ConfigError(f"--out {out}: {nearest} is a file, not a folder")
-    if not os.access(nearest, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {out}: cannot write in {nearest}")
+def _check_out(out: str | Path, cfg=None, sweep: bool = False) -> None:
+    """Every folder a run (``cfg``) or a sweep writes under ``out`` must resolve and be writable, or be creatable:
+    found after training, it would lose the run."""
+    from .store import Store
+
+    try:
+        Store(out).check_writable(*((cfg.name, cfg.run_id) if cfg is not None else ()), sweep=sweep)
+    except ConfigError as exc:
+        raise ConfigError(f"--out {out}: {exc}") from None
 
 
 def _fields_help() -> str:
@@ -238,7 +237,10 @@ def cmd_run(args, rest) -> int:
     from .run.config import resolve
 
     cfg = resolve({"task.name": args.task, "arch.name": args.arch, "seed": args.seed, **_parse_overrides(rest)})
-    _check_out(args.out)
+    _check_out(args.out, cfg)
+    from .run.mirror_mode import checked_mode
+
+    wandb = checked_mode(args.wandb)
     import torch
 
     from .run.train import train
@@ -246,7 +248,7 @@ def cmd_run(args, rest) -> int:
 
     torch.set_num_threads(args.threads)
     store = Store(args.out)
-    rec = train(cfg, store, wandb=args.wandb, progress=args.progress)
+    rec = train(cfg, store, wandb=wandb, progress=args.progress)
     m = rec["metric"]
     value = "—" if m["test"] is None else f"{m['test']:.4g}"
     solved = "" if m["solved"] is None else f", solved={m['solved']}"
@@ -271,15 +273,17 @@ def cmd_run(args, rest) -> int:
 def cmd_sweep(args, rest) -> int:
     from .sweeps import sweep
 
-    _check_out(args.out)
+    _check_out(args.out, sweep=not args.dry_run)
     if args.dry_run:
         sweep.dry_run(args.spec, args.out, executor=args.executor, retry_failed=args.retry_failed,
                       address=args.address)
         return 0
     from .reports import leaderboard
+    from .run.mirror_mode import checked_mode
     from .store import Store
 
-    results = sweep.run(args.spec, args.out, workers=args.workers, wandb=args.wandb, threads=args.threads,
+    wandb = checked_mode(args.wandb)  # once, before planning: the workers mirror in the mode it settles
+    results = sweep.run(args.spec, args.out, workers=args.workers, wandb=wandb, threads=args.threads,
                         executor=args.executor, address=args.address, runs_per_gpu=args.runs_per_gpu,
                         retry_failed=args.retry_failed)
     with Store(args.out).lock("leaderboard"):  # another sweep may write it too

@@ -167,6 +167,25 @@ def summarize(record: dict, made_from: os.stat_result) -> dict:
     return out
 
 
+def folder_problem(folder: Path) -> str | None:
+    """What would stop a write into ``folder`` (made if missing), one line; None if nothing: a path that does not
+    resolve (a symlink loop), a broken link or a file where a folder should be, a folder not writable."""
+    try:
+        Path(folder).resolve()
+    except (OSError, RuntimeError):  # Python raises RuntimeError on a symlink loop
+        return f"{folder} does not resolve (a symlink loop)"
+    nearest = Path(folder).absolute()
+    while not nearest.exists():
+        if nearest.is_symlink():
+            return f"{nearest} is a broken link"
+        nearest = nearest.parent
+    if not nearest.is_dir():
+        return f"{nearest} is a file, not a folder"
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        return f"cannot write in {nearest}"
+    return None
+
+
 def standing(record: dict) -> str:
     """A record's (or summary's) status as a resume reads it: ``killed`` for a run whose worker was killed under
     it (recorded ``failed``; nothing about the run failed, so a resume trains it again), else its status."""
@@ -341,6 +360,21 @@ class Store:
     def sweep_summaries(self) -> list[Path]:
         folder = self.root / "sweeps"
         return sorted(folder.glob("*.json")) if folder.is_dir() else []
+
+    def check_writable(self, name: str | None = None, run_id: str | None = None, sweep: bool = False) -> None:
+        """Refuse, in one ConfigError line, a store a run (``name``, ``run_id``) or a sweep could not write into,
+        before any work: found after training, it would lose the run. The summaries (``index/``) are left out: a
+        store that cannot hold them still works."""
+        folders = [self.root, self.runs, self.checkpoints]
+        if name is not None:
+            folders += [self.checkpoint_dir(name, run_id), self.record_path(name, run_id).parent,
+                        self.metrics_path(name, run_id).parent, self.samples_path(name, run_id).parent]
+        if sweep:
+            folders += [self.lock_path("any").parent, self.sweep_summary_path("any").parent]
+        for folder in dict.fromkeys(folders):
+            problem = folder_problem(folder)
+            if problem is not None:
+                raise ConfigError(problem)
 
     # ---- atomic writes --------------------------------------------------------------------------------------
     def atomic(self, path: Path):

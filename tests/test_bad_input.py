@@ -4,8 +4,10 @@ In-process through ``bench.cli.main``, so each case costs milliseconds; ``python
 full table as real processes. Cases already in test_cli.py and test_sweep.py are not repeated here.
 """
 
+import os
 import shutil
 import zipfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,6 +22,8 @@ ADDING = ["run", "--task", "adding", "--arch", "gru", "--wandb", "disabled"]
 CHARLM = ["run", "--task", "charlm", "--arch", "lstm", "--wandb", "disabled"]
 TRANSLATE = ["run", "--task", "translate", "--arch", "gru", "--wandb", "disabled"]
 CAPTION = ["run", "--task", "caption", "--arch", "gru", "--wandb", "disabled"]
+SEVEN = resolve({"task.name": "adding", "arch.name": "gru", "seed": 7})  # ADDING's run at --seed 7
+RUN = f"{SEVEN.name}__{SEVEN.run_id}"  # its checkpoint folder
 GRID = "method: grid\nparameters:\n  task.name: {value: adding}\n  arch.name: {value: gru}\n"
 ANCHOR = "anchor: {{name: A, source: S, setting: X, {metric}rows: [{{match: {match}, published: 0.5}}]}}\n"
 
@@ -128,6 +132,39 @@ def test_an_out_folder_that_is_a_file_is_refused_before_training(capsys, tmp_pat
     assert f"{tmp_path / 'f'} is a file, not a folder" in err
     err = refused(capsys, ["sweep", "sweeps/tiny.yaml", "--out", str(tmp_path / "f" / "out")])
     assert "is a file, not a folder" in err
+
+
+def read_only(monkeypatch, name: str) -> None:
+    """Folders called ``name`` read as read-only (chmod alone cannot show it: tests may run as root)."""
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path).name != name and real(path, mode))
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda out, mp: (out / "runs").symlink_to("runs"), "{out}/runs does not resolve (a symlink loop)"),
+    (lambda out, mp: (out / "checkpoints").symlink_to(out / "gone"), "{out}/checkpoints is a broken link"),
+    (lambda out, mp: (out / "runs").mkdir() or read_only(mp, "runs"), "cannot write in {out}/runs"),
+    (lambda out, mp: (out / "checkpoints").mkdir() or (out / "checkpoints" / RUN).write_text(""),
+     "{out}/checkpoints/" + RUN + " is a file, not a folder"),
+])
+def test_a_folder_a_run_writes_that_cannot_take_it_is_refused_before_training(capsys, tmp_path, monkeypatch,
+                                                                              damage, message):
+    out = tmp_path / "out"
+    out.mkdir()
+    damage(out, monkeypatch)
+    before = {p: p.lstat().st_mtime_ns for p in out.rglob("*")}  # lstat: links as they are
+    err = refused(capsys, [*ADDING, "--out", str(out), "--seed", "7"])
+    assert f"--out {out}: {message.format(out=out)}" in err
+    assert {p: p.lstat().st_mtime_ns for p in out.rglob("*")} == before  # nothing trained, nothing half-written
+
+
+def test_a_sweep_checks_its_folders_once_before_planning(capsys, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    (out / "locks").mkdir(parents=True)
+    read_only(monkeypatch, "locks")
+    err = refused(capsys, ["sweep", "sweeps/tiny.yaml", "--out", str(out), "--wandb", "disabled"])
+    assert f"--out {out}: cannot write in {out}/locks" in err
+    assert sorted(p.name for p in out.iterdir()) == ["locks"]
 
 
 @pytest.mark.parametrize("text, message", [

@@ -12,14 +12,14 @@ to log or to finish is kept as one line, the record's ``mirror_error``, and the 
 
 from __future__ import annotations
 
-import os
 import sys
 import uuid
 from pathlib import Path
 
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
-WANDB_DIR = Path(os.environ.get("RNNBENCH_WANDB_DIR", ".cache/wandb"))
+from .mirror_mode import WANDB_DIR, wandb_mode  # noqa: F401 (wandb_mode: where callers found it)
+
 PROJECT = "rnnbench"
 MIRROR_EVERY = 10  # the W&B mirror gets every 10th per-step row (side-by-side charts); the CSV keeps every step
 
@@ -77,17 +77,6 @@ def one_line(exc: BaseException) -> str:
 def is_mirror(logger) -> bool:
     """Whether ``logger`` mirrors to W&B."""
     return isinstance(logger, Mirror)
-
-
-def wandb_mode(requested: str) -> str:
-    """``auto`` means online when the user is logged in (API key in env or ~/.netrc), else offline."""
-    if requested != "auto":
-        return requested
-    if os.environ.get("WANDB_MODE"):
-        return os.environ["WANDB_MODE"]
-    netrc = Path.home() / ".netrc"
-    logged_in = os.environ.get("WANDB_API_KEY") or (netrc.exists() and "api.wandb.ai" in netrc.read_text())
-    return "online" if logged_in else "offline"
 
 
 def init_kwargs(mode: str, **kwargs) -> dict:
