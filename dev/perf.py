@@ -160,7 +160,8 @@ class LightningAlone(L.LightningModule):
 
 class LightningSameWork(LightningAlone):
     """Lightning alone plus what the issue asks of every run, written the documented way by a user who wants it
-    without rnnbench: the pre-clip norms per layer (``grad_norm``) and the loss every step in a ``CSVLogger``
+    without rnnbench: the pre-clip norms (``grad_norm``: per parameter and total; rnnbench also sums them per
+    layer) and the loss every step in a ``CSVLogger``
     (through ``log_metrics``, as rnnbench writes its per-step row: ``self.log`` costs ~1 ms a call), a
     validation, and ``ModelCheckpoint`` keeping the best and the last. rnnbench over this side is what the
     suite itself adds; this side over Lightning alone is what those features cost in Lightning."""
