@@ -7,6 +7,7 @@ STAMP := $(VENV)/.install-stamp
 WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 SUITE ?= sweeps/default.yaml
 SCATTERTEXT := 0.2.2
+DEVICE ?= cpu
 # What results/ holds: the default suite, the char-LM + pixel-digits suite, the encoder-decoder suite, the CPU anchors,
 # the char-rnn reference run and the tuned comparisons (GPU anchors, sweeps/anchors_gpu.yaml, run where a GPU is:
 # `make sweep SUITE=...`).
@@ -15,7 +16,7 @@ REFERENCE_SUITES := sweeps/default.yaml sweeps/lm_digits.yaml sweeps/encdec.yaml
 export CUBLAS_WORKSPACE_CONFIG := :4096:8
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-full sweep tuned reference leaderboard report bench bench-instructions bench-sweep chaos lint clean distclean
+.PHONY: help install test test-full sweep tuned reference leaderboard report bench bench-speed bench-instructions bench-sweep chaos lint clean distclean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -56,10 +57,14 @@ leaderboard: install ## regenerate results/LEADERBOARD.md, REPRODUCTION.md, lead
 report: install ## results/report/index.html from the records: tables, learning curves, pictures, record links
 	$(PY) -m bench report --out results
 
-bench: install ## throughput vs a hand-written loop, TBPTT vs full BPTT memory, leaderboard at 10k/100k runs (~25 min)
+bench: install ## throughput vs a hand-written loop, TBPTT vs full BPTT memory, leaderboard at 10k/100k runs, speed table (~35 min)
 	$(PY) -m dev.perf
 	$(PY) -m dev.perf_memory
 	$(PY) -m dev.perf_leaderboard
+	$(MAKE) --no-print-directory bench-speed
+
+bench-speed: install ## training steps/s of every family: fast path, reference path, nn.GRU, at T = 100 and 1000 (DEVICE=cuda on a GPU; ~10 min)
+	$(PY) -m dev.speed --device $(DEVICE)
 
 bench-instructions: install ## a training step of rnnbench vs a bare loop in instructions and simulated cycles (valgrind; ~25 min)
 	$(PY) -m dev.perf_instructions
