@@ -8,6 +8,9 @@ is a file), then checks that the next call restores the kept experiment and fini
 """
 
 import json
+import os
+import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,7 @@ import torch
 import yaml
 from conftest import SMALL_ADDING
 
+from bench import cli
 from bench.run.config import resolve
 from bench.run.train import train
 from bench.store import Store
@@ -110,6 +114,86 @@ def test_ray_refuses_ddp_that_relaunches_the_command_line(todo):
     cfg = resolve({**executor_ray.overrides(todo[0]), "train.devices": 2, "train.strategy": "ddp"})
     with pytest.raises(ConfigError, match="use train.strategy=ddp_spawn with --executor ray"):
         executor_ray.Ray(base.Options(spec=None)).check([cfg])
+
+
+def free_port() -> int:
+    """A port nobody listens on: taken, then given back."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_ray_address_nobody_listens_on_is_one_line_before_any_work(tmp_path, capsys):
+    spec, out = tmp_path / "tiny.yaml", tmp_path / "out"
+    spec.write_text(SPEC)
+    address = f"127.0.0.1:{free_port()}"
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["sweep", str(spec), "--executor", "ray", "--address", address, "--out", str(out),
+                  "--wandb", "disabled"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1, err
+    # ray.init would dial this machine's network address instead of 127.0.0.1, and retry it for ever
+    assert f"--address {address}: no Ray cluster answers there within 3 s (Ray connects to it as " in err
+    assert not list(out.rglob("*.json"))  # no record, no summary, no Tune experiment
+
+
+@pytest.mark.parametrize("address, message", [
+    ("head", "not HOST:PORT, ray://HOST:PORT or auto"),
+    ("head:port", "not HOST:PORT, ray://HOST:PORT or auto"),
+    ("ray://127.0.0.1:{port}", "no Ray cluster answers there within 3 s; start one"),  # Ray Client: as given
+])
+def test_bad_ray_addresses(address, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        executor_ray.check_address(address.format(port=free_port()))
+
+
+def test_ray_init_gets_one_attempt_and_its_failure_is_one_line(monkeypatch):
+    """Something answers but is no Ray head: ``ray.init`` tries it once (Ray's own GCS timeouts), then one line."""
+    seen = {}
+
+    def init(**kwargs):
+        seen["wait"] = os.environ.get("RAY_gcs_server_port_wait_time_s")
+        raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.1:6379\nmore")
+
+    monkeypatch.delenv("RAY_gcs_server_port_wait_time_s", raising=False)
+    monkeypatch.setattr(executor_ray, "check_address", lambda address: None)
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    with pytest.raises(ConfigError, match="^--address head:6379: Failed to connect to Ray cluster at 10.0.0.1:6379$"):
+        executor_ray.connect("head:6379")
+    assert seen["wait"] == "1" and "RAY_gcs_server_port_wait_time_s" not in os.environ
+
+
+def test_a_trial_needing_more_cores_or_gpus_than_the_machine_has_is_refused(todo):
+    cores = os.cpu_count()
+    ask = executor_ray.Ray(base.Options(spec=None, threads=cores + 1, gpus=0))
+    with pytest.raises(ConfigError, match=re.escape(f"a trial needs {cores + 1} CPUs (--threads {cores + 1} x "
+                                                    f"train.devices 1) but this machine has {cores} on one node")):
+        ask.check(todo)
+    executor_ray.Ray(base.Options(spec=None, threads=cores, gpus=0)).check(todo)  # all the cores is fine
+    ddp = resolve({**executor_ray.overrides(todo[0]), "train.devices": 2, "train.strategy": "ddp_spawn"})
+    with pytest.raises(ConfigError, match=re.escape("needs 2 GPUs (train.devices 2) but this machine has 1")):
+        executor_ray.Ray(base.Options(spec=None, gpus=1)).check([ddp])
+
+
+def test_a_trial_must_fit_on_one_node_of_a_cluster(todo):
+    """Tune places a trial on one node: two nodes of 2 CPUs do not run a 3-CPU trial."""
+    nodes = [{"CPU": 2.0}, {"CPU": 4.0, "GPU": 1.0}]
+    executor_ray.check_fit(todo, 4, 0.5, nodes, "the cluster")
+    with pytest.raises(ConfigError, match=re.escape("needs 6 CPUs (--threads 3 x train.devices 2) but the cluster "
+                                                    "has 4 on one node")):
+        ddp = resolve({**executor_ray.overrides(todo[0]), "train.devices": 2, "train.strategy": "ddp_spawn"})
+        executor_ray.check_fit([ddp], 3, 0.5, nodes, "the cluster")
+
+
+def test_the_joined_runtime_is_asked_before_any_trial(local_ray, todo, tmp_path):
+    """The runtime already started here has 2 CPUs, whatever this machine has: a 3-thread trial is refused."""
+    out = tmp_path / "out"
+    executor = executor_ray.Ray(base.Options(spec=out / "unused.yaml", wandb="disabled", threads=3))
+    with pytest.raises(ConfigError, match=re.escape("a trial needs 3 CPUs (--threads 3 x train.devices 1) but "
+                                                    "this machine has 2 on one node")):
+        executor.run(todo, Store(out), Seen())
+    assert ray.is_initialized() and not (out / "runs").exists() and not (out / "ray").exists()
 
 
 def test_overrides_round_trip(todo):

@@ -12,6 +12,11 @@ The Tune experiment lives in ``<out>/ray/<name>``. If the driver dies, the next 
 (``Tuner.restore(..., resume_errored=True)``) instead of planning its runs again; a trial whose record already
 landed skips training, so together with the sweep's run-id resume nothing is lost or run twice. An
 experiment whose trials all finished is deleted: the records are the results.
+
+Before any work, an ``--address`` must answer a TCP connect within ``CONNECT_TIMEOUT_S`` (``ray.init`` retries an
+address nobody listens on for as long as one waits), and every trial must fit on one node: the machine's cores and
+GPUs for a local runtime, the cluster's largest node otherwise (Tune keeps a trial that fits nowhere pending, with
+no output). Each is one line, exit 2.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +42,7 @@ from ..progress import Progress
 from .base import Executor, register, run_locked
 
 MAX_FAILURES = 2  # retries of a crashed trial, per trial
+CONNECT_TIMEOUT_S = 3.0  # a live head answers a TCP connect in milliseconds, even across a data centre
 
 
 def overrides(cfg: RunConfig) -> dict:
@@ -80,6 +87,17 @@ class Ray(Executor):
             if cfg.train.devices > 1 and cfg.train.strategy != "ddp_spawn":
                 raise ConfigError(f"{cfg.name}: train.strategy={cfg.train.strategy} re-launches the command line, "
                                   "which a Ray worker does not have; use train.strategy=ddp_spawn with --executor ray")
+        if not todo:
+            return  # a dry run, or nothing left: no cluster to ask
+        o = self.options
+        if joining(o.address) is not None:
+            check_address(joining(o.address))  # what it holds is asked once joined (``run``)
+            return
+        from .local import gpu_count
+
+        gpus = gpu_count(o.gpus)
+        check_fit(todo, o.threads, share(gpus, o.runs_per_gpu), [{"CPU": os.cpu_count() or 1, "GPU": gpus}],
+                  "this machine")
 
     def run(self, todo: list[RunConfig], store: Store, progress: Progress) -> list[dict]:
         """Run ``todo`` as Tune trials; return the records of the runs trained here, in the order they finished."""
@@ -93,9 +111,11 @@ class Ray(Executor):
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the new console output prints tables even at verbose=0
         os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
         global _COLLECTOR
-        _COLLECTOR = collector = Collector(store, progress.result)
         started_here = connect(o.address)
+        _COLLECTOR = collector = Collector(store, progress.result)
         try:
+            gpu = share(ray.cluster_resources().get("GPU", 0), o.runs_per_gpu)
+            check_fit(todo, o.threads, gpu, nodes(), f"the cluster at {o.address}" if o.address else "this machine")
             covered = set()
             for experiment in restorable(store, todo):
                 print(f"ray: restoring the interrupted experiment {experiment}", flush=True)
@@ -105,8 +125,7 @@ class Ray(Executor):
             if left:
                 experiment = store.ray / experiment_name(left)
                 shutil.rmtree(experiment, ignore_errors=True)  # a driver that died before Tune saved any state
-                fit(new_tuner(left, experiment, wandb=o.wandb, threads=o.threads,
-                              gpu_share=gpu_share(o.runs_per_gpu)), experiment)
+                fit(new_tuner(left, experiment, wandb=o.wandb, threads=o.threads, gpu_share=gpu), experiment)
         finally:
             _COLLECTOR = None
             if started_here:
@@ -116,24 +135,100 @@ class Ray(Executor):
 
 # ---- Ray and Tune ----------------------------------------------------------------------------------------------
 def connect(address: str | None) -> bool:
-    """Start a local runtime (one CPU slot per core) or join ``address``; True if this call started Ray."""
+    """Start a local runtime (one CPU slot per core) or join ``address`` (else ``RAY_ADDRESS``, which ``ray.init``
+    would join anyway), which must answer first; True if this call started Ray."""
     if ray.is_initialized():
         return False
-    ray.init(address=address, num_cpus=None if address else os.cpu_count(), log_to_driver=False,
-             include_dashboard=False, logging_level=logging.ERROR)
+    address = joining(address)
+    if address is None:
+        ray.init(num_cpus=os.cpu_count(), log_to_driver=False, include_dashboard=False, logging_level=logging.ERROR)
+        return True
+    check_address(address)
+    # Something answered, but maybe not a Ray head: one attempt to reach its GCS (about 40 s, Ray's own timeouts),
+    # not Ray's default of minutes of retries. Read by ``ray.init`` itself, so set only around it.
+    ours = "RAY_gcs_server_port_wait_time_s" not in os.environ
+    if ours:
+        os.environ["RAY_gcs_server_port_wait_time_s"] = "1"
+    try:
+        ray.init(address=address, log_to_driver=False, include_dashboard=False, logging_level=logging.ERROR)
+    except (ConnectionError, ValueError) as exc:  # ValueError: a ray:// address without ray[client]
+        raise ConfigError(f"--address {address}: {(str(exc) or repr(exc)).splitlines()[0]}") from None
+    finally:
+        if ours:
+            os.environ.pop("RAY_gcs_server_port_wait_time_s", None)
     return True
 
 
-def gpu_share(runs_per_gpu: int) -> float:
-    return 1.0 / runs_per_gpu if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+def joining(address: str | None) -> str | None:
+    """The cluster ``ray.init`` will join: ``address``, else ``RAY_ADDRESS``; None starts a local runtime."""
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    return None if address == "local" else address
+
+
+def check_address(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """One ConfigError line unless something answers at ``address`` within ``timeout`` seconds. Checked where Ray
+    will connect: ``ray.init`` turns a local host (127.0.0.1, localhost) into this machine's network address, and
+    ``auto`` into the cluster ``ray start`` last started here."""
+    from ray._private.services import canonicalize_bootstrap_address  # what ray.init calls on the address
+
+    client = address.startswith("ray://")  # Ray Client connects to the address as given
+    form = f"--address {address}: not HOST:PORT, ray://HOST:PORT or auto (e.g. --address head:6379)"
+    try:
+        target = address.removeprefix("ray://") if client else canonicalize_bootstrap_address(address)
+    except ConnectionError as exc:  # `auto` with no cluster started here
+        raise ConfigError(f"--address {address}: {str(exc).splitlines()[0]}") from None
+    except ValueError:
+        raise ConfigError(form) from None
+    host, _, port = (target or "").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(form)
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError:
+        via = "" if target == address.removeprefix("ray://") else f" (Ray connects to it as {target})"
+        raise ConfigError(f"--address {address}: no Ray cluster answers there within {timeout:g} s{via}; start one "
+                          "(`ray start --head`) or leave --address out for a local runtime") from None
+
+
+def check_fit(todo: list[RunConfig], threads: int, gpu: float, nodes: list[dict], where: str) -> None:
+    """One ConfigError line unless every trial's CPUs and GPUs fit on one of ``nodes`` (Ray's resource dicts): Tune
+    keeps a trial that fits on none pending for ever, with no output."""
+    most = {kind: max((n.get(kind, 0) for n in nodes), default=0) for kind in ("CPU", "GPU")}
+    for cfg in todo:
+        need = demand(cfg.train.devices, cfg.train.accelerator, gpu, threads)
+        if need["CPU"] > most["CPU"]:
+            raise ConfigError(f"{cfg.name}: a trial needs {need['CPU']:g} CPUs (--threads {threads} x train.devices "
+                              f"{cfg.train.devices}) but {where} has {most['CPU']:g} on one node; --threads x "
+                              f"train.devices must be <= {most['CPU']:g}")
+        if need["GPU"] > most["GPU"]:
+            raise ConfigError(f"{cfg.name}: a trial needs {need['GPU']:g} GPUs (train.devices {cfg.train.devices}) "
+                              f"but {where} has {most['GPU']:g} on one node; train.devices must be <= "
+                              f"{most['GPU']:g}")
+
+
+def nodes() -> list[dict]:
+    """The resources (``CPU``, ``GPU``, ...) of each live node of the joined cluster."""
+    return [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+
+
+def share(gpus: float, runs_per_gpu: int) -> float:
+    """The GPU share of a one-device trial: 1/K of one (``--runs-per-gpu K``), or none without GPUs."""
+    return 1.0 / runs_per_gpu if gpus > 0 else 0.0
+
+
+def demand(devices: int, accelerator: str, gpu: float, threads: int) -> dict:
+    """A trial's resources: ``threads`` CPUs per device, and a GPU share (whole GPUs for a DDP run) when there are
+    GPUs."""
+    gpus = 0 if gpu == 0 or accelerator == "cpu" else devices if devices > 1 else gpu
+    return {"CPU": threads * devices, "GPU": gpus}
 
 
 def resources(gpu: float, threads: int) -> Callable:
-    """Per trial: ``threads`` CPUs per device, and a GPU share (whole GPUs for a DDP run) when there are GPUs."""
+    """Per trial, as Tune asks it: what ``demand`` says for the trial's run."""
     def request(config: dict) -> tune.PlacementGroupFactory:
-        devices = int(config["run"].get("train.devices", 1))
-        gpus = 0 if gpu == 0 or config["run"].get("train.accelerator") == "cpu" else devices if devices > 1 else gpu
-        return tune.PlacementGroupFactory([{"CPU": threads * devices, "GPU": gpus}])
+        run = config["run"]
+        return tune.PlacementGroupFactory([demand(int(run.get("train.devices", 1)), run.get("train.accelerator"),
+                                                  gpu, threads)])
 
     return request
 
