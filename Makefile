@@ -57,13 +57,13 @@ leaderboard: install ## regenerate results/LEADERBOARD.md, REPRODUCTION.md, lead
 report: install ## results/report/index.html from the records: tables, learning curves, pictures, record links
 	$(PY) -m bench report --out results
 
-bench: install ## throughput vs a hand-written loop, TBPTT vs full BPTT memory, leaderboard at 10k/100k runs, speed table (~35 min)
+bench: install ## throughput vs a hand-written loop, TBPTT vs full BPTT memory, leaderboard at 10k/100k runs, speed table (~40 min)
 	$(PY) -m dev.perf
 	$(PY) -m dev.perf_memory
 	$(PY) -m dev.perf_leaderboard
 	$(MAKE) --no-print-directory bench-speed
 
-bench-speed: install ## training steps/s of every family: fast path, reference path, nn.GRU, at T = 100 and 1000 (DEVICE=cuda on a GPU; ~10 min)
+bench-speed: install ## training steps/s of every family: fast path, reference path, nn.GRU, at T = 100 and 1000 (DEVICE=cuda on a GPU; ~15 min)
 	$(PY) -m dev.speed --device $(DEVICE)
 
 bench-instructions: install ## a training step of rnnbench vs a bare loop in instructions and simulated cycles (valgrind; ~25 min)

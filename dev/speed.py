@@ -118,6 +118,7 @@ def measure(steps: dict[str, Callable[[], None]], args, sync: Callable[[], None]
 def run(args) -> dict:
     """The whole record: provenance, settings and one row per family and sequence length."""
     torch.set_num_threads(args.threads)
+    made = provenance()  # before timing: the commit that ran, should another land meanwhile
     sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     rows = []
     for steps in args.seq_lens:
@@ -129,7 +130,7 @@ def run(args) -> dict:
                 f"{side} {1 / statistics.median(s):.2f}/s" for side, s in seconds.items()), flush=True)
     settings = {k: getattr(args, k) for k in ("device", "hidden", "batch", "input", "threads", "warmup", "block",
                                               "budget", "min_rounds", "max_rounds", "quick")}
-    return {"what": "training steps per second", "settings": settings, "provenance": provenance(), "rows": rows}
+    return {"what": "training steps per second", "settings": settings, "provenance": made, "rows": rows}
 
 
 def spread(seconds: list[float]) -> str:
