@@ -287,6 +287,7 @@ def cmd_sweep(args, rest) -> int:
                         executor=args.executor, address=args.address, runs_per_gpu=args.runs_per_gpu,
                         retry_failed=args.retry_failed)
     with Store(args.out).lock("leaderboard"):  # another sweep may write it too
+        # the reference is only read: a read-only one (a fresh clone's results/) is no obstacle
         written = leaderboard.write(args.out, reference=args.reference if args.reference.is_dir() else None)
         text = written.md.read_text()
     print()
@@ -300,12 +301,24 @@ def _report_skipped(skipped: list[str]) -> None:
     for line in skipped:
         print(f"skipped: {line}", file=sys.stderr)
     if skipped:
-        print(f"rnnbench: {len(skipped)} record(s) could not be read and were left out (exit status 1)",
+        print(f"rnnbench: {len(skipped)} file(s) could not be read and were left out (exit status 1)",
               file=sys.stderr)
+
+
+def _check_writes(command: str, *folders: Path) -> None:
+    """A command that must write refuses, in one line and before computing anything, a folder it could not
+    write into (a read-only store): found afterwards, the work would be lost."""
+    from .store import folder_problem
+
+    for folder in folders:
+        problem = folder_problem(folder)
+        if problem is not None:
+            raise ConfigError(f"{command} writes into {folder}: {problem}; nothing was computed")
 
 
 def cmd_leaderboard(args, rest) -> int:
     from .reports import leaderboard, reproduction, tuned
+    from .store import Store
     from .sweeps.spec import anchored
 
     for folder in (args.out, args.reference):
@@ -313,25 +326,41 @@ def cmd_leaderboard(args, rest) -> int:
             raise ConfigError(f"no run records under {folder}/runs; run a sweep first (make sweep)")
     if args.readme is not None and not args.readme.is_file():
         raise ConfigError(f"--readme {args.readme} not found")  # before anything is written
+    _check_writes("leaderboard", args.out, *([args.readme.parent] if args.readme is not None else []))
     documents = anchored(Path(__file__).resolve().parents[1])  # a bad sweep file stops us before any write
     started = time.perf_counter()
+    store = Store(args.out)  # one store: the damaged metrics files its readers meet are named once, at the end
     # one pass over the records for every table below; it keeps whole only the runs an anchor selects
-    tables = leaderboard.read(args.out, wanted=reproduction.selector(documents))
-    written = leaderboard.write(args.out, reference=args.reference, tables=tables)
-    print(f"wrote {written.md} and {written.md.with_name('leaderboard.csv')} from {written.n_records} records "
-          f"in {time.perf_counter() - started:.2f}s")
-    path, lines = reproduction.write(args.out, documents, tables[0].kept)
-    print(f"wrote {path}: {reproduction.counts(lines)}")
-    path = tuned.write(args.out)
-    if path is not None:
-        print(f"wrote {path} from {tuned.STUDIES} summaries")
+    tables = leaderboard.read(store, wanted=reproduction.selector(documents))
+    # Every output is made before the first is written, so a file that stops one leaves all as they were.
+    texts, mine, skipped = leaderboard.outputs(store, reference=args.reference, tables=tables)
+    made, lines = reproduction.compute(store, documents, mine.kept)
+    texts[store.root / "REPRODUCTION.md"] = made
     if args.readme is not None:
-        changed = leaderboard.update_readme(args.readme, args.out, tables[0])
-        changed = reproduction.update_readme(args.readme, lines) or changed
-        changed = tuned.update_readme(args.readme, args.out) or changed
-        print(f"{args.readme}: leaderboard and reproduction blocks {'updated' if changed else 'unchanged'}")
-    _report_skipped(written.skipped)
-    return 1 if written.skipped else 0
+        readme = args.readme.read_text()
+        readme = leaderboard.readme_text(readme, store, mine)
+        readme = reproduction.readme_text(readme, lines)
+        texts[args.readme] = tuned.readme_text(readme, store)
+    leaderboard.write_figures(store, mine)
+    tuned_text = tuned.render(store, draw=True)  # None: no tuned study here
+    if tuned_text is not None:
+        texts[store.root / "TUNED.md"] = tuned_text
+    readme_changed = args.readme is not None and texts[args.readme] != args.readme.read_text()
+    for path, text in texts.items():
+        store.remove_orphaned_temp_files(path)
+        if path != args.readme or readme_changed:
+            store.write_text(path, text)
+    md = store.root / "LEADERBOARD.md"
+    print(f"wrote {md} and {md.with_name('leaderboard.csv')} from {mine.n_records} records "
+          f"in {time.perf_counter() - started:.2f}s")
+    print(f"wrote {store.root / 'REPRODUCTION.md'}: {reproduction.counts(lines)}")
+    if tuned_text is not None:
+        print(f"wrote {store.root / 'TUNED.md'} from {tuned.STUDIES} summaries")
+    if args.readme is not None:
+        print(f"{args.readme}: leaderboard and reproduction blocks {'updated' if readme_changed else 'unchanged'}")
+    skipped += store.metrics.skipped
+    _report_skipped(skipped)
+    return 1 if skipped else 0
 
 
 def cmd_report(args, rest) -> int:
@@ -371,7 +400,8 @@ def cmd_units(args, rest) -> int:
     from .store import Store
 
     store = Store(args.out)
-    store.find(args.run)  # a mistyped run name is one line before torch loads
+    record, _ = store.find(args.run)  # a mistyped run name is one line before torch loads
+    _check_writes("units", store.units_path(record["name"], record["id"], ".html").parent)
     from .text import units
 
     chosen = units.parse_units(args.units)  # before loading anything
@@ -384,7 +414,9 @@ def cmd_units(args, rest) -> int:
 def cmd_sample(args, rest) -> int:
     from .store import Store
 
-    Store(args.out).find(args.run)  # a mistyped run name is one line before torch loads
+    record, record_path = Store(args.out).find(args.run)  # a mistyped run name is one line before torch loads
+    home = Store.of_record(record_path)  # the samples go beside the record, under its store's lock
+    _check_writes("sample", home.samples_path(record["name"], record["id"]).parent, home.lock_path("any").parent)
     from .run import checkpoint
     from .run.mirror import wandb_mode
     from .run.train import quiet
@@ -411,7 +443,10 @@ def cmd_decode(args, rest) -> int:
     from .store import Store
 
     store = Store(args.out)
-    store.find(args.run)  # a mistyped run name is one line before torch loads
+    record, record_path = store.find(args.run)  # a mistyped run name is one line before torch loads
+    home = Store.of_record(record_path)  # the decoded rows and the attention map go into the record's store
+    _check_writes("decode", home.decoded_path(record["name"], record["id"], ".decoded.jsonl").parent,
+                  home.lock_path("any").parent)
     from .run import checkpoint
     from .run.train import quiet
     from .text import decode

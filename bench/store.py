@@ -20,8 +20,9 @@ Layout of ``<out>``:
     studies/<spec>.journal, <spec>.json  the tuned protocol's Optuna studies and their summary (sweeps/tune.py)
 
 Every write goes to ``<file>.tmp<pid>`` and is renamed over the file, so a killed process leaves a complete old
-file or a complete new one, never half of either; only the holder of a run's lock clears its stray temporary
-files. ``RNNBENCH_WRITE_PAUSE`` (seconds; chaos tests only) holds each write between the temporary file and the
+file or a complete new one, never half of either. The temporary file it leaves is cleared by the next process
+that writes into that folder, once the pid is gone and the file has not changed for a minute (the holder of a
+run's lock clears the run's own at once). ``RNNBENCH_WRITE_PAUSE`` (seconds; chaos tests only) holds each write between the temporary file and the
 rename, so a kill can be aimed inside one. The module imports no torch: the leaderboard and the sweep planner
 read the store without it.
 
@@ -34,17 +35,21 @@ attention maps): a tenth of its size, and all that the leaderboard, the reproduc
 read, so ``summaries()`` streams 100,000 runs in seconds, through one pack file (``index/pack-v<N>.tsv``). A
 summary notes the size and modification time of the record it was made from; one that does not match (a record
 rewritten, edited, or checked out by git) is made again from the record, so a summary never speaks for a record
-it was not made from.
+it was not made from. The summaries are a cache: a damaged one is one warning and made again from its record.
+
+What readers read of a record is checked once, by ``read_record`` and every summary's reading, against the one
+schema (bench/run/schema.py): a record that lacks a field or holds it with the wrong type is named and skipped.
 """
 
 from __future__ import annotations
 
 import fcntl
 import gzip
-import io
 import json
 import os
+import re
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,6 +57,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from options import ConfigError
+
+from .run import schema
+from .run.schema import Metrics, open_metrics  # noqa: F401 (the store's readers: bench.store.open_metrics)
 
 try:
     from orjson import loads as _fast_loads
@@ -119,13 +127,6 @@ def read_json(path: Path, what: str = "record") -> dict:
     return value
 
 
-def open_metrics(path: Path) -> io.TextIOWrapper:
-    """A run's metrics file opened for ``csv.reader``: gzip-compressed (``.gz``) or, from older stores, plain."""
-    if Path(path).suffix == ".gz":
-        return gzip.open(path, "rt", newline="", encoding="utf-8")
-    return open(path, newline="", encoding="utf-8")
-
-
 @dataclass
 class Loaded:
     """What ``Store.records`` found: readable records, sorted by name and id, and one line per skipped file."""
@@ -134,21 +135,27 @@ class Loaded:
     skipped: list[str] = field(default_factory=list)
 
 
-REQUIRED = ("id", "name", "task", "status", "config", "metric")
-# What readers index into without looking: a record holding something else there is named, not a traceback.
-KINDS = {"id": str, "name": str, "task": str, "status": str, "config": dict, "metric": dict}
-NESTED = {"config": ("task", "arch"), "metric": ("name", "mode", "test", "baseline")}
+def checked(record: dict, path: Path | str) -> dict:
+    """``record`` (read from ``path``) when it holds every field a reader reads, with its type (the one schema,
+    bench/run/schema.py); else RecordError, one line naming the file and the field."""
+    missing = schema.missing_identity(record)
+    if missing is not None:
+        raise RecordError(f"record {path}: no {missing!r} field (not a run record, or cut short)")
+    problem = schema.problem(record, schema.RECORD)
+    if problem is not None:
+        raise RecordError(f"record {path}: {problem} (not a run record, or edited by hand)")
+    return record
 
 
-def _shape_problem(record: dict) -> str | None:
-    for key, kind in KINDS.items():
-        if not isinstance(record[key], kind):
-            return f"{key!r} should hold {'text' if kind is str else 'a mapping'}, not {json.dumps(record[key])[:40]}"
-    for key, inner in NESTED.items():
-        missing = [k for k in inner if k not in record[key]]
-        if missing:
-            return f"no '{key}.{missing[0]}' field"
-    return None
+def _fits(summary) -> bool:
+    """Whether a cached summary is one a reader can use: its record's fields, and what it adds."""
+    return (isinstance(summary, dict) and schema.missing_identity(summary) is None
+            and schema.problem(summary, schema.SUMMARY) is None and schema.problem(summary, schema.RECORD) is None)
+
+
+def _rebuilt(cache: Path | str, what: str) -> None:
+    """The one line a damaged cache costs: it is made again from the records, nothing is lost."""
+    print(f"warning: {cache}: {what}; made again from the records (a cache: nothing is lost)", file=sys.stderr)
 
 
 def summarize(record: dict, made_from: os.stat_result) -> dict:
@@ -212,12 +219,18 @@ def _summary_of(path: str, made_from: os.stat_result) -> dict | None:
         with open(path, "rb") as f:
             summary = loads(f.read())
         made = summary[SUMMARY]
-        if (made["version"], made["size"], made["mtime_ns"]) == (SUMMARY_VERSION, made_from.st_size,
+        if (made["version"], made["size"], made["mtime_ns"]) != (SUMMARY_VERSION, made_from.st_size,
                                                                  made_from.st_mtime_ns):
-            return summary
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    return None
+            return None  # stale: made from another version of the record
+    except OSError:
+        return None  # none yet
+    except (ValueError, KeyError, TypeError):
+        _rebuilt(path, "a damaged summary (not JSON, or not one)")
+        return None
+    if not _fits(summary):
+        _rebuilt(path, "a damaged summary (a field missing or of the wrong type)")
+        return None
+    return summary
 
 
 PACK = f"pack-v{SUMMARY_VERSION}.tsv"  # a new summary version starts a new pack
@@ -243,7 +256,7 @@ class _Pack:
     before that point, for the caller to go on writing."""
 
     def __init__(self, path: Path):
-        self.path, self.done, self.kept, self.changed = path, 0, 0, False
+        self.path, self.done, self.kept, self.before, self.changed = path, 0, 0, 0, False
         try:
             self.f = open(path, "rb")
         except OSError:
@@ -269,11 +282,17 @@ class _Pack:
         fields, line = self.next.split(b"\t", 3), self.next
         self._advance()
         if len(fields) == 4 and fields[1:3] == [str(made_from.st_size).encode(), str(made_from.st_mtime_ns).encode()]:
+            self.before = self.kept
             if not self.changed:
                 self.kept = self.done  # every line so far stays as it is
             return line
         self.changed = True  # the record changed since
         return None
+
+    def reject(self) -> None:
+        """The line ``line`` just returned is damaged inside (its record matches, its summary does not read): it
+        is not kept, and the pack is rewritten from it."""
+        self.kept, self.changed = self.before, True
 
     def _advance(self) -> None:
         self.done += len(self.next)
@@ -296,6 +315,23 @@ class _Pack:
             self.f.close()
 
 
+def _summary_in(line: bytes) -> dict | None:
+    """The summary a pack line holds, or None where it is damaged (not JSON, or not a summary)."""
+    try:
+        summary = loads(line.split(b"\t", 3)[3])
+    except (ValueError, IndexError):
+        return None
+    return summary if _fits(summary) else None
+
+
+def _opened(old: _Pack):
+    """``old.rewrite()``, or None where the index cannot be written (a read-only store): it is only a cache."""
+    try:
+        return old.rewrite()
+    except OSError:
+        return None
+
+
 class _Limited:
     """The first ``n`` bytes of a file, for copyfileobj."""
 
@@ -312,6 +348,8 @@ class _Limited:
 class Store:
     def __init__(self, root: str | Path):
         self.root = Path(root)
+        # the runs' metrics CSVs as the reports read them; the damaged ones met, named in ``metrics.skipped``
+        self.metrics = Metrics(self.root / "runs")
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
@@ -428,11 +466,8 @@ class Store:
 
     def remove_orphaned_temp_files(self, path: Path) -> None:
         """Temporary files of ``path`` whose writer died (a sweep killed while writing the leaderboard): files
-        no lock guards, so they go when their process is gone."""
-        for stray in Path(path).parent.glob(f"{Path(path).name}.tmp*"):
-            pid = stray.name.rpartition(".tmp")[2]
-            if pid.isdigit() and not _alive(int(pid)):
-                stray.unlink(missing_ok=True)
+        no lock guards, so they go when their process is gone and they are stale (``clear_stale_temp_files``)."""
+        clear_stale_temp_files(Path(path).parent, Path(path).name)
 
     def temp_files(self) -> list[Path]:
         return [p for folder in (self.runs, self.checkpoints) for p in folder.glob("*.tmp*")]
@@ -446,14 +481,9 @@ class Store:
         return Path(path).stem.rsplit("__", 1)[-1]
 
     def read_record(self, path: Path) -> dict:
-        record = read_json(path)
-        missing = [k for k in REQUIRED if k not in record]
-        if missing:
-            raise RecordError(f"record {path}: no {missing[0]!r} field (not a run record, or cut short)")
-        problem = _shape_problem(record)
-        if problem:
-            raise RecordError(f"record {path}: {problem} (not a run record, or edited by hand)")
-        return record
+        """The record at ``path``, checked against the one schema (bench/run/schema.py) of what readers read;
+        RecordError, one line naming the file and the field, where it falls short."""
+        return checked(read_json(path), path)
 
     def records(self) -> Loaded:
         """Every readable record, sorted by (name, id); an unreadable one is named in ``skipped``, never fatal."""
@@ -466,6 +496,23 @@ class Store:
         loaded.records.sort(key=lambda r: (r["name"], r["id"]))
         return loaded
 
+    def sweeps(self) -> Loaded:
+        """Every sweep summary (``sweeps/<spec>.json``) that holds what its readers read (bench/run/schema.py), by
+        file name, in ``records``; one line per one that does not, in ``skipped``."""
+        loaded = Loaded()
+        for path in self.sweep_summaries():
+            try:
+                summary = read_json(path, "sweep summary")
+            except RecordError as exc:
+                loaded.skipped.append(str(exc))
+                continue
+            problem = schema.problem(summary, schema.SWEEP)
+            if problem is None:
+                loaded.records.append(summary)
+            else:
+                loaded.skipped.append(f"sweep summary {path}: {problem} (not one, or edited by hand)")
+        return loaded
+
     def record_names(self) -> list[str]:
         """The file names of the records under ``runs/``, in (name, id) order."""
         if not self.runs.is_dir():
@@ -474,18 +521,21 @@ class Store:
             files = [e.name for e in entries if e.name.endswith(RECORD_SUFFIX) and not e.name.startswith(".")]
         return sorted(files, key=lambda f: f[: -len(RECORD_SUFFIX)].rsplit("__", 1))
 
-    def summaries(self) -> Iterator[dict | str]:
+    def summaries(self, save: bool = True) -> Iterator[dict | str]:
         """The summary of every record, in (name, id) order, one at a time; a record that cannot be read yields
-        the line naming its problem instead.
+        the line naming its problem instead. ``save=False`` (another folder's records, a reference) writes
+        nothing into the store; a store that cannot be written is read all the same.
 
         Summaries are read from the pack (``index/pack-v<N>.tsv``: one line per record, its file name, size and
         modification time, then its summary) where its line still matches the record, else from the record's own
         summary file, or made from the record. 100,000 small files cost a disk read each once the page cache has
         let them go; the pack is one sequential read. It is rewritten, from the first line that changed, only
-        when a line did."""
+        when a line did. A line that matches its record but does not read as a summary (damaged on disk, edited)
+        is one warning, and the summary is made again from the record: the pack is a cache."""
         pack = self.root / "index" / PACK
         old = _Pack(pack)
         new = None  # the rewritten pack, opened at the first change
+        damaged = False
         try:
             for file in self.record_names():
                 try:
@@ -494,26 +544,34 @@ class Store:
                     yield f"record {self.runs / file}: cannot be read ({exc.strerror or exc})"
                     continue
                 line = old.line(file, made_from)
-                if line is None:
+                summary = None if line is None else _summary_in(line)
+                if line is not None and summary is None:
+                    old.reject()
+                    if not damaged:
+                        damaged = True
+                        _rebuilt(pack, f"a damaged line (the summary of {file})")
+                if summary is None:
                     try:
-                        summary = self.summary(file)
+                        summary = self.summary(file, save)
                     except RecordError as exc:
                         yield str(exc)
                         continue
                     line = _pack_line(file, made_from, summary)
                     old.changed = True  # a line the pack lacked, or a new one
-                else:
-                    summary = loads(line.split(b"\t", 3)[3])
-                if new is None and old.changed:
-                    new = old.rewrite()  # everything before this record, as it was
+                if save and new is None and old.changed:
+                    new = _opened(old)  # everything before this record, as it was; None where it cannot be written
+                    save = new is not None
                 if new is not None:
                     new.write(line)
                 yield summary
-            if new is None and (old.left() or old.changed):  # records gone since the pack was written
-                new = old.rewrite()
+            if save and new is None and (old.left() or old.changed):  # records gone since the pack was written
+                new = _opened(old)
             if new is not None:
                 new.close()
-                os.replace(new.name, pack)
+                try:
+                    os.replace(new.name, pack)
+                except OSError:
+                    os.unlink(new.name)
                 new = None
         finally:
             old.close()
@@ -594,14 +652,49 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    except (OverflowError, ValueError):  # no process has such a number
+        return False
     return True
+
+
+TEMP = re.compile(r"\.tmp(\d+)$")  # atomic's temporary name, <file>.tmp<pid>: the only files cleared
+STALE_S = 60  # untouched this long: no write in progress (a writer on another machine has a pid we cannot see)
+_cleared: set[Path] = set()  # folders this process has cleared
+
+
+def clear_stale_temp_files(folder: Path, of: str | None = None) -> list[Path]:
+    """Remove the temporary files a process killed inside a write left in ``folder`` (a figure's
+    ``flow_adding.png.tmp<pid>``; ``of``: only those of this file name): files named as ``atomic`` names them,
+    whose process is gone and that have not changed for STALE_S seconds, so a concurrent writer's file is never
+    taken. Returns what it removed."""
+    removed, now = [], time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        found = TEMP.search(entry.name)
+        if found is None or (of is not None and entry.name[: found.start()] != of) \
+                or int(found.group(1)) == os.getpid() or _alive(int(found.group(1))):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False) and now - entry.stat(follow_symlinks=False).st_mtime > STALE_S:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            pass  # gone already, or not ours to remove
+    return removed
 
 
 @contextmanager
 def atomic(path: Path) -> Iterator[Path]:
-    """Yields a temporary path beside ``path``; renamed over it when the block ends without an error."""
+    """Yields a temporary path beside ``path``; renamed over it when the block ends without an error. The first
+    write of a process into a folder clears the temporary files killed writers left there."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.parent not in _cleared:
+        _cleared.add(path.parent)
+        clear_stale_temp_files(path.parent)
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     try:
         yield tmp

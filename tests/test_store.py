@@ -71,7 +71,7 @@ def test_a_truncated_record_never_stops_a_leaderboard_or_a_resume(tmp_path, caps
     capsys.readouterr()
     assert cli.main(["leaderboard", "--out", str(out)]) == 1  # written, and the exit status says one was left out
     err = capsys.readouterr().err
-    assert f"skipped: record {cut}: cut short" in err and "1 record(s) could not be read" in err
+    assert f"skipped: record {cut}: cut short" in err and "1 file(s) could not be read" in err
     assert "adding | vanilla" not in (out / "LEADERBOARD.md").read_text()  # the table holds the readable one
     assert "| vanilla |" in (out / "LEADERBOARD.md").read_text()
     again = sweep.run(spec, out, workers=1, wandb="disabled")  # the resume trains the unreadable run again

@@ -6,14 +6,13 @@ valid range, and the task's chance-level baseline as a grey line; one figure per
     draw(curves[skey], "adding · seq_len=200", "mse", "min", 0.1667, path)  # a small PNG (the static report's)
 
 Every number is read from ``<out>/runs/<record["metrics_file"]>`` (gzipped, or plain in older stores; columns
-``step`` and ``val/<metric>``); a run without the file, or a diverged or failed one, adds no line. Byte-stable:
+``step`` and ``val/<metric>``); a run without the file, or a diverged or failed one, adds no line, and one whose
+file is damaged is named in ``store.metrics.skipped`` and adds none either. Byte-stable:
 no clock or version in the PNG.
 """
 
 from __future__ import annotations
 
-import csv
-import math
 import re
 import statistics
 from collections.abc import Iterable
@@ -22,7 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..diag.plots import inputs_hash, pyplot, save_unless_unchanged
-from ..store import Store, open_metrics
+from ..run.schema import read_columns
+from ..store import Store
 from .tables import ARROW, Tables, row_key, section_key, valid_range
 
 if TYPE_CHECKING:
@@ -45,22 +45,9 @@ def series(path: Path, key: str) -> dict[int, float]:
 
 
 def columns(path: Path, keys: Iterable[str]) -> dict[str, dict[int, float]]:
-    """Column -> step -> its finite values, for each of ``keys``, in one read of a metrics CSV."""
-    out: dict[str, dict[int, float]] = {key: {} for key in keys}
-    with open_metrics(path) as f:
-        reader = csv.reader(f)  # by position: a dict per row costs most of the read, a row per training step
-        header = next(reader, [])
-        if "step" not in header:
-            return out
-        at = header.index("step")
-        wanted = [(header.index(key), values) for key, values in out.items() if key in header]
-        for row in reader:
-            step = row[at] if at < len(row) else ""
-            for i, values in wanted:
-                text = row[i] if i < len(row) else ""
-                if text and step and math.isfinite(value := float(text)):
-                    values[int(float(step))] = value
-    return out
+    """Column -> step -> its finite values, for each of ``keys``, in one read of a metrics CSV; raises
+    ``MetricsError`` where the file is damaged (the reports read through ``Store.metrics``, which names it)."""
+    return read_columns(path, keys)
 
 
 def _curve(runs: list[dict[int, float]]) -> Curve:
@@ -76,10 +63,9 @@ def learning_curves(records: list[dict], store: Store, tables: Tables) -> dict[s
     labels = tables.labels()
     runs: dict[str, dict[str, list]] = {}
     for rec in records:
-        file = rec.get("metrics_file")
-        if rec["status"] != "ok" or not file or not (store.runs / file).is_file():
+        if rec["status"] != "ok":
             continue
-        points = series(store.runs / file, f"val/{rec['metric']['name']}")
+        points = store.metrics.series(rec["metrics_file"], f"val/{rec['metric']['name']}")  # None: none, or damaged
         if points:
             skey = section_key(rec)
             runs.setdefault(skey, {}).setdefault(labels[(skey, row_key(rec))], []).append(points)

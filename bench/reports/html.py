@@ -45,12 +45,14 @@ class Written:
     index: Path  # <out>/report/index.html
     pngs: list[Path]  # the learning curves drawn
     n_records: int  # records it was generated from
-    skipped: list[str]  # one line per record that could not be read (named, left out)
+    skipped: list[str]  # one line per record or metrics file that could not be read (named, left out)
 
 
-def write(out: str | Path) -> Written:
-    """Regenerate ``out/report/`` from ``out/runs``; curves of tasks no longer recorded are removed."""
-    store = Store(out)
+def write(out: str | Path | Store) -> Written:
+    """Regenerate ``out/report/`` from ``out/runs``; curves of tasks no longer recorded are removed. The page is
+    made before it is written and the stale curves go; a damaged metrics file is named in ``skipped`` with the
+    unreadable records."""
+    store = out if isinstance(out, Store) else Store(out)
     records, skipped = leaderboard.load(store)  # the tuned studies' runs are in their own part (TUNED.md)
     folder = store.root / FOLDER
     tables = Tables.of(records)
@@ -60,10 +62,11 @@ def write(out: str | Path) -> Written:
         info = tables.sections[skey].first["task_info"]
         pngs.append(draw(rows, titles[skey], info["metric"], info["mode"], info["baseline"],
                          folder / picture("curves", titles[skey])))
+    page = render(records, store, {p.name for p in pngs}, tables)
     for stale in set(folder.glob("curves_*.png")) - set(pngs):
         stale.unlink()
-    index = store.write_text(folder / PAGE, render(records, store, {p.name for p in pngs}, tables))
-    return Written(index, pngs, len(records), skipped)
+    index = store.write_text(folder / PAGE, page)
+    return Written(index, pngs, len(records), skipped + store.metrics.skipped)
 
 
 def _link(store: Store, path: Path) -> str:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..store import Store, atomic, read_json
+from ..store import Store, atomic
 from . import prose
 from .studies import tuned_ids
 from .tables import (
@@ -40,8 +40,8 @@ from .tables import (
     stream,
 )
 
-__all__ = ["ARROW", "Row", "Tables", "build_rows", "declared", "label_of_rows", "picture", "read", "render",
-           "render_csv", "section_lines", "section_titles", "update_readme", "write"]
+__all__ = ["ARROW", "Row", "Tables", "build_rows", "declared", "label_of_rows", "outputs", "picture", "read",
+           "readme_text", "render", "render_csv", "section_lines", "section_titles", "update_readme", "write"]
 
 TESTED = {"best": "best val ckpt", "last": "last model"}
 
@@ -65,7 +65,8 @@ def _shape_of(info: dict) -> str:
     """A sequence task's length, or a composed task's model and sizes (vocabularies, image shape, classes)."""
     if "seq_len" in info:
         return f"Sequence length {info['seq_len']}"
-    sizes = ", ".join(f"{k} {'x'.join(map(str, v)) if isinstance(v, list) else v}" for k, v in info["sizes"].items())
+    sizes = ", ".join(f"{k} {'x'.join(map(str, v)) if isinstance(v, list) else v}"
+                      for k, v in info.get("sizes", {}).items())
     return f"Model: {info['model']} ({sizes})"
 
 
@@ -186,7 +187,7 @@ def _cell(value) -> str:
 class Written:
     md: Path  # LEADERBOARD.md
     n_records: int  # records it was generated from
-    skipped: list[str]  # one line per record that could not be read (named, left out)
+    skipped: list[str]  # one line per record, sweep summary or metrics file that could not be read (left out)
 
 
 def load(folder: Path | Store) -> tuple[list[dict], list[str]]:
@@ -198,33 +199,48 @@ def load(folder: Path | Store) -> tuple[list[dict], list[str]]:
 
 
 def planned_ids(store: Store) -> set[str]:
-    """Every run id a sweep summary of the folder names (the README's CPU-minutes line sums their CPU time)."""
-    return {i for path in store.sweep_summaries() for i in read_json(path, "sweep summary").get("planned_ids", [])}
+    """Every run id a readable sweep summary of the folder names (the README's CPU-minutes line sums their CPU
+    time)."""
+    return {i for s in store.sweeps().records for i in s.get("planned_ids", [])}
 
 
-def read(folder: Path | Store, wanted=None) -> tuple[Tables, list[str]]:
+def read(folder: Path | Store, wanted=None, save: bool = True) -> tuple[Tables, list[str]]:
     """One pass over a results folder's records, kept as ``Tables`` (``wanted``: which whole records to keep
-    too, e.g. the ones an anchor selects), and one line per record left out."""
+    too, e.g. the ones an anchor selects), and one line per record or sweep summary left out. ``save=False``: a
+    folder only read (a reference), into which nothing is written."""
     store = folder if isinstance(folder, Store) else Store(folder)
-    return stream(store, wanted=wanted, planned=planned_ids(store), exclude=tuned_ids(store))
+    sweeps = store.sweeps()
+    planned = {i for s in sweeps.records for i in s.get("planned_ids", [])}
+    tables, skipped = stream(store, save=save, wanted=wanted, planned=planned, exclude=tuned_ids(store))
+    return tables, skipped + sweeps.skipped
 
 
-def write(out: Path, reference: Path | None = None, tables: tuple[Tables, list[str]] | None = None) -> Written:
-    """Regenerate ``out/LEADERBOARD.md``, ``out/leaderboard.csv`` and the pictures from ``out/runs``
-    (``tables``: that folder's ``read``, when the caller has made it already)."""
-    store = Store(out)
+def outputs(store: Store, reference: Path | None = None, tables: tuple[Tables, list[str]] | None = None
+            ) -> tuple[dict[Path, str], Tables, list[str]]:
+    """``LEADERBOARD.md`` and ``leaderboard.csv`` as texts by path, not yet written, the tables they show, and one
+    line per file left out (``tables``: the folder's ``read``, when the caller has made it already). The
+    ``reference`` folder is only read: nothing is written into it."""
     mine, skipped = tables if tables is not None else read(store)
     skipped = list(skipped)
     ref = None
     if reference is not None and Path(reference).resolve() != store.root.resolve():
-        ref, ref_skipped = stream(Store(reference))
+        ref, ref_skipped = read(reference, save=False)
         skipped += ref_skipped
-    for name in ("LEADERBOARD.md", "leaderboard.csv"):
-        store.remove_orphaned_temp_files(store.root / name)
-    md = store.write_text(store.root / "LEADERBOARD.md", render(mine, ref, store))
-    store.write_text(store.root / "leaderboard.csv", render_csv(mine))
+    texts = {store.root / "LEADERBOARD.md": render(mine, ref, store), store.root / "leaderboard.csv": render_csv(mine)}
+    return texts, mine, skipped
+
+
+def write(out: Path | Store, reference: Path | None = None, tables: tuple[Tables, list[str]] | None = None) -> Written:
+    """Regenerate ``out/LEADERBOARD.md``, ``out/leaderboard.csv`` and the pictures from ``out/runs``
+    (``tables``: that folder's ``read``, when the caller has made it already). Everything is computed before the
+    first file is written."""
+    store = out if isinstance(out, Store) else Store(out)
+    texts, mine, skipped = outputs(store, reference, tables)
     write_figures(store, mine)
-    return Written(md, mine.n_records, skipped)
+    for path, text in texts.items():
+        store.remove_orphaned_temp_files(path)
+        store.write_text(path, text)
+    return Written(store.root / "LEADERBOARD.md", mine.n_records, skipped + store.metrics.skipped)
 
 
 def write_figures(store: Store, tables: Tables) -> None:
@@ -267,9 +283,9 @@ def _family(label: str) -> tuple[str, str]:
     return arch, rest.removesuffix(")")
 
 
-def readme_block(out: Path, records: Tables | list[dict] | None = None) -> str:
+def readme_block(out: Path | Store, records: Tables | list[dict] | None = None) -> str:
     """A compact task x architecture table (mean ± std · most common verdict) and the sweep's timing."""
-    store = Store(out)
+    store = out if isinstance(out, Store) else Store(out)
     if records is None:
         records = read(store)[0]
     elif not isinstance(records, Tables):
@@ -310,8 +326,7 @@ def readme_block(out: Path, records: Tables | list[dict] | None = None) -> str:
             tested = f" ({TESTED[kinds.pop()]})" if len(kinds) == 1 else ""
             lines.append(f"| {title} | test {first.metric} {ARROW[first.mode]}{tested} | {first.baseline:.4g} | "
                          + " | ".join(row) + " |")
-    for summary in store.sweep_summaries():
-        s = read_json(summary, "sweep summary")
+    for s in store.sweeps().records:  # the unreadable ones are named by ``read``
         p = s["provenance"]
         lines += ["", f"`{s['spec']}`: {s['ran']} runs in {s['wall_time_s'] / 60:.1f} min on {s['workers']} "
                       f"worker(s) x {s['threads_per_worker']} thread(s){_cpu_minutes(s, records.cpu_time)}, "
@@ -329,12 +344,17 @@ def replace_block(text: str, start: str, end: str, block: str) -> str:
     return head + block + rest.split(end, 1)[1]
 
 
+def readme_text(text: str, out: Path | Store, records: Tables | list[dict] | None = None) -> str:
+    """``text`` (a README) with its generated block replaced; unchanged without the markers."""
+    if README_START not in text or README_END not in text:
+        return text
+    return replace_block(text, README_START, README_END, readme_block(out, records))
+
+
 def update_readme(readme: Path, out: Path, records: Tables | list[dict] | None = None) -> bool:
     """Replace the generated block of ``readme``; returns whether the file changed."""
     text = Path(readme).read_text()
-    if README_START not in text or README_END not in text:
-        return False
-    new = replace_block(text, README_START, README_END, readme_block(out, records))
+    new = readme_text(text, out, records)
     if new != text:
         with atomic(Path(readme)) as tmp:
             tmp.write_text(new, encoding="utf-8")

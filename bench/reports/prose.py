@@ -12,11 +12,9 @@ score (``SHARE``). Imports neither torch nor Lightning.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..diag.verdict import verdict
+from ..run.schema import Metrics
 from ..store import Store
-from .curves import columns
 from .tables import Row, Tables, fmt, past_baseline
 
 SHARE = 0.1  # how far past the baseline, of the way to a perfect score, a value must be to have left it
@@ -93,14 +91,13 @@ def flow(tables: Tables, skey: str, store: Store) -> str:
     for label, (seed, name, run_id), rec in shown.values():
         rec = rec or store.read_record(store.record_path(name, run_id))
         role = rec["diagnostics"].get("role") or role
-        metrics = store.runs / rec["metrics_file"] if rec.get("metrics_file") else None
-        clauses.append(f"{label} (s{seed}) " + _flow_clause(rec, metrics))
+        clauses.append(f"{label} (s{seed}) " + _flow_clause(rec, store.metrics))
     where = f"position 0 of the {role}" if role else "t = 0"
     return (f"Gradient at {where} as a fraction of the last {'position' if role else 'step'}'s, in the pictured "
             "runs: " + "; ".join(clauses) + ".")
 
 
-def _flow_clause(rec: dict, csv: Path | None) -> str:
+def _flow_clause(rec: dict, metrics: Metrics) -> str:
     d, m = rec["diagnostics"], rec["metric"]
     init, final = d.get("flow_ratio_init"), d.get("flow_ratio_final")
     if verdict(final) is None:
@@ -110,7 +107,7 @@ def _flow_clause(rec: dict, csv: Path | None) -> str:
     else:
         text = f"{'rises' if final > init else 'falls'} from {_power(init)} to {_power(final)}"
     key = f"val/{m['name']}"
-    series = columns(csv, ("diag/flow_ratio/l0", key)) if csv is not None and csv.is_file() else {}
+    series = metrics.columns(rec["metrics_file"], ("diag/flow_ratio/l0", key)) or {}  # none, or damaged (named)
     turn = _turn(series.get("diag/flow_ratio/l0", {}), verdict(init), verdict(final))
     if turn is not None:
         text += f", turning {verdict(final)} near step {turn}"

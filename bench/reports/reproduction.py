@@ -27,8 +27,8 @@ from pathlib import Path
 
 from ..diag.verdict import verdict as flow_verdict
 from ..run.config import flatten
-from ..store import Store, atomic, read_json
-from .curves import series
+from ..run.schema import Metrics
+from ..store import RecordError, Store, atomic, read_json
 from .leaderboard import ARROW, load, replace_block
 
 VERDICTS = ("reproduced", "beaten", "short", "pending")
@@ -92,20 +92,20 @@ def metric_of(rec: dict, anchor) -> tuple[str, str]:
     return (anchor.metric, "max") if anchor.metric else (rec["metric"]["name"], rec["metric"]["mode"])
 
 
-def solved_by(recs: list[dict], runs: Path | None) -> str:
+def solved_by(recs: list[dict], runs: Metrics | Path | None) -> str:
     """The first validation step whose metric passed the solved threshold, median over the seeds that got there,
-    from each run's metrics file (for tasks with a threshold, e.g. adding)."""
-    info = recs[0]["task_info"]
-    if runs is None or info.get("solved_threshold") is None:
+    from each run's metrics file (for tasks with a threshold, e.g. adding); "—" where a run has no readable one
+    (``runs``: the store's ``metrics``, which names a damaged file, or the folder of the files)."""
+    info, metrics = recs[0]["task_info"], Metrics.of(runs)
+    if metrics is None or info.get("solved_threshold") is None:
         return "—"
     column = f"val/{recs[0]['metric']['name']}"
     firsts = []
     for rec in recs:
-        path = Path(runs) / rec["metrics_file"]
-        if not path.is_file():
+        values = metrics.series(rec["metrics_file"], column)
+        if values is None:
             return "—"
-        hits = [step for step, v in series(path, column).items()
-                if _passes(v, info["solved_threshold"], info["mode"])]
+        hits = [step for step, v in values.items() if _passes(v, info["solved_threshold"], info["mode"])]
         if hits:
             firsts.append(min(hits))
     if not firsts:
@@ -140,7 +140,7 @@ def _judge(row, recs: list[dict], ok: list[float], mode: str) -> tuple[str, str]
     return f"{mean - baseline:+.4g} vs baseline; at it {at}/{n}{side}", verdict
 
 
-def why_short(recs: list[dict], runs: Path | None = None) -> str:
+def why_short(recs: list[dict], runs: Metrics | Path | None = None) -> str:
     """One line from the records: what stands out in the runs of a row that fell short, in this order:
     divergences, a vanishing flow verdict, gradient spikes (clipped or not, as the runs' optim.clip says),
     overfitting (the last validation over 5 % worse than the best), still improving at the end of the budget
@@ -180,14 +180,12 @@ def _clipping(recs: list[dict]) -> str:
     return f"clipped in {clipped}/{len(recs)} runs"
 
 
-def improving_at_end(rec: dict, runs: Path | None) -> bool:
+def improving_at_end(rec: dict, runs: Metrics | Path | None) -> bool:
     """Whether the run's validation metric improved over its last part: the best value at the evaluations after
     (1 - LAST_PART) of its last evaluated step beats the best at or before that step by over IMPROVED_BY of the
-    latter. False where the metrics file is missing or has no evaluation on one side of that step."""
-    path = None if runs is None or not rec.get("metrics_file") else Path(runs) / rec["metrics_file"]
-    if path is None or not path.is_file():
-        return False
-    values = series(path, f"val/{rec['metric']['name']}")
+    latter. False where the metrics file is missing, damaged, or has no evaluation on one side of that step."""
+    metrics = Metrics.of(runs)
+    values = None if metrics is None else metrics.series(rec.get("metrics_file"), f"val/{rec['metric']['name']}")
     if not values:
         return False
     cut = (1 - LAST_PART) * max(values)
@@ -222,7 +220,7 @@ def _hardware(recs: list[dict]) -> str:
     return "; ".join(sorted(kinds))
 
 
-def _line(anchor, spec: str, row, recs: list[dict], runs: Path | None, varying: list[str]) -> Line:
+def _line(anchor, spec: str, row, recs: list[dict], runs: Metrics | None, varying: list[str]) -> Line:
     """Our records of one configuration against the row's published number or claim."""
     metric, mode = metric_of(recs[0], anchor)
     ok = [v for v in (value(r, anchor) for r in recs if r["status"] == "ok") if v is not None]
@@ -306,13 +304,14 @@ def selector(documents: list[tuple]):
     return wanted
 
 
-def build(records: list[dict], documents: list[tuple], runs: Path | None = None,
+def build(records: list[dict], documents: list[tuple], runs: Metrics | Path | None = None,
           costs: list[dict] = ()) -> list[Line]:
     """The anchor rows of ``documents`` ((where, anchor, override sets) per anchored sweep document): one line
     per configuration of the document that a row's ``match`` selects, pending where no record of it exists yet.
-    ``runs``: the folder of the records' metrics files (for "solved by step"); ``costs``: dev.cost's
-    measured configurations, shown beside the pending rows they price."""
-    lines = []
+    ``runs``: the records' metrics files (for "solved by step"): the store's ``metrics``, which names the damaged
+    ones, or their folder; ``costs``: dev.cost's measured configurations, shown beside the pending rows they
+    price."""
+    lines, runs = [], Metrics.of(runs)
     flat = {id(r): (flatten(r["config"]), flatten(r.get("defaults", {}))) for r in records}  # once per record
     by_task: dict[str, list[dict]] = {}
     for r in records:
@@ -406,24 +405,56 @@ def _mean(line: Line) -> float:
     return line.mean
 
 
-def costs_of(store: Store) -> list[dict]:
-    """Every configuration priced by dev.cost under ``<out>/cost``."""
-    return [c for path in sorted((store.root / "cost").glob("*.json")) for c in read_json(path, "cost record")["configs"]]
+def costs_of(store: Store, skipped: list[str] | None = None) -> list[dict]:
+    """Every configuration priced by dev.cost under ``<out>/cost``; a file that is not one is named in
+    ``skipped`` and left out."""
+    out = []
+    for path in sorted((store.root / "cost").glob("*.json")):
+        try:
+            configs = read_json(path, "cost record").get("configs")
+        except RecordError as exc:
+            configs = str(exc)
+        if not (isinstance(configs, list) and all(_priced(c) for c in configs)):
+            if skipped is not None:
+                skipped.append(configs if isinstance(configs, str) else
+                               f"cost record {path}: no list of priced configs (not one, or edited by hand)")
+            continue
+        out += configs
+    return out
 
 
-def write(out: Path, documents: list[tuple], records: list[dict] | None = None) -> tuple[Path, list[Line]]:
+def _priced(config) -> bool:
+    """Whether a cost record's config holds what a pending row shows: its settings, hours and seconds per step."""
+    return (isinstance(config, dict) and isinstance(config.get("dotted"), dict)
+            and all(type(config.get(k)) in (int, float) for k in ("budget_hours", "s_per_step")))
+
+
+def compute(store: Store, documents: list[tuple], records: list[dict] | None = None) -> tuple[str, list[Line]]:
+    """REPRODUCTION.md's text from ``store``'s records (``records``: them, when the caller has read them
+    already), and its rows; a damaged metrics file or cost record is named in ``store.metrics.skipped``."""
+    lines = build(load(store)[0] if records is None else records, documents, store.metrics,
+                  costs_of(store, store.metrics.skipped))
+    return render(lines), lines
+
+
+def write(out: Path | Store, documents: list[tuple], records: list[dict] | None = None) -> tuple[Path, list[Line]]:
     """Regenerate ``out/REPRODUCTION.md`` from ``out``'s records (``records``: them, when the caller has read
     them already); returns its path and rows."""
-    store = Store(out)
-    lines = build(load(store)[0] if records is None else records, documents, store.runs, costs_of(store))
+    store = out if isinstance(out, Store) else Store(out)
+    made, lines = compute(store, documents, records)
     store.remove_orphaned_temp_files(store.root / "REPRODUCTION.md")
-    return store.write_text(store.root / "REPRODUCTION.md", render(lines)), lines
+    return store.write_text(store.root / "REPRODUCTION.md", made), lines
+
+
+def readme_text(text: str, lines: list[Line]) -> str:
+    """``text`` (a README) with its reproduction block replaced; unchanged without the markers."""
+    return replace_block(text, README_START, README_END, readme_block(lines))
 
 
 def update_readme(readme: Path, lines: list[Line]) -> bool:
     """Replace the README's reproduction block (where it has the markers); returns whether the file changed."""
     text = Path(readme).read_text()
-    new = replace_block(text, README_START, README_END, readme_block(lines))
+    new = readme_text(text, lines)
     if new != text:
         with atomic(Path(readme)) as tmp:
             tmp.write_text(new, encoding="utf-8")

@@ -488,17 +488,18 @@ def slug(title: str) -> str:
     return re.sub(r"[^\w.=+-]+", "-", title.replace(" · ", "__"))
 
 
-def stream(store: Store, **kwargs) -> tuple[Tables, list[str]]:
+def stream(store: Store, save: bool = True, **kwargs) -> tuple[Tables, list[str]]:
     """``Tables`` over every record of ``store``, read one at a time through its summaries; and one line per
-    record that could not be read (named, left out). One process: on this 2-core machine two processes, each
-    over half the records with their tables merged, took no less time (pickling the tables back ate the gain)."""
+    record that could not be read (named, left out). ``save=False``: write no summary into the store. One
+    process: on this 2-core machine two processes, each over half the records with their tables merged, took no
+    less time (pickling the tables back ate the gain)."""
     tables, skipped = Tables(**kwargs), []
     # The pass makes no reference cycles, and the collector's full sweeps over the growing tables took a third
     # of it at 100,000 records.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        for item in store.summaries():
+        for item in store.summaries(save):
             if isinstance(item, str):
                 skipped.append(item)
             else:

@@ -25,8 +25,8 @@ import statistics
 from pathlib import Path
 
 from ..diag.plots import inputs_hash, pyplot, save_unless_unchanged
+from ..run.schema import Metrics
 from ..store import Store, atomic
-from .curves import series
 from .studies import comparison_items, summaries, tuned_ids  # noqa: F401 (tuned_ids: part of this module's API)
 
 ALPHA = 0.05
@@ -60,15 +60,15 @@ def _better(mode: str, x: float, y: float) -> bool:
     return x < y if mode == "min" else x > y
 
 
-def solved_step(rec: dict, runs: Path) -> int | None:
-    """The step of the first validation past the task's threshold, from the run's metrics CSV."""
+def solved_step(rec: dict, runs: Metrics | Path) -> int | None:
+    """The step of the first validation past the task's threshold, from the run's metrics CSV (``runs``: the
+    store's ``metrics``, which names a damaged one, or their folder)."""
     threshold = (rec.get("task_info") or {}).get("solved_threshold")
-    name = rec.get("metrics_file")
-    if threshold is None or not name or not (runs / name).is_file():
+    if threshold is None:
         return None
+    values = Metrics.of(runs).series(rec.get("metrics_file"), f"val/{rec['metric']['name']}")
     mode = rec["metric"]["mode"]
-    hits = [step for step, v in sorted(series(runs / name, f"val/{rec['metric']['name']}").items())
-            if (v < threshold if mode == "min" else v > threshold)]
+    hits = [step for step, v in sorted((values or {}).items()) if (v < threshold if mode == "min" else v > threshold)]
     return hits[0] if hits else None
 
 
@@ -81,9 +81,9 @@ def _params(params: dict) -> str:
         or "(nothing searched)"
 
 
-def rows(comparison: dict, by_id: dict[str, dict], runs: Path) -> list[dict]:
+def rows(comparison: dict, by_id: dict[str, dict], runs: Metrics | Path) -> list[dict]:
     """One dict per family: what the table shows, computed from the records its summary names."""
-    out = []
+    out, runs = [], Metrics.of(runs)
     for family, entry in comparison["families"].items():
         states = [t["state"] for t in entry["trials"]]
         recs = [by_id[c["run_id"]] for c in entry["confirm"] if c["run_id"] in by_id]
@@ -109,7 +109,8 @@ def beats_baseline(row: dict, baseline: float | None, mode: str) -> bool:
     return _better(mode, worst, baseline)
 
 
-def render_comparison(title: str, comparison: dict, by_id: dict[str, dict], runs: Path, figure: str | None) -> list[str]:
+def render_comparison(title: str, comparison: dict, by_id: dict[str, dict], runs: Metrics | Path,
+                      figure: str | None) -> list[str]:
     p = comparison["protocol"]
     found = rows(comparison, by_id, runs)
     mode = p["goal"]
@@ -230,7 +231,7 @@ def render(store: Store, records: list[dict] | None = None, draw: bool = False) 
             task = comparison["settings"].get("task.name", "task")
             name = f"importance_{task}_{Path(summary['spec']).stem}_{n}.png"
             shown = importance_figure(store.root / name, title, comparison) if draw else has_importance(comparison)
-            lines += render_comparison(title, comparison, by_id, store.runs, name if shown else None)
+            lines += render_comparison(title, comparison, by_id, store.metrics, name if shown else None)
         if waiting:
             lines += [f"Not started yet (`make tuned` resumes): {'; '.join(waiting)}.", ""]
     return "\n".join(lines)
@@ -285,7 +286,7 @@ def readme_block(store: Store, records: list[dict] | None = None) -> str:
             if not started(comparison):
                 continue
             key = title_of(comparison)
-            found_rows = rows(comparison, by_id, store.runs)
+            found_rows = rows(comparison, by_id, store.metrics)
             mode = comparison["protocol"]["goal"]
             scored = [r for r in found_rows if r["mean"] is not None]
             best = min(scored, key=lambda r: r["mean"] if mode == "min" else -r["mean"]) if scored else None
@@ -305,15 +306,19 @@ def readme_block(store: Store, records: list[dict] | None = None) -> str:
     return "\n".join(lines + [README_END])
 
 
-def update_readme(readme: Path, out: Path | Store) -> bool:
-    """Replace README's tuned block (between its markers) when it has them; whether the file changed."""
+def readme_text(text: str, store: Store, records: list[dict] | None = None) -> str:
+    """``text`` (a README) with its tuned block replaced; unchanged without the markers."""
     from .leaderboard import replace_block
 
-    text = readme.read_text(encoding="utf-8")
     if README_START not in text:
-        return False
-    store = out if isinstance(out, Store) else Store(out)
-    new = replace_block(text, README_START, README_END, readme_block(store))
+        return text
+    return replace_block(text, README_START, README_END, readme_block(store, records))
+
+
+def update_readme(readme: Path, out: Path | Store) -> bool:
+    """Replace README's tuned block (between its markers) when it has them; whether the file changed."""
+    text = readme.read_text(encoding="utf-8")
+    new = readme_text(text, out if isinstance(out, Store) else Store(out))
     if new == text:
         return False
     with atomic(readme) as tmp:
