@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import SMALL_ADDING
 
+import architectures
 from bench import cli
 from bench.store import Store
 
@@ -54,7 +55,7 @@ def read_only(monkeypatch, folder: Path) -> None:
 
 
 def test_the_leaderboard_writes_nothing_into_its_reference(tmp_path, capsys):
-    mine, ref = store_with(tmp_path, "mine", "adding__gru__s0__*.json"), store_with(tmp_path, "ref", "adding__*__s0__*.json")
+    mine, ref = store_with(tmp_path, "mine", "adding__*__s0__*.json"), store_with(tmp_path, "ref", "adding__*__s0__*.json")
     before = snapshot(ref)
     assert cli.main(["leaderboard", "--out", str(mine), "--reference", str(ref)]) == 0
     assert snapshot(ref) == before and not (ref / "index").exists()  # its summaries were made, and not kept
@@ -63,7 +64,7 @@ def test_the_leaderboard_writes_nothing_into_its_reference(tmp_path, capsys):
 
 def test_a_sweep_writes_nothing_into_its_reference(tmp_path, capsys):
     spec, out, ref = tmp_path / "one.yaml", tmp_path / "out", store_with(tmp_path, "ref", "adding__*__s0__*.json")
-    spec.write_text(SMALL_ADDING + "  arch.name: {value: gru}\n  seed: {value: 0}\n")
+    spec.write_text(SMALL_ADDING + f"  arch.name: {{value: {architectures.names()[0]}}}\n  seed: {{value: 0}}\n")
     before = snapshot(ref)
     assert cli.main(["sweep", str(spec), "--out", str(out), "--wandb", "disabled", "--reference", str(ref)]) == 0
     assert snapshot(ref) == before and (out / "LEADERBOARD.md").is_file()
@@ -96,7 +97,7 @@ def test_a_command_that_must_write_says_so_before_computing(tmp_path, capsys, mo
 
 @AS_ROOT
 def test_a_chmod_read_only_reference_is_read(tmp_path, capsys):
-    mine, ref = store_with(tmp_path, "mine", "adding__gru__s0__*.json"), store_with(tmp_path, "ref", "adding__*__s0__*.json")
+    mine, ref = store_with(tmp_path, "mine", "adding__*__s0__*.json"), store_with(tmp_path, "ref", "adding__*__s0__*.json")
     folders = [ref, ref / "runs"]
     for folder in folders:
         folder.chmod(stat.S_IRUSR | stat.S_IXUSR)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import SMALL_ADDING
 
+import architectures
 from bench import cli
 from bench.reports import leaderboard, reproduction
 from bench.run.schema import RECORD, Metrics, problem
@@ -238,7 +239,7 @@ def test_temporary_files_a_killed_writer_left_are_cleared_by_the_next_write(tmp_
 
 def test_a_cut_short_summary_of_another_sweep_does_not_stop_a_sweep_after_training(tmp_path, capsys):
     spec, out = tmp_path / "one.yaml", tmp_path / "out"
-    spec.write_text(SMALL_ADDING + "  arch.name: {value: gru}\n  seed: {value: 0}\n")
+    spec.write_text(SMALL_ADDING + f"  arch.name: {{value: {architectures.names()[0]}}}\n  seed: {{value: 0}}\n")
     other = out / "sweeps" / "other.json"
     other.parent.mkdir(parents=True)
     other.write_text('{"spec": "sweeps/other.yaml", "planned_ids": ["a", ')
