@@ -45,6 +45,16 @@ from .config import RECURRENT_INITS
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
+# What a family's recurrence is, so each is read in its own terms (bench/diag/spectra.py, the verdict rule in
+# bench/diag/verdict.py); a core declares one as ``spectrum_kind``:
+#   matrix      ``recurrent_weights`` gives W_hh blocks (or a vector): singular values and eigenvalues
+#   diagonal    it gives the vector lambda that multiplies h_{t-1} element-wise (IndRNN's u, the LRU's complex
+#               lambda): the eigenvalue magnitudes |lambda_i|
+#   orthogonal  a matrix kept orthogonal by its parametrisation (expRNN): as matrix, and the drift ||W^T W - I||
+#   decay       no weight multiplies h_{t-1}, a gate of x_t does (minGRU's 1 - z_t): ``decay`` gives it per step,
+#               and the probe batch gives its magnitudes
+SPECTRUM_KINDS = ("matrix", "diagonal", "orthogonal", "decay")
+
 
 @dataclass
 class Trace:
@@ -126,6 +136,7 @@ class RecurrentCore(nn.Module):
     fused_cls: type[nn.RNNBase] | None = None
     gate_names: tuple[str, ...] = ("",)
     has_cell_state = False
+    spectrum_kind = "matrix"  # one of SPECTRUM_KINDS
 
     def __init__(self, input_size: int, hidden_size: int = 128, layers: int = 1, dropout: float = 0.0,
                  recurrent_init: str = "default", init_scale: float = 1.0, bidirectional: bool = False,
@@ -236,6 +247,11 @@ class RecurrentCore(nn.Module):
               direction: int = 0) -> dict[str, torch.Tensor]:
         """Gate activations of one step (name -> (B, H)), for unit-health diagnostics; none for Elman cells."""
         return {}
+
+    def decay(self, layer: int, x_proj: torch.Tensor, direction: int = 0) -> torch.Tensor:
+        """``spectrum_kind = "decay"`` only: what multiplies h_{t-1} element-wise in each step, a function of
+        x_proj (..., G) alone -> (..., H); the recurrent Jacobian is exactly its diagonal matrix."""
+        raise NotImplementedError
 
     def initial_state(self, batch: int, like: torch.Tensor) -> State:
         h = like.new_zeros(self.layers * self.directions, batch, self.hidden_size)

@@ -33,6 +33,7 @@ class IndRNNConfig(CoreConfig):
 class IndRNN(RecurrentCore):
     version = "1"
     gate_names = ("",)  # one recurrent block per layer: the vector u
+    spectrum_kind = "diagonal"
 
     def __init__(self, input_size: int, recurrent_max: float | None = None, nonlinearity: str = "relu", **core):
         if nonlinearity not in ("relu", "tanh"):

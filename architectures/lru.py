@@ -57,6 +57,7 @@ class LRUConfig(CoreConfig):
 class LRU(RecurrentCore):
     version = "1"
     gate_names = ("",)  # one block per layer: W_hh = [nu; theta], the eigenvalues' parameters
+    spectrum_kind = "diagonal"
 
     def __init__(self, input_size: int, r_min: float = 0.0, r_max: float = 1.0, max_phase: float = 6.28,
                  nonlinearity: str = "gelu", **core):

@@ -5,8 +5,10 @@ so h_t is linear in h_{t-1} given the inputs and a layer runs as a parallel scan
     h~_t = g(x_t W_h^T + b_h),  g(v) = v + 0.5 (v >= 0), sigma(v) (v < 0)    # the paper's log-space version
     h_t = (1 - z_t) * h_{t-1} + z_t * h~_t
 
-Nothing multiplies h_{t-1} but 1 - z_t, so the family has no W_hh (``gate_names = ()``, no recurrent blocks,
-no spectra) and no reset gate; gate saturation (z near 0: copy, near 1: overwrite) is what the diagnostics read.
+Nothing multiplies h_{t-1} but 1 - z_t, so the family has no W_hh (``gate_names = ()``, no recurrent blocks)
+and no reset gate. The diagnostics read the recurrence as its per-step decay 1 - z_t (``decay``, the kind
+"decay": the recurrent Jacobian is exactly diag(1 - z_t)) and the gate's saturation (z near 0: copy, near 1:
+overwrite).
 g keeps h~_t > 0, so the scan runs in log space: log(1 - z_t) = -softplus(k_t), log z_t = -softplus(-k_t).
 The initial state enters the scan linearly (architectures/scan.py), never through g or a log, so a non-zero
 h_0 gives on the fast path exactly what ``cell`` gives step by step. W_ih holds [W_z; W_h] (2H, D), b_ih
@@ -59,6 +61,7 @@ class MinGRUConfig(CoreConfig):
 class MinGRU(RecurrentCore):
     version = "1"
     gate_names = ()  # no W_hh
+    spectrum_kind = "decay"
 
     def layer_shapes(self, input_size: int) -> dict[str, tuple[int, ...]]:
         return {"weight_ih": (2 * self.hidden_size, input_size), "bias_ih": (2 * self.hidden_size,)}
@@ -77,6 +80,9 @@ class MinGRU(RecurrentCore):
 
     def gates(self, layer: int, x_proj: torch.Tensor, h: torch.Tensor, direction: int = 0):
         return {"z": torch.sigmoid(x_proj.chunk(2, dim=-1)[0])}
+
+    def decay(self, layer: int, x_proj: torch.Tensor, direction: int = 0) -> torch.Tensor:
+        return torch.sigmoid(-x_proj.chunk(2, dim=-1)[0])  # 1 - z_t
 
     def recurrent_blocks(self) -> dict[str, torch.Tensor]:
         return {}

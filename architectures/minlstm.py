@@ -9,8 +9,8 @@ output gate and no separate cell state, so a layer runs as a parallel scan over 
 The normalisation makes the scale of h independent of time, as the paper argues. In log space (the paper's
 version): with d_t = softplus(-k_f) - softplus(-k_i), log f' = -softplus(d_t) and log i' = -softplus(-d_t).
 The initial state enters the scan linearly (architectures/scan.py), so a non-zero h_0 gives on the fast path
-what ``cell`` gives. As for minGRU there is no W_hh (``gate_names = ()``, no spectra); the diagnostics read the
-gates f' and i'. W_ih holds [W_f; W_i; W_h] (3H, D), b_ih likewise, drawn as torch's nn.Linear draws them.
+what ``cell`` gives. As for minGRU there is no W_hh (``gate_names = ()``); the diagnostics read the per-step
+decay f'_t (``decay``) and the saturation of the gates f' and i'. W_ih holds [W_f; W_i; W_h] (3H, D), b_ih likewise, drawn as torch's nn.Linear draws them.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ class MinLSTMConfig(CoreConfig):
 class MinLSTM(RecurrentCore):
     version = "1"
     gate_names = ()  # no W_hh
+    spectrum_kind = "decay"
 
     def layer_shapes(self, input_size: int) -> dict[str, tuple[int, ...]]:
         return {"weight_ih": (3 * self.hidden_size, input_size), "bias_ih": (3 * self.hidden_size,)}
@@ -62,6 +63,9 @@ class MinLSTM(RecurrentCore):
     def gates(self, layer: int, x_proj: torch.Tensor, h: torch.Tensor, direction: int = 0):
         d, _ = self._split(x_proj)
         return {"f": torch.sigmoid(-d), "i": torch.sigmoid(d)}
+
+    def decay(self, layer: int, x_proj: torch.Tensor, direction: int = 0) -> torch.Tensor:
+        return torch.sigmoid(-self._split(x_proj)[0])  # f'_t
 
     def recurrent_blocks(self) -> dict[str, torch.Tensor]:
         return {}

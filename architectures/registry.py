@@ -3,7 +3,8 @@
 A name is a family plus preset options: ``irnn`` is the Elman core with ReLU and identity W_hh. The config
 dataclass documents every option (it becomes ``--help``); ``build`` turns a config into a core. The registry
 is the shared one (options/registry.py): duplicates refused, a typo lists the valid names, and a core that
-does not declare its ``version``, ``gate_names`` or ``cell`` is refused when it registers.
+does not declare its ``version``, ``gate_names`` or ``cell``, or declares a ``spectrum_kind`` the diagnostics
+do not know, is refused when it registers.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from options.registry import Registry, undeclared
 
-from .base import RecurrentCore
+from .base import SPECTRUM_KINDS, RecurrentCore
 
 # ``version`` names the code: bump it when a change alters what a config computes (init, equations), and the
 # run ids change with it, so a sweep trains the family again (bench/run/config.py, ``RunConfig.run_id``).
@@ -31,7 +32,16 @@ class Entry:
         return replace(self.config(), **self.preset)
 
 
-ARCHITECTURES = Registry("architecture", check=lambda e: undeclared(e.core, DECLARES, RecurrentCore))
+def problem(e: Entry) -> str | None:
+    """What keeps a core from registering: an undeclared part of the contract, or a recurrence the diagnostics
+    cannot read (``spectrum_kind``, and for the decay kind its ``decay``)."""
+    kind = e.core.spectrum_kind
+    if kind not in SPECTRUM_KINDS:
+        return f"declares spectrum_kind {kind!r}; valid: {', '.join(SPECTRUM_KINDS)}"
+    return undeclared(e.core, DECLARES + (("decay",) if kind == "decay" else ()), RecurrentCore)
+
+
+ARCHITECTURES = Registry("architecture", check=problem)
 
 
 def register(name: str, core: type[RecurrentCore], config: type, **preset: Any) -> None:

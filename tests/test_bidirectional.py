@@ -152,9 +152,9 @@ def test_diagnostics_of_a_bidirectional_core(name, readout):
     assert set(jac) == set(units["saturation"]) == set(profile.names)
     blocks = {k.split(".")[0] for k in spectra.weight_spectra(core)}
     assert blocks == (set(profile.names) if core.gate_names else set())  # () : no W_hh (minGRU)
+    assert {k.split(".")[0] for k in spectra.recurrence_spectra(core, trace)} == set(profile.names)
     # a reverse entry replays through its own cell and weights, as the Jacobians and gate means do
-    w_ih, _, b_ih, _ = core.layer_params(0, 1)
-    replay = core.cell(0, trace.inputs[1][:, 3] @ w_ih.T + b_ih, trace.state_before(1, 3), 1)
+    replay = core.cell(0, core.project(0, trace.inputs[1][:, 3], 1), trace.state_before(1, 3), 1)
     torch.testing.assert_close(replay[0] if isinstance(replay, tuple) else replay, trace.h[1][3])
 
 

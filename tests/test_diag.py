@@ -94,12 +94,11 @@ def test_jacobian_norm_matches_torch_func_jacrev(name):
     task, x, y = adding_probe(5)
     _, trace = flow.profile(core, torch.nn.Linear(6, 1).double(), task, x, y)
     got = spectra.jacobian_norms(core, trace, samples=3, steps=5)["l0"]
-    w_ih, _, b_ih, _ = core.layer_params(0)
     norms = []
     for t in range(5):  # every step of every sampled sequence, one at a time, with torch.func
         prev = trace.state_before(0, t)
         for b in range(3):
-            xp = x[b, t] @ w_ih.T + b_ih
+            xp = core.project(0, x[b, t])  # x_t W_ih^T (+ b_ih, for a core that has one)
             if isinstance(prev, tuple):
                 def f(s, xp=xp):
                     h, c = core.cell(0, xp, (s[:6], s[6:]))

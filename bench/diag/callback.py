@@ -2,9 +2,10 @@
 
 Every ``every`` optimizer steps (and once after the last), on a fixed probe batch (the first ``probe_size``
 validation sequences), it measures the gradient-flow profile, the recurrent Jacobian's spectral norm, the
-spectra of every W_hh block and unit health, logs them under ``diag/`` and keeps them for the record. The
-probe runs the reference path in eval mode and uses ``torch.autograd.grad``: it draws no random numbers and
-writes no ``.grad``, so training follows exactly the same trajectory with or without it (tested).
+recurrence's spectrum as its family declares it (bench/diag/spectra.py) and unit health, logs them under
+``diag/`` and keeps them for the record. The probe runs the reference path in eval mode and uses
+``torch.autograd.grad``: it draws no random numbers and writes no ``.grad``, so training follows exactly the
+same trajectory with or without it (tested).
 
 Cost (``make bench`` prints it): one probe is a step-by-step forward and backward over a small batch plus a
 few dozen small Jacobians; at the default cadence of 10 probes per run it adds a few percent to a run.
@@ -54,13 +55,13 @@ def _to(batch, device):
     return tuple(t.to(device) for t in batch)
 
 
-def _measured(profile, jac, core, units) -> dict:
+def _measured(profile, jac, core, trace, units) -> dict:
     return {
         "flow": profile.norms,
         "ratio": {name: profile.ratio(i) for i, name in enumerate(profile.names)},
         "fall10": {name: profile.fall10(i) for i, name in enumerate(profile.names)},
         "jacobian": jac,
-        "spectra": spectra.weight_spectra(core),
+        "spectra": spectra.recurrence_spectra(core, trace),
         "health": units,
     }
 
@@ -138,8 +139,8 @@ class GradientDiagnostics(L.Callback):
             module.train(was_training)
         if not probed:
             return None
-        each = {role: _measured(profile, jac, core, unit)
-                for (role, core, profile, _), jac, unit in zip(probed, jacs, units, strict=True)}
+        each = {role: _measured(profile, jac, core, trace, unit)
+                for (role, core, profile, trace), jac, unit in zip(probed, jacs, units, strict=True)}
         main = each[probed[0][0]]
         return main if list(each) == ["core"] else {**main, "role": probed[0][0], "cores": each}
 
@@ -152,9 +153,10 @@ class GradientDiagnostics(L.Callback):
         row = {f"diag/flow_ratio/{k}": v for k, v in m["ratio"].items()}
         row.update({f"diag/fall10/{k}": v for k, v in m["fall10"].items() if v is not None})
         row.update({f"diag/jacobian/{k}": v for k, v in m["jacobian"].items()})
-        for block, s in m["spectra"].items():
-            row[f"diag/sigma_max/{block}"], row[f"diag/radius/{block}"] = s["sigma_max"], s["radius"]
-        for kind in ("saturation", "dead_units"):
+        for block, s in m["spectra"].items():  # sigma_max, radius and what the block's kind adds (drift, ...)
+            row.update({f"diag/{field}/{block}": v for field, v in s.items()
+                        if isinstance(v, float) and math.isfinite(v)})
+        for kind in ("saturation", "dead_units", "gate_saturation"):
             row.update({f"diag/{kind}/{k}": v for k, v in m["health"][kind].items()})
         row.update({f"diag/gate/{k}": v for k, v in m["health"]["gates"].items()})
         for role, c in m.get("cores", {}).items():

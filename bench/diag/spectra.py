@@ -1,8 +1,22 @@
-"""Spectra: sigma_max and spectral radius of every W_hh block, and the recurrent Jacobian's spectral norm.
+"""Spectra: each family's recurrence read by its declared kind, and the recurrent Jacobian's spectral norm.
 
 A block is a matrix W (real or complex), or the vector u of a diagonal recurrence h_{t-1} -> u * h_{t-1}
 (IndRNN; a complex u for LRU-like cells): diag(u) has singular values and eigenvalue magnitudes both |u_i|,
 so sigma_max = radius = max_i |u_i|.
+
+``recurrence_spectra`` reads a core by its ``spectrum_kind`` (architectures/base.py), one entry per block:
+
+- ``matrix``: sigma_max and the spectral radius of every W_hh block (per gate block for the LSTM and GRU);
+- ``diagonal``: the eigenvalue magnitudes |lambda_i| (IndRNN's |u_i|, the LRU's |lambda_i|): their largest
+  (sigma_max = radius), smallest and median;
+- ``orthogonal``: as matrix, and the drift ||W^T W - I||_F (0 for an orthogonal W: expRNN);
+- ``decay`` (minGRU, minLSTM): no weight multiplies h_{t-1}; each step multiplies it by a gate a_t of x_t,
+  so the recurrent Jacobian is diag(a_t). On the probe batch each unit's per-step magnitude is the geometric
+  mean of its a_t over sequences and steps, exp(mean log a_t): the factor by which, on average, the unit
+  carries its state (and its gradient) one step. The entry reads those magnitudes as the diagonal kind does.
+
+Every entry names its ``kind`` and its ``verdict`` (bench/diag/verdict.py, ``spectrum_verdict``); the
+diagonal and decay kinds also carry ``bound``, (T - 1) log10(max magnitude) over the probe's T steps.
 
 The recurrent Jacobian is d s_t / d s_{t-1} of one layer's full state s (h, or (h, c) concatenated for the
 LSTM), evaluated on the probe batch through the core's own cell (one batched backward per layer).
@@ -13,12 +27,70 @@ training steps of cost.
 
 from __future__ import annotations
 
+import math
+
 import torch
+
+from .verdict import spectral_bound, spectrum_verdict
 
 
 def weight_spectra(core) -> dict[str, dict[str, float]]:
     with torch.no_grad():
         return {name: spectrum(w) for name, w in core.recurrent_weights().items()}
+
+
+def recurrence_spectra(core, trace) -> dict[str, dict]:
+    """One entry per recurrent block (a ``decay`` core: per trace entry), read as its ``spectrum_kind`` says,
+    with the verdict of that kind over the probe's length."""
+    steps = len(trace.h[0]) if trace.h else 0
+    with torch.no_grad():
+        out = READERS[core.spectrum_kind](core, trace)
+    for entry in out.values():
+        if "min_abs" in entry:  # a diagonal or decay entry; a magnitude of 0 has no finite bound
+            bound = spectral_bound(entry["radius"], steps)
+            entry["bound"] = bound if math.isfinite(bound) else None
+        entry["verdict"] = spectrum_verdict(entry, steps)
+    return out
+
+
+def _matrix(core, trace) -> dict[str, dict]:
+    return {name: {"kind": "matrix", **spectrum(w)} for name, w in core.recurrent_weights().items()}
+
+
+def _diagonal(core, trace) -> dict[str, dict]:
+    return {name: {"kind": "diagonal", **magnitudes(w)} for name, w in core.recurrent_weights().items()}
+
+
+def _orthogonal(core, trace) -> dict[str, dict]:
+    return {name: {"kind": "orthogonal", **spectrum(w), "drift": drift(w)}
+            for name, w in core.recurrent_weights().items()}
+
+
+def _decay(core, trace) -> dict[str, dict]:
+    out = {}
+    for k, seq in enumerate(trace.inputs):
+        layer, direction = trace.where(k)
+        a = core.decay(layer, core.project(layer, seq, direction), direction).double()  # (B, T, H)
+        out[trace.name(k)] = {"kind": "decay", **magnitudes(a.log().mean(dim=(0, 1)).exp())}
+    return out
+
+
+READERS = {"matrix": _matrix, "diagonal": _diagonal, "orthogonal": _orthogonal, "decay": _decay}
+
+
+def magnitudes(v: torch.Tensor) -> dict[str, float]:
+    """The magnitudes |v_i| of a diagonal recurrence (real or complex): largest (= sigma_max = radius of
+    diag(v)), smallest and median."""
+    m = v.detach().abs().double()
+    top = float(m.max())
+    return {"sigma_max": top, "radius": top, "min_abs": float(m.min()), "median_abs": float(m.median())}
+
+
+def drift(w: torch.Tensor) -> float:
+    """||W^H W - I||_F: how far W is from orthogonal (unitary), in float64 (complex128)."""
+    w = w.detach().to(torch.complex128 if w.is_complex() else torch.float64)
+    eye = torch.eye(w.shape[-1], dtype=w.dtype, device=w.device)
+    return float(torch.linalg.matrix_norm(w.mH @ w - eye))
 
 
 def spectrum(w: torch.Tensor) -> dict[str, float]:

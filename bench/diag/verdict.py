@@ -1,4 +1,4 @@
-"""Two separate readings of a run's gradients, each saying what it measured.
+"""Separate readings of a run's gradients and of its recurrence, each saying what it measured.
 
 **Flow verdict** (one word: ``vanishing``, ``healthy`` or ``exploding``) reads only the gradient-flow ratio
 r = log10(||dL/dh_first|| / ||dL/dh_last||) of the first layer (the one that sees the input, so the one through
@@ -21,6 +21,32 @@ step's loss back to the start, r of about +1.2, with small and steady gradient n
 W_hh = a I over T steps, r = (T - 1) log10 a exactly, so the verdict flips from vanishing to exploding as a
 crosses 1 (tested with T = 200). The ratio at the first probe (initialisation) is recorded beside it.
 
+**Spectrum verdict** (per recurrent entry, at every probe; bench/diag/spectra.py): what the recurrence itself
+implies, read the way the family is built (its ``spectrum_kind``, architectures/base.py). With T the probe's
+length and m the largest per-step magnitude of the entry, the bound b = (T - 1) log10 m is the flow ratio that
+m alone would give over the probe, and it is judged by the flow verdict's thresholds:
+
+- ``diagonal`` (IndRNN's u, the LRU's lambda): m = max_i |lambda_i|. ``exploding`` if b > +2 (some mode grows
+  over 100x across the probe: for the LRU impossible, |lambda| < 1 by construction; for IndRNN a |u_i| past
+  its bound, or no bound), ``vanishing`` if b < -2 (even the slowest mode keeps under 1 % of a state, and of
+  its gradient, over T steps), ``healthy`` otherwise. For one LRU layer whose loss reads its last step, b is an
+  upper bound of the measured flow ratio (the gradient goes back through diag(lambda)^H alone); IndRNN's ReLU
+  can only lower it further.
+- ``decay`` (minGRU's 1 - z_t, minLSTM's f'_t): m = the largest per-unit geometric mean of a_t on the probe
+  batch, judged the same way. a_t is a sigmoid, below 1, so ``exploding`` cannot happen: ``vanishing`` says
+  the gates forget faster than the task's span; a unit whose gate stays near 1 (copy) keeps it ``healthy``.
+- ``orthogonal`` (expRNN): every singular value of W_hh is 1 by construction, so W_hh itself neither shrinks
+  nor grows a gradient over any T (modReLU passes one unchanged or not at all); what can fail is the construction. ``healthy``
+  if the drift ||W^T W - I||_F <= 1e-3 (float32 rounding of the matrix exponential is ~1e-6 at H = 128),
+  ``drifted`` otherwise: W_hh is no longer the orthogonal matrix the family promises, and sigma_max says how far.
+- ``matrix`` (tanh and ReLU RNNs, LSTM and GRU blocks, coRNN, antisymmetric and Lipschitz RNNs): no verdict
+  (None). W_hh's spectrum bounds the gradient only together with the nonlinearity's and the gates'
+  derivatives, and several of these families add an identity path around W_hh; the flow verdict is their
+  reading, and sigma_max and the radius are reported beside it.
+
+Gate saturation (bench/diag/health.py) has no verdict: it explains one. A forget gate (LSTM f, minLSTM f',
+minGRU 1 - z) saturated near 1 carries the gradient, near 0 cuts it.
+
 Records written before the split folded spikes and non-finite gradients into ``exploding``; the leaderboard
 re-reads every record through these two functions (``flow_ratio_final`` and the pre-clip norms), so old and
 new records are judged by one rule. This module imports nothing heavy: the leaderboard uses it without torch.
@@ -34,6 +60,7 @@ import statistics
 VANISHING_BELOW = -2.0
 EXPLODING_ABOVE = 2.0
 SPIKE_FACTOR = 1000.0
+DRIFT_TOLERANCE = 1e-3  # ||W^T W - I||_F beyond which an orthogonal recurrence has drifted
 NO_VERDICT = "no verdict"  # a profile was measured, but its final ratio is not finite
 
 
@@ -63,3 +90,21 @@ def spikes(grad_norms: list[float]) -> int:
         return 0
     median = statistics.median(finite)
     return sum(g > SPIKE_FACTOR * median for g in finite) if median > 0 else 0
+
+
+def spectral_bound(magnitude: float, steps: int) -> float:
+    """(steps - 1) log10(magnitude): the log10 flow ratio that a per-step factor ``magnitude`` gives over
+    ``steps`` steps; -inf for a magnitude of 0."""
+    return (steps - 1) * math.log10(magnitude) if magnitude > 0 else -math.inf
+
+
+def spectrum_verdict(entry: dict, steps: int) -> str | None:
+    """The verdict of one spectrum entry (``kind`` and its measures, bench/diag/spectra.py) over a probe of
+    ``steps`` steps; None for the matrix kind, which the spectrum alone does not decide (module docstring)."""
+    kind = entry["kind"]
+    if kind == "orthogonal":
+        return "healthy" if entry["drift"] <= DRIFT_TOLERANCE else "drifted"
+    if kind in ("diagonal", "decay"):
+        bound = spectral_bound(entry["radius"], steps)
+        return "vanishing" if bound == -math.inf else verdict(bound)
+    return None
