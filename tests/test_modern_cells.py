@@ -1,11 +1,14 @@
 """The families with a parallel path of their own (``scan``: minGRU, minLSTM, LRU): the scan == the cell step by
 step, in float64, on sequences long enough for several doubling rounds (T = 37, not a power of 2), from a
 non-zero initial state of both signs, 2 layers, bidirectional, padded with lengths; and the scan helpers
-against a loop, for real and complex coefficients.
+against a loop, for real and complex coefficients. The families whose W_hh is a matrix exponential (expRNN,
+``spectrum_kind = "orthogonal"``): their gradient through ``torch.linalg.matrix_exp`` against finite
+differences, and expRNN's init against the rotations it must give.
 
 Families are read from the registry: any core that overrides ``RecurrentCore.scan`` is covered.
 """
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -16,6 +19,7 @@ from architectures.base import RecurrentCore
 from architectures.scan import linear_scan, log_scan
 
 SCANNED = [n for n in architectures.names() if architectures.entry(n).core.scan is not RecurrentCore.scan]
+ORTHOGONAL = [n for n in architectures.names() if architectures.entry(n).core.spectrum_kind == "orthogonal"]
 B, T, D, H = 3, 37, 4, 6
 LENGTHS = torch.tensor([37, 20, 1])
 
@@ -89,3 +93,43 @@ def test_log_scan_is_the_recurrence_for_a_negative_initial_state():
     a, b = torch.rand(2, 50, 3, dtype=torch.double), torch.rand(2, 50, 3, dtype=torch.double) + 0.1
     h = -5 * torch.rand(2, 3, dtype=torch.double)
     torch.testing.assert_close(log_scan(a.log(), b.log(), h), loop(a, b, h))
+
+
+@pytest.mark.parametrize("name", ORTHOGONAL)
+def test_the_gradient_through_the_matrix_exponential_is_the_finite_difference_one(name):
+    """d loss / d A for every layer and direction's A (``weight_hh``), through W_hh = expm(S) and the cell
+    step by step, from a non-zero initial state: torch.autograd.gradcheck in float64."""
+    torch.manual_seed(0)
+    core = make(name, 2, True)
+    x, steps = torch.randn(B, 6, D, dtype=torch.double), 6
+    h0 = 3 * torch.randn(4, B, H, dtype=torch.double)
+    weights = torch.randn(B, steps, 2 * H, dtype=torch.double)
+    names = [n for n, _ in core.named_parameters() if ".weight_hh_" in n]
+    params = dict(core.named_parameters())
+
+    def loss(*blocks):
+        y, final = torch.func.functional_call(core, {**params, **dict(zip(names, blocks, strict=True))}, (x, h0))
+        return (y * weights).sum() + final.sum()
+
+    assert len(names) == 4
+    assert torch.autograd.gradcheck(loss, [params[n].detach().clone().requires_grad_(True) for n in names])
+
+
+@pytest.mark.parametrize("skew_init", ["cayley", "henaff"])
+def test_exprnn_starts_as_rotations_of_pairs_of_units(skew_init):
+    """S's 2x2 blocks [[0, s], [-s, 0]] exponentiate to [[cos s, sin s], [-sin s, cos s]]; an odd last unit
+    keeps 1. The Cayley init's angles lie in (-1, 0] (s = -tan(u / 2), u < pi / 2), Henaff's in [-pi, pi]."""
+    torch.manual_seed(0)
+    h = 7
+    e = architectures.entry("exprnn")
+    core = architectures.build("exprnn", D, replace(e.default_config(), hidden_size=h, skew_init=skew_init)).double()
+    s = torch.diagonal(core.rnn.weight_hh_l0.detach(), 1)[::2]  # the blocks' angles
+    by_hand = torch.zeros(h, h, dtype=torch.double)
+    for j, angle in enumerate(s):
+        c, n = torch.cos(angle), torch.sin(angle)
+        by_hand[2 * j:2 * j + 2, 2 * j:2 * j + 2] = torch.stack([torch.stack([c, n]), torch.stack([-n, c])])
+    by_hand[-1, -1] = 1.0
+    torch.testing.assert_close(core.recurrent_weights()["l0"].detach(), by_hand)
+    low = -1.0 if skew_init == "cayley" else -math.pi
+    high = 0.0 if skew_init == "cayley" else math.pi
+    assert ((s >= low) & (s <= high)).all() and len(s) == h // 2
