@@ -24,6 +24,7 @@ from options.registry import Registry
 
 IMAGE_ENCODERS = Registry("image encoder")
 RESNETS = (18, 34, 50)
+PRETRAINED_CHANNELS = 3  # ImageNet is RGB: a pretrained backbone's first convolution reads three channels
 
 
 class ImageEncoder(nn.Module):
@@ -91,8 +92,8 @@ def smaller_cnn(channels: int, pretrained: bool = False) -> nn.Module:
 def _resnet(depth: int) -> Callable[[int, bool], nn.Module]:
     def make(channels: int, pretrained: bool = False) -> nn.Module:
         name = f"resnet{depth}"
-        if pretrained and channels != 3:
-            raise ValueError(f"pretrained {name} reads 3 channels, got {channels}")
+        if pretrained and channels != PRETRAINED_CHANNELS:
+            raise ValueError(f"pretrained {name} reads {PRETRAINED_CHANNELS} channels, got {channels}")
         from torchvision import models  # deferred: torchvision takes seconds to import and only these need it
 
         net = getattr(models, name)(weights=None)
@@ -109,15 +110,21 @@ for _depth in RESNETS:
     IMAGE_ENCODERS.register(f"resnet{_depth}")(_resnet(_depth))
 
 
-def weights_problem(name: str, pretrained: bool) -> str | None:
-    """One line when ``name`` with ``pretrained`` cannot be built here (no weights exist for it, or they are not
-    in the torch cache), before any work; None when it can."""
+def weights_problem(name: str, pretrained: bool, channels: int | None = None) -> str | None:
+    """One line when ``name`` with ``pretrained`` cannot be built here (no weights exist for it, the images have
+    ``channels`` channels where the weights read RGB, or the weights are not in the torch cache or damaged),
+    before any work; None when it can."""
     if not pretrained:
         return None
     depth = name.removeprefix("resnet")
     if not depth.isdigit() or int(depth) not in RESNETS:
         return f"image encoder {name!r} is trained from scratch; pretrained weights exist for: " + ", ".join(
             f"resnet{d}" for d in RESNETS)
+    # No adapter here (repeating a grey channel, or summing the first layer's weights over RGB): ImageNet
+    # features on other images would be a choice a benchmark should not make silently.
+    if channels is not None and channels != PRETRAINED_CHANNELS:
+        return (f"pretrained {name} reads {PRETRAINED_CHANNELS}-channel (RGB) images, but this task's images have "
+                f"{channels}; leave pretrained off (a random {name} reads {channels}) or use RGB images")
     from torchvision import models
 
     path = _cache_path(models.get_model_weights(name).DEFAULT.url)

@@ -118,6 +118,12 @@ class Task(L.LightningDataModule):
         return None
 
     @classmethod
+    def image_channels(cls, config) -> int | None:
+        """Channels of the images ``config`` gives the model, known without generating the data (a pretrained
+        image encoder reads RGB only); None for a task without images."""
+        return None
+
+    @classmethod
     def data_files(cls, config) -> dict[str, str]:
         """The local files or folders ``config`` reads, by the option that names each (``{"task.corpus":
         path}``): their content joins the run's identity (``RunConfig.run_id``), so an edited corpus is a new

@@ -244,6 +244,10 @@ class Caption(ComposedTask):
     def train_size(cls, config) -> int | None:
         return config.n_train if config.source == "digits" else None
 
+    @classmethod
+    def image_channels(cls, config) -> int:
+        return 1 if config.source == "digits" else 3  # grey digit strips; online photos are converted to RGB
+
     @functools.cached_property
     def _data(self) -> tuple[Splits, Vocab]:
         c = self.config

@@ -194,6 +194,10 @@ class Frames(ComposedTask):
     def train_size(cls, config) -> int:
         return config.n_train
 
+    @classmethod
+    def image_channels(cls, config) -> int:
+        return 1
+
     # The sequence contract's sizes (read by the generic task contract test and the memory estimate): one
     # frame's pixels in, a class per frame out, T steps.
     @property

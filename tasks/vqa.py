@@ -235,6 +235,10 @@ class VQA(ChoiceTask):
         return local_path_problem(c.hf_path)
 
     @classmethod
+    def image_channels(cls, config) -> int:
+        return 3
+
+    @classmethod
     def train_size(cls, config) -> int | None:
         if config.source != "easy-vqa" or cls.check(config):
             return None

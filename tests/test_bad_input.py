@@ -14,14 +14,16 @@ import torch
 
 import tasks
 from architectures.attention import ATTENTION
-from architectures.vision import IMAGE_ENCODERS
+from architectures.vision import IMAGE_ENCODERS, RESNETS
 from bench import cli
 from bench.run.config import resolve
+from options import ConfigError
 
 ADDING = ["run", "--task", "adding", "--arch", "gru", "--wandb", "disabled"]
 CHARLM = ["run", "--task", "charlm", "--arch", "lstm", "--wandb", "disabled"]
 TRANSLATE = ["run", "--task", "translate", "--arch", "gru", "--wandb", "disabled"]
-CAPTION = ["run", "--task", "caption", "--arch", "gru", "--wandb", "disabled"]
+CAPTION = ["run", "--task", "caption", "--arch", "gru", "--wandb", "disabled"]  # grey digit strips by default
+VQA = ["run", "--task", "vqa", "--arch", "gru", "--wandb", "disabled"]  # RGB images
 SEVEN = resolve({"task.name": "adding", "arch.name": "gru", "seed": 7})  # ADDING's run at --seed 7
 RUN = f"{SEVEN.name}__{SEVEN.run_id}"  # its checkpoint folder
 GRID = "method: grid\nparameters:\n  task.name: {value: adding}\n  arch.name: {value: gru}\n"
@@ -247,7 +249,7 @@ def test_damaged_runs_and_bad_text_options(capsys, tmp_path, lm_run, command, ex
 
 def test_pretrained_weights_missing_from_the_torch_cache_are_one_line(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    err = refused(capsys, [*CAPTION, "--model.image_encoder", "resnet18", "--model.pretrained", "true",
+    err = refused(capsys, [*VQA, "--model.image_encoder", "resnet18", "--model.pretrained", "true",
                            "--out", str(tmp_path / "out")])
     assert "model.pretrained: pretrained resnet18 weights are not in the torch cache: " in err
     assert str(tmp_path / "torch") in err and not (tmp_path / "out").exists()
@@ -271,3 +273,33 @@ def test_damaged_pretrained_weights_are_one_line_and_a_question_only_model_needs
     cfg = resolve({"task": "vqa", "arch": "gru", "model.image_encoder": "resnet18", "model.pretrained": True,
                    "model.image": False}, check_machine=False)
     assert cfg.model.pretrained and not cfg.model.image  # no weights cached, and none asked for
+
+
+@pytest.mark.parametrize("depth", RESNETS)
+def test_a_pretrained_rgb_backbone_on_grey_images_is_one_line_before_any_work(capsys, tmp_path, monkeypatch, depth):
+    """Refused before the weights are even looked for: fetching them would not help."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    err = refused(capsys, [*CAPTION, "--model.image_encoder", f"resnet{depth}", "--model.pretrained", "true",
+                           "--out", str(tmp_path / "out")])
+    assert (f"model.pretrained: pretrained resnet{depth} reads 3-channel (RGB) images, but this task's images have 1;"
+            f" leave pretrained off (a random resnet{depth} reads 1) or use RGB images") in err
+    assert not (tmp_path / "out").exists()
+    grey = resolve({"task": "caption", "arch": "gru", "model.image_encoder": f"resnet{depth}"}, check_machine=False)
+    assert not grey.model.pretrained  # a random backbone takes the grey strips
+
+
+def test_cached_pretrained_weights_on_rgb_images_pass_the_checks(tmp_path, monkeypatch):
+    from torchvision import models
+
+    from architectures.vision import _cache_path
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    path = _cache_path(models.get_model_weights("resnet18").DEFAULT.url)
+    path.parent.mkdir(parents=True)
+    torch.save(models.resnet18(weights=None).state_dict(), path)  # what the cache holds, less the training
+    cfg = resolve({"task": "vqa", "arch": "gru", "model.image_encoder": "resnet18", "model.pretrained": True},
+                  check_machine=False)
+    assert cfg.model.pretrained
+    with pytest.raises(ConfigError, match="but this task's images have 1"):  # the same cache, grey images
+        resolve({"task": "caption", "arch": "gru", "model.image_encoder": "resnet18", "model.pretrained": True},
+                check_machine=False)

@@ -48,6 +48,15 @@ def test_contract_one_step_moves_every_parameter(name, arch):
 
 
 @pytest.mark.parametrize("name", COMPOSED)
+def test_a_task_declares_the_channels_of_the_images_it_builds(name):
+    """What the pretrained-encoder check reads before any work is what the data turns out to hold."""
+    cfg = resolve(small(name, "gru"))
+    sizes = tasks.get(name)(cfg.task).sizes()
+    shape = sizes.get("image_shape") or sizes.get("frame_shape")
+    assert tasks.get(name).image_channels(cfg.task) == (shape[0] if shape else None)
+
+
+@pytest.mark.parametrize("name", COMPOSED)
 def test_the_reference_path_computes_the_loss_the_fused_path_trains(name):
     L.seed_everything(0, verbose=False)
     task, system = build(resolve(small(name, "lstm", **{"arch.layers": 2})))

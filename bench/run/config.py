@@ -274,7 +274,7 @@ def validate(cfg: RunConfig, check_machine: bool = True) -> None:
     if cfg.model is not None:
         from .models import check as check_model
 
-        problem = check_model(cfg.model)
+        problem = check_model(cfg.model, task.image_channels(cfg.task))
         if problem:
             raise ConfigError(problem)
     size = task.train_size(cfg.task)

@@ -251,10 +251,11 @@ class FramesKind(Kind):
         return Probe({"core": (net.core, trace, loss)} if net.core is not None else {})
 
 
-def check(options) -> str | None:
-    """A problem with a model's options that only shows when it is built (pretrained weights not cached)."""
+def check(options, channels: int | None = None) -> str | None:
+    """A problem with a model's options that only shows when it is built (pretrained weights not cached, or not
+    for images of the task's ``channels``)."""
     if getattr(options, "pretrained", False) and getattr(options, "image", True):  # question-only: no encoder
-        problem = weights_problem(options.image_encoder, True)
+        problem = weights_problem(options.image_encoder, True, channels)
         return problem and f"model.pretrained: {problem}"
     return None
 
