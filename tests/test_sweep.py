@@ -9,8 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
 import pytest
@@ -324,14 +322,39 @@ def test_runs_over_several_gpus_are_not_pinned_to_one(monkeypatch, tmp_path):
 def test_pool_workers_pin_their_gpu_before_importing_torch():
     probe = "import sys, bench.sweeps.executors.local; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"
-    ctx = get_context("spawn")
-    queue = ctx.Queue()
-    for slot in slots.slot_plan(2, workers=None, runs_per_gpu=1):
-        queue.put(slot)
-    with ProcessPoolExecutor(2, mp_context=ctx, initializer=slots.init_worker,
-                             initargs=(queue, os.getpid())) as pool:
-        seen = set(pool.map(os.getenv, ["CUDA_VISIBLE_DEVICES"] * 8))
-    assert seen and seen <= {"0", "1"}
+    pool = slots.Pool(slots.slot_plan(2, workers=None, runs_per_gpu=1))
+    try:
+        for job in range(pool.free):
+            pool.give(job, os.getenv, "CUDA_VISIBLE_DEVICES")
+        seen = []
+        while pool.busy:
+            seen += [value for _, value in pool.ended(timeout=5.0)]
+    finally:
+        pool.close()
+    assert sorted(seen) == ["0", "1"]
+
+
+def test_a_pool_worker_killed_under_its_job_ends_that_job_alone_and_its_slot_gets_a_fresh_worker():
+    def drain(pool) -> dict:
+        ended = {}
+        while pool.busy:
+            ended.update(pool.ended(timeout=5.0))
+        return ended
+
+    pool = slots.Pool([(None, 1), (None, 1)])
+    try:
+        pool.give("first", os.getpid)  # jobs go to the first free worker
+        pool.give("second", os.getpid)
+        pids = drain(pool)
+        pool.give("dies", os.kill, pids["first"], signal.SIGKILL)  # the first worker kills itself mid-job
+        pool.give("lives", time.sleep, 0)
+        ended = drain(pool)
+        assert ended["dies"] == slots.Killed("SIGKILL", ended["dies"].started) and ended["lives"] is None
+        assert pool.free == 2
+        pool.give("after", os.getpid)  # the dead worker's slot: a fresh process takes it
+        assert drain(pool)["after"] not in pids.values()
+    finally:
+        pool.close()
 
 
 # --- resume and integrity ------------------------------------------------------------------------------------

@@ -139,6 +139,42 @@ def test_a_study_left_running_by_a_killed_driver_runs_that_trial_again(tmp_path)
     assert store.record_path(rerun.name, rerun.run_id).is_file()
 
 
+def test_a_killed_trial_worker_costs_only_its_run_and_a_resume_trains_only_it_again(tmp_path, monkeypatch, capsys):
+    """The pool breaks no more: the killed trial's run is recorded failed naming the signal, the other trial
+    finishes, and the killed trial stays RUNNING in the journal, as a killed driver leaves it; the next run trains
+    it (and no other trial), then confirms the study."""
+    import dying_worker
+
+    path = spec(tmp_path, {"arch": "gru", "cap": 2})
+    store = Store(tmp_path / "out")
+    [s] = tune.studies(path)
+    monkeypatch.setattr(tune, "train_trial", dying_worker.train_trial)
+    first = sweep.run(path, store, workers=2, wandb="disabled")
+    assert (store.root / "killed-while-other-finished").read_text() == "False"  # the other was training meanwhile
+    [killed] = [r for r in first if r.get("killed")]
+    assert (killed["status"], killed["error"], killed["killed"]) == ("failed", "worker killed by SIGKILL", "SIGKILL")
+    [other] = [r for r in first if r is not killed]
+    assert other["status"] == "ok" and other["steps"] > 0
+    assert "worker killed by SIGKILL; recorded failed, trained again when the sweep runs again" in \
+        capsys.readouterr().out
+    assert sweep.exit_code(first) == 1
+    trials = {t.user_attrs["run_id"]: t for t in tune.open_study(s, tune.storage_path(store, path)).trials}
+    assert len(trials) == 2 and trials[killed["id"]].state == TrialState.RUNNING
+    assert trials[other["id"]].state.is_finished()
+    kept = store.record_path(other["name"], other["id"]).stat()
+
+    monkeypatch.undo()
+    again = sweep.run(path, store, workers=2, wandb="disabled")
+    searched = [r for r in again if r["seed"] == 0]  # the search's seed; the confirm runs have fresh ones
+    assert [(r["id"], r["status"], r.get("killed")) for r in searched] == [(killed["id"], "ok", None)]
+    assert sorted(r["seed"] for r in again if r["seed"] != 0) == list(s.confirm_seeds)  # then the study confirms
+    after = store.record_path(other["name"], other["id"]).stat()
+    assert (after.st_ino, after.st_mtime_ns) == (kept.st_ino, kept.st_mtime_ns)
+    trials = tune.open_study(s, tune.storage_path(store, path)).trials
+    assert len(trials) == 2 and all(t.state.is_finished() for t in trials)
+    assert sweep.run(path, store, workers=2, wandb="disabled") == []
+
+
 def test_a_resumed_study_draws_what_an_uninterrupted_one_draws(tmp_path):
     path = spec(tmp_path, {"arch": "gru", "cap": 4})
     [s] = tune.studies(path)
@@ -204,6 +240,21 @@ def test_ray_trains_the_same_trials_and_confirm_runs_as_the_local_pool(tmp_path)
 
     assert ids(local) == ids(remote)
     assert {r["id"] for r in local.records().records} == {r["id"] for r in remote.records().records}
+
+
+def test_ray_trials_larger_than_any_node_are_refused_before_any_work(tmp_path, monkeypatch):
+    """The tuned sweep joins Ray as the ray executor does, with its checks (a stand-in cluster of 2-CPU nodes)."""
+    from bench.sweeps.executors import ray as executor_ray
+    from bench.sweeps.executors.base import Options
+
+    path = spec(tmp_path, {"arch": "gru", "cap": 2})
+    monkeypatch.setattr(executor_ray, "connect", lambda address: False)
+    monkeypatch.setattr(executor_ray, "nodes", lambda: [{"CPU": 2.0}, {"CPU": 2.0}])
+    with pytest.raises(ConfigError, match=r"a trial needs 3 CPUs \(--threads 3 x train.devices 1\) but the cluster "
+                                          r"at head:6379 has 2 on one node"):
+        tune.run(path, Store(tmp_path / "out"), Options(spec=path, wandb="disabled", threads=3,
+                                                        address="head:6379"), executor="ray")
+    assert not (tmp_path / "out").exists()
 
 
 ROOT = Path(__file__).resolve().parent.parent

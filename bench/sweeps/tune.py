@@ -29,8 +29,11 @@ hashes its config, so a trial killed mid-run resumes from its ``last.ckpt``. The
 killed finds its unfinished trials there and runs them again (each resumes its checkpoint). ``<out>/studies/
 <spec>.json`` says what the leaderboard needs: per comparison and family, the trials, the chosen one, the
 confirm runs, and fANOVA hyperparameter importances (Optuna's ``FanovaImportanceEvaluator``, as Greff et al.
-2015 used fANOVA). Trials train in a pool of this machine's workers, or as Ray tasks with ``--executor ray``
-(the out folder must then be on storage every node sees, as for Ray sweeps).
+2015 used fANOVA). Trials train in the local executor's pool of this machine's workers, or as Ray tasks with
+``--executor ray`` (the out folder must then be on storage every node sees, as for Ray sweeps). A worker killed
+under its run (the OOM killer, ``kill -9``) costs that run alone, as in the local executor: it is recorded
+``failed``, naming the signal, the other workers carry on, and its trial stays RUNNING in the journal, as a killed
+driver's does, so the next run of the sweep trains it again (its study confirms once it has).
 """
 
 from __future__ import annotations
@@ -38,18 +41,17 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import warnings
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
+from typing import NamedTuple
 
 from options import ConfigError
 
 from ..store import Store
 from . import spec as specs
-from .executors.base import Options, run_locked
+from .executors.base import Options, record_killed, run_locked
 
 GOALS = {"minimize": "min", "maximize": "max"}
 METHODS = ("random", "bayes")
@@ -314,6 +316,9 @@ def pruning_callback(study: Study, journal: Path, trial_id: int):
 
         def __init__(self):
             self.trial = optuna.trial.Trial(open_study(study, journal), trial_id)
+            # a trial trained again after its worker or driver was killed validates at steps the journal holds
+            # already: Optuna keeps the first value and warns for each, which says nothing here
+            warnings.filterwarnings("ignore", message="The reported value is ignored because this `step")
 
         def on_validation_end(self, trainer, pl_module):
             value = trainer.callback_metrics.get(study.metric)
@@ -348,100 +353,158 @@ def run(path: Path, store: Store, options: Options, executor: str = "local") -> 
     search ends); returns the records trained here."""
     found = studies(path)
     journal = storage_path(store, path)
-    submit, close, workers = _submitter(options, executor)
+    pool, workers = _pool(options, executor, found)
     print(f"tuned sweep {path}: {len(found)} studies in {len({s.comparison for s in found})} comparison(s); "
           f"{workers} worker(s); studies in {journal}", flush=True)
     cache: dict = {}
     try:
         # the summary is rewritten after every finished run, so the tables can follow a run that takes hours
-        trained = Driver(found, journal, store, options, submit,
-                         lambda: write_summary(path, found, journal, store, cache)).run(workers)
+        trained = Driver(found, journal, store, options, pool,
+                         lambda: write_summary(path, found, journal, store, cache)).run()
     finally:
-        close()
+        pool.close()
         write_summary(path, found, journal, store, cache)
     print(f"tuned sweep finished: {len(trained)} runs trained; summary in {summary_path(store, path)}", flush=True)
     return trained
 
 
-def _submitter(options: Options, executor: str):
-    """``submit(fn, *args) -> Future``, a closer, and the number of trials that train at once."""
+def _pool(options: Options, executor: str, found: list[Study]):
+    """Where the trials train, with ``Pool``'s interface (bench/sweeps/executors/local.py: ``give``, ``ended``,
+    ``free``, ``busy``, ``close``), and how many at once."""
     if executor == "ray":
-        import ray
-
-        if not ray.is_initialized():
-            ray.init(address=options.address, include_dashboard=False, log_to_driver=False)
-        remote = ray.remote(num_cpus=options.threads)(lambda fn, *a: fn(*a))
-        workers = options.workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // options.threads)
-        return (lambda fn, *a: remote.remote(fn, *a).future()), (lambda: None), workers
+        return _ray_tasks(options, found)
     if executor != "local":
         raise ConfigError(f"a tuned sweep runs with --executor local or ray, not {executor}")
-    from .executors.local import init_worker, pin, slot_plan
+    from .executors.local import pool, slot_plan
 
     slots = slot_plan(0, workers=options.workers, threads=options.threads)
-    if len(slots) == 1:
-        pin(slots[0])
+    return pool(slots), len(slots)
 
-        def here(fn, *a) -> Future:
-            fut: Future = Future()
-            fut.set_result(fn(*a))
-            return fut
 
-        return here, (lambda: None), 1
-    ctx = get_context("spawn")
-    queue = ctx.Queue()
-    for slot in slots:
-        queue.put(slot)
-    pool = ProcessPoolExecutor(len(slots), mp_context=ctx, initializer=init_worker, initargs=(queue, os.getpid()))
-    return pool.submit, (lambda: pool.shutdown(cancel_futures=True)), len(slots)
+def _ray_tasks(options: Options, found: list[Study]):
+    """Ray tasks of ``threads`` CPUs each, on the runtime the ray executor joins, with its checks before any work."""
+    import ray
+
+    from ..run.config import resolve
+    from .executors import ray as on_ray
+
+    started = on_ray.connect(options.address)
+    try:  # every study's trials ask the same CPUs: one drawn configuration of each stands for them
+        some = [resolve(s.overrides({k: _some_value(v) for k, v in s.space.items()}), check_machine=False)
+                for s in found]
+        on_ray.check_fit(some, options.threads, 0.0, on_ray.nodes(),
+                         f"the cluster at {options.address}" if options.address else "this machine")
+    except ConfigError:
+        if started:
+            ray.shutdown()
+        raise
+    workers = options.workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // options.threads)
+    return RayTasks(ray.remote(num_cpus=options.threads)(_call), workers, started), workers
+
+
+def _call(fn, *args):
+    return fn(*args)
+
+
+class RayTasks:
+    """``Pool``'s interface over Ray tasks, ``workers`` at a time (Ray itself retries a task whose worker died)."""
+
+    def __init__(self, remote, workers: int, shutdown: bool):
+        self.remote, self.workers, self.shutdown, self.running = remote, workers, shutdown, {}
+
+    @property
+    def busy(self) -> int:
+        return len(self.running)
+
+    @property
+    def free(self) -> int:
+        return self.workers - self.busy
+
+    def give(self, job, fn, *args) -> None:
+        self.running[self.remote.remote(fn, *args).future()] = job
+
+    def ended(self, timeout: float) -> list[tuple]:
+        done, _ = wait(list(self.running), timeout=timeout, return_when=FIRST_COMPLETED)
+        return [(self.running.pop(fut), fut.result()) for fut in done]
+
+    def close(self) -> None:
+        if self.shutdown:
+            import ray
+
+            ray.shutdown()
+
+
+class Job(NamedTuple):
+    """A run the driver hands out: a trial of ``study`` (its ``number``), or with no study a confirm run."""
+
+    call: tuple  # what the worker calls: (function, *arguments)
+    overrides: dict
+    study: Study | None = None
+    number: int | None = None
 
 
 class Driver:
-    """Keeps ``workers`` jobs training: first each study's unfinished trials (a killed driver's, which resume their
-    checkpoints), then new trials and confirm runs, studies in file order."""
+    """Keeps the pool's workers training: first each study's unfinished trials (a killed driver's or worker's,
+    which resume their checkpoints), then new trials and confirm runs, studies in file order."""
 
-    def __init__(self, found: list[Study], journal: Path, store: Store, options: Options, submit, finished):
+    def __init__(self, found: list[Study], journal: Path, store: Store, options: Options, pool, finished):
         from optuna.trial import TrialState
 
-        self.found, self.journal, self.store, self.options, self.submit = found, journal, store, options, submit
+        self.found, self.journal, self.store, self.options, self.pool = found, journal, store, options, pool
         self.finished = finished  # called after each job's outcome is known
         self.opened = {s.name: open_study(s, journal) for s in found}
         self.queue = [(s, t) for s in found
                       for t in self.opened[s.name].get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
-        self.running: dict[Future, tuple] = {}
         self.confirming: set[str] = set()  # run ids queued or training
 
-    def run(self, workers: int) -> list[dict]:
+    def run(self) -> list[dict]:
         trained = []
         while True:
-            while len(self.running) < workers:
+            while self.pool.free:
                 job = self._next()
                 if job is None:
                     break
-                self.running[self.submit(*job[1])] = job
-            if not self.running:
+                self.pool.give(job, *job.call)
+            if not self.pool.busy:
                 return trained
-            done, _ = wait(list(self.running), timeout=5.0, return_when=FIRST_COMPLETED)
-            for fut in done:
-                job = self.running.pop(fut)
-                result = fut.result()
-                skipped = result["status"] == "skipped"
-                # a trial recorded before (a study replayed from its records) is told from its record
-                if skipped and not (job[0] == "trial" and _record(self.store, job[4]) is not None):
-                    print(f"  {result['name']}: {result['reason']}; left to it", flush=True)
+            for job, result in self.pool.ended(timeout=5.0):
+                result = self._outcome(job, result)
+                if result is None:
                     continue
-                if not skipped:
+                if result["status"] != "skipped":
                     trained.append(result)
-                if job[0] == "trial":
-                    _, _, s, number, overrides = job
-                    _tell(self.opened[s.name], number, overrides, self.store)
-                    _progress(s, self.opened[s.name], number)
-                else:
-                    print(f"  confirm {result['name']}: {result['status']}, test {result['metric'].get('test')}",
-                          flush=True)
+                self._report(job, result)
                 self.finished()
 
-    def _next(self):
-        """The next job: (kind, submit arguments, ...), or None when nothing can start now."""
+    def _outcome(self, job: Job, result) -> dict | None:
+        """The job's record; for a killed worker the record written now, naming the signal; None for a run left
+        to another process."""
+        from ..run.config import resolve
+        from .executors.local import Killed
+
+        if isinstance(result, Killed):
+            result = record_killed(resolve(job.overrides, check_machine=False), self.store, result.signal,
+                                   result.started)
+        # a trial recorded before (a study replayed from its records) is told from its record
+        if result["status"] == "skipped" and not (job.study and _record(self.store, job.overrides) is not None):
+            print(f"  {result['name']}: {result['reason']}; left to it", flush=True)
+            return None
+        return result
+
+    def _report(self, job: Job, result: dict) -> None:
+        if result.get("killed"):
+            # not told: the trial stays RUNNING, as a killed driver leaves it, and the next run trains it again
+            print(f"  {result['name']} [{result['id']}]: worker killed by {result['killed']}; recorded failed, "
+                  "trained again when the sweep runs again", flush=True)
+        elif job.study is not None:
+            _tell(self.opened[job.study.name], job.number, job.overrides, self.store)
+            _progress(job.study, self.opened[job.study.name], job.number)
+        else:
+            print(f"  confirm {result['name']}: {result['status']}, test {result['metric'].get('test')}",
+                  flush=True)
+
+    def _next(self) -> Job | None:
+        """The next job, or None when nothing can start now."""
         from ..run.config import resolve
 
         if self.queue:
@@ -463,23 +526,26 @@ class Driver:
                 run_id = resolve(overrides, check_machine=False).run_id
                 if run_id not in self.confirming and _record(self.store, overrides) is None:
                     self.confirming.add(run_id)
-                    return ("confirm", (_confirm_one, overrides, str(self.store.root), self.options.wandb,
-                                        self.options.threads))
+                    return Job((_confirm_one, overrides, str(self.store.root), self.options.wandb,
+                                self.options.threads), overrides)
         return None
 
-    def _trial(self, s: Study, frozen) -> tuple:
+    def _trial(self, s: Study, frozen) -> Job:
         overrides = s.overrides(frozen.params)
-        args = (train_trial, s, str(self.journal), frozen._trial_id, overrides, str(self.store.root),
+        call = (train_trial, s, str(self.journal), frozen._trial_id, overrides, str(self.store.root),
                 self.options.wandb, self.options.threads)
-        return ("trial", args, s, frozen.number, overrides)
+        return Job(call, overrides, s, frozen.number)
 
 
 def _record(store: Store, overrides: dict) -> dict | None:
+    """The run's record, or None while it has none that counts (a killed worker's says nothing about the run)."""
     from ..run.config import resolve
+    from ..store import standing
 
     cfg = resolve(overrides, check_machine=False)
     path = store.record_path(cfg.name, cfg.run_id)
-    return store.read_record(path) if path.is_file() else None
+    rec = store.read_record(path) if path.is_file() else None
+    return None if rec is None or standing(rec) == "killed" else rec
 
 
 def _tell(study, number: int, overrides: dict, store: Store) -> None:

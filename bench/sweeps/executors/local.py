@@ -9,10 +9,10 @@ committed reference: results are bit-identical only at equal thread counts). Eac
 from a queue in its initializer and pins itself before torch is imported there, so Lightning's ``auto``
 accelerator sees exactly one GPU. ``RNNBENCH_FAKE_GPUS=N`` pretends N GPUs exist (tests, dry runs).
 
-One CPU slot trains in this process; anything else is a pool of fresh (spawned) interpreters, one per slot
-(``Worker``). A worker killed under its run (the kernel's OOM killer, ``kill -9``) costs that run alone: it is
-recorded ``failed``, naming the signal, a fresh worker takes the slot, the other workers' runs carry on, and a
-resume trains the killed run again.
+One CPU slot trains in this process (``Inline``); anything else is a pool of fresh (spawned) interpreters, one per
+slot (``Pool`` of ``Worker``; the tuned sweep's trials use the same two). A worker killed under its run (the kernel's
+OOM killer, ``kill -9``) costs that run alone: it is recorded ``failed``, naming the signal, a fresh worker takes the
+slot, the other workers' runs carry on, and a resume trains the killed run again.
 A run over several GPUs (``train.devices`` > 1, DDP) cannot live in a worker pinned to one: those run after
 the packed ones, one at a time in this process, which sees every GPU. Each run goes through ``run_locked``
 (base.py). This module imports no torch at import time: a spawned worker loads it after pinning.
@@ -27,7 +27,7 @@ import time
 from collections import deque
 from multiprocessing import get_context
 from multiprocessing.connection import wait
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from options import ConfigError
 
@@ -128,6 +128,92 @@ class Worker:
             self.process.kill()
 
 
+class Killed(NamedTuple):
+    """A job's outcome when its worker died under it."""
+
+    signal: str  # the signal's name (SIGKILL), or the exit status
+    started: float  # when the job was handed out (a record written since is the job's own)
+
+
+class Pool:
+    """A ``Worker`` per slot, each handed one job at a time by ``give``; ``ended`` collects what finished. Workers
+    start when first given a job; one that dies under its job ends that job as ``Killed`` and is replaced when its
+    slot is next given a job."""
+
+    def __init__(self, slots: list[Slot]):
+        self.ctx = get_context("spawn")  # fresh interpreters: no inherited torch/CUDA/W&B state, pinned before import
+        self.slots = slots
+        self.workers: list[Worker | None] = [None] * len(slots)
+
+    @property
+    def busy(self) -> int:
+        return sum(w is not None and w.job is not None for w in self.workers)
+
+    @property
+    def free(self) -> int:
+        return len(self.workers) - self.busy
+
+    def give(self, job, fn, *args) -> None:
+        """Call ``fn(*args)`` on a free worker; ``job`` (not None) names the call in ``ended``."""
+        i = next(i for i, w in enumerate(self.workers) if w is None or w.job is None)
+        if self.workers[i] is None or not self.workers[i].process.is_alive():
+            self.workers[i] = Worker(self.ctx, self.slots[i])
+        self.workers[i].give(job, fn, *args)
+
+    def ended(self, timeout: float) -> list[tuple]:
+        """``(job, result or Killed)`` for each job that ended, waiting up to ``timeout`` seconds for the first;
+        raises what a job raised."""
+        busy = [w for w in self.workers if w is not None and w.job is not None]
+        wait([end for w in busy for end in (w.conn, w.process.sentinel)], timeout=timeout)
+        out = []
+        for worker in busy:
+            if not worker.answered():
+                continue
+            job = worker.job
+            try:
+                out.append((job, worker.take()))
+            except (EOFError, OSError):  # killed under its job
+                worker.job = None
+                out.append((job, Killed(worker.death(), worker.started)))
+        return out
+
+    def close(self) -> None:
+        for worker in self.workers:
+            if worker is not None:
+                worker.stop()
+
+
+class Inline:
+    """``Pool``'s interface for one CPU slot in this process: ``give`` runs the job at once (a worker would cost a
+    fresh interpreter and a torch import for nothing)."""
+
+    def __init__(self, slot: Slot):
+        pin(slot)
+        self.done: list[tuple] = []  # the job run by ``give``, until ``ended`` hands it over
+
+    @property
+    def busy(self) -> int:
+        return len(self.done)
+
+    @property
+    def free(self) -> int:
+        return 1 - self.busy
+
+    def give(self, job, fn, *args) -> None:
+        self.done.append((job, fn(*args)))
+
+    def ended(self, timeout: float) -> list[tuple]:
+        done, self.done = self.done, []
+        return done
+
+    def close(self) -> None:
+        pass
+
+
+def pool(plan: list[Slot]) -> Pool | Inline:
+    return Inline(plan[0]) if len(plan) == 1 and plan[0][0] is None else Pool(plan)
+
+
 def serve(conn, slot: Slot, parent: int) -> None:
     """A worker's life: pin to ``slot``, then call what the parent sends until it sends None."""
     pin(slot)
@@ -138,13 +224,6 @@ def serve(conn, slot: Slot, parent: int) -> None:
             conn.send((True, fn(*args)))
         except Exception as exc:  # the parent raises it, as a pool's future would
             conn.send((False, exc))
-
-
-def init_worker(slots, parent: int) -> None:
-    """A ProcessPoolExecutor's initializer (the tuned sweep's pool): take one slot from the queue and pin to it,
-    then watch the parent."""
-    pin(slots.get())
-    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -185,38 +264,17 @@ class Local(Executor):
         if not todo:
             return []
         wandb, retry = self.options.wandb, self.options.retry_failed
-        if len(plan) == 1 and plan[0][0] is None:
-            pin(plan[0])
-            return [progress.result(run_locked(cfg, store, wandb, retry)) for cfg in todo]
-        ctx = get_context("spawn")  # fresh interpreters: no inherited torch/CUDA/W&B state, pinned before import
-        waiting, results = deque(todo), []
-        workers = [Worker(ctx, slot) for slot in plan]
+        waiting, results, workers = deque(todo), [], pool(plan)
         try:
-            for worker in workers:
-                self._next(worker, waiting, store)
-            while any(w.job is not None for w in workers):
-                busy = [w for w in workers if w.job is not None]
-                wait([end for w in busy for end in (w.conn, w.process.sentinel)], timeout=1.0)
-                for i, worker in enumerate(workers):
-                    if worker.job is None or not worker.answered():
-                        continue
-                    try:
-                        rec = worker.take()
-                    except (EOFError, OSError):  # killed under its run: record it, a fresh worker takes the slot
-                        rec = record_killed(worker.job, store, worker.death(), worker.started)
-                        worker.job = None
-                        if waiting:
-                            workers[i] = worker = Worker(ctx, worker.slot)
+            while waiting or workers.busy:
+                while waiting and workers.free:
+                    cfg = waiting.popleft()
+                    workers.give(cfg, run_locked, cfg, store, wandb, retry)
+                for cfg, rec in workers.ended(timeout=1.0):
+                    if isinstance(rec, Killed):  # the run is recorded; a fresh worker takes the slot
+                        rec = record_killed(cfg, store, rec.signal, rec.started)
                     results.append(progress.result(rec))
-                    self._next(worker, waiting, store)
                 progress.tick()
         finally:
-            for worker in workers:
-                worker.stop()
+            workers.close()
         return results
-
-    def _next(self, worker: Worker, waiting: deque, store: Store) -> None:
-        """Hand ``worker`` the next run, if one is left."""
-        if waiting:
-            cfg = waiting.popleft()
-            worker.give(cfg, run_locked, cfg, store, self.options.wandb, self.options.retry_failed)
