@@ -175,6 +175,21 @@ def test_a_killed_trial_worker_costs_only_its_run_and_a_resume_trains_only_it_ag
     assert sweep.run(path, store, workers=2, wandb="disabled") == []
 
 
+def test_a_study_whose_first_trials_fail_draws_a_new_point_for_each(tmp_path):
+    """QMCSampler learns its space from the first finished trial; before one exists every trial drew the same
+    point (the adding T = 200 IRNN study: trial 1 diverged and trials 2-6 repeated it)."""
+    path = spec(tmp_path, {"arch": "gru", "cap": 4})
+    [s] = tune.studies(path)
+    study = tune.open_study(s, tmp_path / "j.journal")
+    drawn = []
+    for n in range(3):
+        study.sampler = tune._sampler(s, n)
+        trial = study.ask(tune._distributions(s))
+        study.tell(trial.number, state=TrialState.FAIL)
+        drawn.append(trial.params["optim.lr"])
+    assert len(set(drawn)) == 3, drawn
+
+
 def test_a_resumed_study_draws_what_an_uninterrupted_one_draws(tmp_path):
     path = spec(tmp_path, {"arch": "gru", "cap": 4})
     [s] = tune.studies(path)

@@ -264,17 +264,26 @@ def _sampler(study: Study, trial_number: int):
     """``random``: Optuna's QMCSampler, scrambled Sobol points: a random design that covers the range evenly with
     few trials (six independent draws often bunch in one corner), and finds its point from the study's count, so
     a resumed study draws what an uninterrupted one would. ``bayes``: its TPESampler, reseeded from the trial
-    number (random for its first half of the trials)."""
+    number (random for its first half of the trials).
+
+    QMCSampler learns its search space from the first finished (complete or pruned) trial; until one exists it
+    asks its independent sampler, which is therefore seeded from the trial number too. With one seed for every
+    trial, a study whose first trial diverged drew that same point for every later trial (each then failed at
+    once on the existing record), and the family's whole search was spent on one configuration."""
     import optuna
 
-    # hashed, not digest + n: Mersenne Twister's first draws from neighbouring seeds are close
-    seed = int(hashlib.sha256(f"{study.digest}/{trial_number if study.method == 'bayes' else 0}".encode())
-               .hexdigest()[:8], 16)
+    def seeded(key) -> int:
+        # hashed, not digest + n: Mersenne Twister's first draws from neighbouring seeds are close
+        return int(hashlib.sha256(f"{study.digest}/{key}".encode()).hexdigest()[:8], 16)
+
     if study.method == "random":
         warnings.filterwarnings("ignore", message=".*balance properties of Sobol.*")
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed,
+        # trial 0's independent seed is the Sobol seed, as before: studies drawn so far draw the same
+        return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seeded(0),
+                                          independent_sampler=optuna.samplers.RandomSampler(seeded(trial_number)),
                                           warn_independent_sampling=False)
+    seed = seeded(trial_number)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(1, study.trials // 2))
 
 
