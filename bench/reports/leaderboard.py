@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..store import Store, atomic
-from . import prose
+from . import prose, studies
 from .studies import tuned_ids
 from .tables import (
     ARROW,
@@ -212,7 +212,7 @@ def read(folder: Path | Store, wanted=None, save: bool = True) -> tuple[Tables, 
     sweeps = store.sweeps()
     planned = {i for s in sweeps.records for i in s.get("planned_ids", [])}
     tables, skipped = stream(store, save=save, wanted=wanted, planned=planned, exclude=tuned_ids(store))
-    return tables, skipped + sweeps.skipped
+    return tables, skipped + sweeps.skipped + studies.damaged(store)
 
 
 def outputs(store: Store, reference: Path | None = None, tables: tuple[Tables, list[str]] | None = None

@@ -8,21 +8,31 @@ from ..store import Store, read_json
 
 
 def summaries(store: Store) -> list[dict]:
-    """Every tuned sweep's summary in ``<out>/studies``, by file name; an unreadable one is named and skipped."""
-    out = []
+    """Every tuned sweep's readable summary in ``<out>/studies``, by file name (``damaged`` names the others)."""
+    return _read(store)[0]
+
+
+def damaged(store: Store) -> list[str]:
+    """One line per tuned summary in ``<out>/studies`` that cannot be read or is not one: the leaderboard names
+    it with the records it left out (exit 1), and TUNED.md goes on without it."""
+    return _read(store)[1]
+
+
+def _read(store: Store) -> tuple[list[dict], list[str]]:
+    out, bad = [], []
     for path in sorted((store.root / "studies").glob("*.json")):
         try:
             summary = read_json(path)
         except (OSError, ValueError) as exc:
-            print(f"warning: {path}: unreadable ({exc}); left out of TUNED.md")
+            bad.append(f"tuned summary {path}: unreadable ({exc}); left out of TUNED.md")
             continue
         comparisons = summary.get("comparisons") if isinstance(summary, dict) else None
         if not isinstance(comparisons, list) or not all(isinstance(c, dict) and "key" in c for c in comparisons):
-            print(f"warning: {path}: not a tuned sweep's summary (no list of comparisons); left out of TUNED.md "
-                  "(`make tuned` writes it again)")
+            bad.append(f"tuned summary {path}: not a tuned sweep's summary (no list of comparisons); left out of "
+                       "TUNED.md (`make tuned` writes it again)")
             continue
         out.append(summary)
-    return out
+    return out, bad
 
 
 def tuned_ids(store: Store) -> set[str]:
