@@ -332,6 +332,11 @@ class RecurrentCore(nn.Module):
             trace.c.append(cs)
         return s
 
+    def lr_scales(self) -> dict[nn.Parameter, float]:
+        """Parameters that train at a multiple of the run's learning rate (the system gives each scale its own
+        optimizer group); none by default."""
+        return {}
+
     # ---- introspection --------------------------------------------------------------------------------
     def recurrent_blocks(self) -> dict[str, torch.Tensor]:
         """Each layer's W_hh split into gate blocks, as views of the parameters (what ``init_recurrent`` writes

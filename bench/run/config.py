@@ -23,7 +23,7 @@ from typing import Any
 from options import SEED_MAX, ConfigError, check, coerce, default_of, opt, role
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
-SCHEDULES = ("none", "cosine", "step")
+SCHEDULES = ("none", "cosine", "step", "multistep")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 STRATEGIES = ("auto", "ddp", "ddp_spawn")
 ACCELERATORS = ("auto", "cpu", "cuda", "gpu")
@@ -37,10 +37,16 @@ class OptimConfig:
     clip: float = opt(1.0, "clip the global gradient L2 norm to this value (0 disables)", ge=0)
     # Added after records existed: shown only when changed, so older run ids stay as they were.
     schedule: str = opt("none", "learning-rate schedule, stepped every optimizer step: none, cosine (lr to 0 over "
-                                "train.max_steps) or step (times optim.gamma every optim.step_every steps)",
+                                "train.max_steps), step (times optim.gamma every optim.step_every steps) or "
+                                "multistep (times optim.gamma at each of optim.milestones)",
                         choices=SCHEDULES, omit_default=True)
     step_every: int = opt(1000, "the step schedule's period in optimizer steps", ge=1, omit_default=True)
-    gamma: float = opt(0.1, "the step schedule's factor", gt=0, le=1, omit_default=True)
+    gamma: float = opt(0.1, "the step and multistep schedules' factor", gt=0, le=1, omit_default=True)
+    # A string, as options hold only scalars: the steps in increasing order, so one schedule has one spelling
+    # (and one run id).
+    milestones: str = opt("", "the multistep schedule's optimizer steps, increasing and comma-separated "
+                              "(e.g. 13320,26211,34805)", omit_default=True)
+    momentum: float = opt(0.0, "SGD's momentum (0: plain SGD)", ge=0, lt=1, omit_default=True)
 
 
 @dataclass(frozen=True)
@@ -184,6 +190,39 @@ def content_digest(path: str) -> str:
     return h.hexdigest()[:16]
 
 
+def milestone_steps(text: str) -> tuple[int, ...]:
+    """``optim.milestones`` as steps: ``"30,60"`` -> (30, 60); one line naming the problem otherwise."""
+    if not text.strip():
+        return ()
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ConfigError(f"optim.milestones: cannot read {text!r} as optimizer steps; valid: positive whole "
+                          "numbers separated by commas, e.g. 100,200")
+    steps = tuple(int(p) for p in parts)
+    spelled = ",".join(map(str, sorted(set(steps))))
+    if text != spelled:  # "60,30", "30, 60", "030": one schedule, other spellings, other run ids
+        raise ConfigError(f"optim.milestones must be increasing steps with no spaces, got {text!r}; valid: "
+                          f"{spelled!r}")
+    return steps
+
+
+def _optim_problem(cfg: RunConfig) -> str | None:
+    """What spans optim's fields: a schedule's own options only with it, momentum only where SGD reads it."""
+    o = cfg.optim
+    steps = milestone_steps(o.milestones)
+    if o.schedule == "multistep" and not steps:
+        return "optim.schedule multistep needs optim.milestones, e.g. 100,200"
+    if steps and o.schedule != "multistep":
+        return f"optim.milestones is read only by the multistep schedule, got optim.schedule {o.schedule}; " \
+               "valid: optim.schedule multistep, or no optim.milestones"
+    if steps and steps[-1] > cfg.train.max_steps:
+        return (f"optim.milestones: step {steps[-1]} is past train.max_steps ({cfg.train.max_steps}); valid: "
+                f"steps <= {cfg.train.max_steps}")
+    if o.momentum and o.name != "sgd":
+        return f"optim.momentum is SGD's, got optim.name {o.name}; valid: optim.name sgd, or optim.momentum 0"
+    return None
+
+
 def _fill(cls: type, base: Any, values: dict[str, Any], section: str) -> Any:
     valid = {f.name: f for f in fields(cls)}
     unknown = sorted(set(values) - set(valid))
@@ -268,7 +307,7 @@ def validate(cfg: RunConfig, check_machine: bool = True) -> None:
     if not 0 <= cfg.seed <= SEED_MAX:
         raise ConfigError(f"seed must be >= 0 and <= {SEED_MAX}, got {cfg.seed}")
     task = tasks.get(cfg.task_name)
-    problem = task.check(cfg.task) or _direction_problem(cfg, task)
+    problem = task.check(cfg.task) or _direction_problem(cfg, task) or _optim_problem(cfg)
     if problem:
         raise ConfigError(problem)
     if cfg.model is not None:

@@ -53,7 +53,7 @@ from tasks import Task
 from tasks.composed import ComposedTask
 
 from ..diag import flow
-from .config import RunConfig, flatten, resolve
+from .config import RunConfig, flatten, milestone_steps, resolve
 from .mirror import MIRROR_EVERY, is_mirror
 from .models import KINDS
 
@@ -150,14 +150,33 @@ class System(L.LightningModule):
     def configure_optimizers(self):
         o = self.optim
         cls = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop, "sgd": torch.optim.SGD}[o.name]
-        optimizer = cls(self.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        momentum = {"momentum": o.momentum} if o.name == "sgd" else {}
+        optimizer = cls(self._param_groups(), lr=o.lr, weight_decay=o.weight_decay, **momentum)
         if o.schedule == "none":
             return optimizer
+        # every schedule below multiplies each group's own lr, so a scaled group keeps its ratio to the rest
         if o.schedule == "cosine":  # from lr to 0 over the budget
             schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.cfg.train.max_steps)
+        elif o.schedule == "multistep":
+            schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(milestone_steps(o.milestones)), o.gamma)
         else:
             schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=o.step_every, gamma=o.gamma)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def _param_groups(self) -> list[dict]:
+        """One group at optim.lr of every parameter that no core scales, then one per learning-rate scale a core declares
+        (``RecurrentCore.lr_scales``: expRNN's skew-symmetric A). The authors of such cores step two optimizers
+        of one kind; one optimizer with a group each is the same update, as Adam, RMSprop and SGD keep their
+        state per parameter and read only their own group's lr. With no scale declared this is
+        ``self.parameters()`` in one group, as before, so checkpoints and runs stay as they were."""
+        scales = {id(p): s for core in self.modules() if isinstance(core, RecurrentCore)
+                  for p, s in core.lr_scales().items() if s != 1}
+        params = list(self.parameters())
+        groups = [{"params": [p for p in params if id(p) not in scales]}]
+        for scale in sorted(set(scales.values())):
+            groups.append({"params": [p for p in params if scales.get(id(p)) == scale],
+                           "lr": self.optim.lr * scale})
+        return groups
 
     # ---- hooks -----------------------------------------------------------------------------------------
     def on_train_epoch_start(self):
