@@ -40,7 +40,7 @@ def test_every_sweep_file_parses_and_the_anchored_documents_are_found():
             assert expand(doc, f"{path} document {i + 1}"), path
     found = {where: (anchor, overrides) for where, anchor, overrides in anchored(ROOT)}
     expected = {*(f"sweeps/anchors.yaml #{i}" for i in range(1, 7)),
-                *(f"sweeps/anchors_gpu.yaml #{i}" for i in range(1, 18)),
+                *(f"sweeps/anchors_gpu.yaml #{i}" for i in range(1, 19)),
                 *(f"sweeps/anchors_online.yaml #{i}" for i in range(1, 4)), "sweeps/charlm.yaml #1",
                 "sweeps/default.yaml #5", "sweeps/default.yaml #6",
                 "sweeps/encdec.yaml #3", "sweeps/encdec.yaml #5"}
@@ -66,9 +66,11 @@ def test_only_anchors_whose_setting_matches_carry_verdicts():
     assert judged == {("sweeps/anchors.yaml #1", ()), *pixel,  # the paper's GRU; TCN's Table 1, every family
                       ("sweeps/anchors_gpu.yaml #9", (("arch.name", "lstm"), ("task.permute", False))),
                       ("sweeps/anchors_gpu.yaml #10", (("arch.name", "lstm"), ("task.permute", True))),
-                      # the later families: only coRNN's published setting is expressed whole (its scripts)
+                      # the later families: coRNN's scripts and expRNN's README commands are expressed whole
                       ("sweeps/anchors_gpu.yaml #12", (("arch.name", "cornn"), ("task.permute", False))),
-                      ("sweeps/anchors_gpu.yaml #13", (("arch.name", "cornn"), ("task.permute", True)))}
+                      ("sweeps/anchors_gpu.yaml #13", (("arch.name", "cornn"), ("task.permute", True))),
+                      ("sweeps/anchors_gpu.yaml #15", (("arch.name", "exprnn"), ("task.permute", False))),
+                      ("sweeps/anchors_gpu.yaml #16", (("arch.name", "exprnn"), ("task.permute", True)))}
     published = {(row.match.get("arch.name"), row.match.get("task.permute")): row.published
                  for where, anchor, _ in anchored(ROOT) if anchor.name.startswith("Pixel") for row in anchor.rows}
     assert published == {("vanilla", False): 0.215, ("vanilla", True): 0.253, ("lstm", False): 0.872,
