@@ -21,7 +21,7 @@ from pathlib import Path
 
 from options import BOUNDS, SEED_MAX, ConfigError, coerce, out_of_range
 
-from .run.config import WANDB_MODES
+from .run.config import MAX_BEAM, WANDB_MODES
 from .sweeps.executors.base import names as executor_names
 
 LOCAL_OUT = "results-local"
@@ -64,7 +64,7 @@ TEMPERATURE = ranged(float, ge=0.01, le=100)  # lower: logits / T overflows to i
 CHARACTERS = ranged(int, ge=1, le=100_000)
 COUNT = ranged(int, ge=1, le=10_000)
 INDEX = ranged(int, ge=0, le=1024)
-BEAM = ranged(int, ge=1)  # the upper end is model.beam's, read from its declaration (bench/text/decode.py)
+BEAM = ranged(int, ge=1, le=MAX_BEAM)  # model.beam's range; decode.check holds a run to its own declaration
 
 
 def _check_out(out: str | Path, cfg=None, sweep: bool = False) -> None:

@@ -68,7 +68,8 @@ def listing(folder):
     (["sample", "x", "--seed", str(2**64)], f"argument --seed: must be >= 0 and <= 4294967295, got {2**64}"),
     (["sample", "x", "--length", "1000000000"], "argument --length: must be >= 1 and <= 100000, got 1000000000"),
     (["decode", "x", "--n", "0"], "argument --n: must be >= 1 and <= 10000, got 0"),
-    (["decode", "x", "--beam", "0"], "argument --beam: must be >= 1, got 0"),
+    (["decode", "x", "--beam", "0"], "argument --beam: must be >= 1 and <= 64, got 0"),
+    (["decode", "x", "--beam", "100000"], "argument --beam: must be >= 1 and <= 64, got 100000"),  # before a load
     (["units", "x", "--layer", "-1"], "argument --layer: must be >= 0 and <= 1024, got -1"),
     (["units", "x", "--top", "0"], "argument --top: must be >= 1 and <= 10000, got 0"),
     ([*ADDING, "--task.data_seed", "100000000000000000000"], "task.data_seed must be >= 0 and <= 4294967295"),

@@ -179,11 +179,11 @@ def test_decode_prints_source_reference_output_and_saves_the_attention_map(tmp_p
     assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
     lines = (tmp_path / "decode" / f"{rec['name']}__{rec['id']}.decoded.jsonl").read_text().splitlines()
     assert [set(json.loads(line)) >= {"source", "reference", "output"} for line in lines] == [True, True]
-    with pytest.raises(SystemExit) as exc:  # beyond model.beam's declared range: refused before decoding
+    with pytest.raises(SystemExit) as exc:  # beyond model.beam's declared range: refused before the load
         cli.main(["decode", f"{rec['name']}__{rec['id']}", "--out", str(tmp_path), "--beam", "100000"])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err.count("\n") == 1
-    assert "--beam must be >= 1 and <= 64, got 100000 (model.beam's declared range)" in err
+    assert "argument --beam: must be >= 1 and <= 64, got 100000" in err
 
 
 def test_decode_refuses_a_sequence_task_in_one_line(lm_run, capsys):

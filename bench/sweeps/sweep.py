@@ -56,7 +56,8 @@ def run(path: Path, out: Path | Store, workers: int | None = None, wandb: str = 
     progress.close()
     results = [r for r in results if r.get("status") != "skipped"]
     wall = time.time() - started
-    print(f"sweep finished in {wall:.0f}s: {len(results)} trained, {progress.failed} failed"
+    # a failed run (a killed worker's among them) did not train: counted once, as failed
+    print(f"sweep finished in {wall:.0f}s: {len(results) - progress.failed} trained, {progress.failed} failed"
           + (f", {progress.skipped} skipped" if progress.skipped else ""), flush=True)
     if results:
         write_summary(path, store, planned=[r.run_id for r in plan.runs], results=results, workers=workers_now,
