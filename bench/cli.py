@@ -346,10 +346,7 @@ def cmd_leaderboard(args, rest) -> int:
     if tuned_text is not None:
         texts[store.root / "TUNED.md"] = tuned_text
     readme_changed = args.readme is not None and texts[args.readme] != args.readme.read_text()
-    for path, text in texts.items():
-        store.remove_orphaned_temp_files(path)
-        if path != args.readme or readme_changed:
-            store.write_text(path, text)
+    store.write_texts({path: text for path, text in texts.items() if path != args.readme or readme_changed})
     md = store.root / "LEADERBOARD.md"
     print(f"wrote {md} and {md.with_name('leaderboard.csv')} from {mine.n_records} records "
           f"in {time.perf_counter() - started:.2f}s")

@@ -52,7 +52,7 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -422,6 +422,15 @@ class Store:
         with self.atomic(path) as tmp:
             tmp.write_text(text, encoding="utf-8")
         return Path(path)
+
+    def write_texts(self, texts: dict[Path, str]) -> None:
+        """Files that belong together (a command's outputs): each is written in full beside its target first,
+        and only then are they renamed over their files, so a write that fails (a full disk) leaves every one of
+        them as it was. Temporary files a killed writer left of these names go first."""
+        with ExitStack() as stack:
+            for path, text in texts.items():
+                self.remove_orphaned_temp_files(path)
+                stack.enter_context(self.atomic(path)).write_text(text, encoding="utf-8")
 
     def write_json(self, path: Path, data: dict) -> Path:
         return self.write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -130,3 +130,26 @@ def test_provenance_reads_git_at_the_repository_root():
     # The dirty flag covers tasks/ and architectures/ too only when git runs at the root, not inside bench/.
     assert (records.ROOT / "pyproject.toml").is_file() and (records.ROOT / "tasks").is_dir()
     assert records.provenance()["git_sha"] == records._git("rev-parse", "HEAD") != "unknown"
+
+
+def test_outputs_written_together_are_all_new_or_all_old(tmp_path, monkeypatch):
+    """A command's outputs (LEADERBOARD.md, REPRODUCTION.md, TUNED.md, the README) go through write_texts: a write
+    that fails part-way (a full disk) leaves every one of them as it was, and no temporary file behind."""
+    store = Store(tmp_path)
+    first, second = tmp_path / "A.md", tmp_path / "B.md"
+    store.write_texts({first: "old a", second: "old b"})
+    real = Path.write_text
+
+    def full_disk(self, text, *args, **kwargs):
+        if self.name.startswith("B.md"):
+            raise OSError(28, "No space left on device")
+        return real(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    with pytest.raises(OSError):
+        store.write_texts({first: "new a", second: "new b"})
+    monkeypatch.undo()
+    assert (first.read_text(), second.read_text()) == ("old a", "old b")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["A.md", "B.md"]
+    store.write_texts({first: "new a", second: "new b"})
+    assert (first.read_text(), second.read_text()) == ("new a", "new b")

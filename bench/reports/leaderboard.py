@@ -237,9 +237,7 @@ def write(out: Path | Store, reference: Path | None = None, tables: tuple[Tables
     store = out if isinstance(out, Store) else Store(out)
     texts, mine, skipped = outputs(store, reference, tables)
     write_figures(store, mine)
-    for path, text in texts.items():
-        store.remove_orphaned_temp_files(path)
-        store.write_text(path, text)
+    store.write_texts(texts)
     return Written(store.root / "LEADERBOARD.md", mine.n_records, skipped + store.metrics.skipped)
 
 

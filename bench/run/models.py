@@ -40,7 +40,6 @@ from options.registry import Registry
 from tasks.composed import END, PAD, START, Scored
 
 
-
 @dataclass(frozen=True)
 class Seq2SeqOptions:
     attention: str = opt("additive", "attention over the encoder states (none: the final state only)",
