@@ -19,9 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-from options import BOUNDS, SEED_MAX, ConfigError, coerce, out_of_range
+from options import BOUNDS, MAX_BEAM, SEED_MAX, ConfigError, coerce, out_of_range
 
-from .run.config import MAX_BEAM, WANDB_MODES
+from .run.config import WANDB_MODES
 from .sweeps.executors.base import names as executor_names
 
 LOCAL_OUT = "results-local"

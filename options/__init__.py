@@ -30,6 +30,9 @@ from typing import Any
 
 RANGE_KEYS = ("ge", "gt", "le", "lt", "choices", "divides")
 SEED_MAX = 2**32 - 1  # numpy's and Lightning's seed range: a larger seed fails only when the run starts
+# the widest beam a decoder declares (model.beam, bench/run/models.py): here, without torch, so that the command
+# line refuses a wider --beam before a checkpoint loads
+MAX_BEAM = 64
 
 
 class ConfigError(ValueError):

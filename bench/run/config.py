@@ -27,9 +27,6 @@ SCHEDULES = ("none", "cosine", "step", "multistep")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 STRATEGIES = ("auto", "ddp", "ddp_spawn")
 ACCELERATORS = ("auto", "cpu", "cuda", "gpu")
-# the widest beam a decoder declares (model.beam, bench/run/models.py): here, without torch, so that the command
-# line refuses a wider --beam before a checkpoint loads
-MAX_BEAM = 64
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,7 @@ from architectures.captioning import Captioner
 from architectures.composed import FUSIONS, FrameTagger, QuestionAnswerer, SequenceClassifier
 from architectures.seq2seq import Seq2Seq
 from architectures.vision import IMAGE_ENCODERS, weights_problem
-from bench.run.config import MAX_BEAM
-from options import opt
+from options import MAX_BEAM, opt
 from options.registry import Registry
 from tasks.composed import END, PAD, START, Scored
 
