@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -39,7 +38,7 @@ import architectures
 from architectures.base import RecurrentCore
 from bench.cli import THREADS, Parser, ranged
 from bench.run.records import provenance
-from bench.store import atomic
+from bench.store import atomic, folder_problem
 
 SIDES = ("fast", "reference", "nn.GRU")
 POSITIVE = ranged(int, ge=1, le=1_000_000)
@@ -169,18 +168,6 @@ def table(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def writable(folder: Path) -> str | None:
-    """Why ``folder`` cannot be written or created, or None."""
-    probe = folder
-    while not probe.exists():
-        probe = probe.parent
-    if probe == folder and not folder.is_dir():
-        return f"--out {folder}: exists and is not a folder"
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        return f"--out {folder}: {probe} is not a writable folder"
-    return None
-
-
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = Parser(prog="python -m dev.speed", description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="[default: cpu]")
@@ -210,8 +197,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--device cuda: no CUDA device is available here; valid: cpu")
     if args.min_rounds > args.max_rounds:
         parser.error(f"--min-rounds {args.min_rounds} exceeds --max-rounds {args.max_rounds}")
-    if problem := writable(args.out):
-        parser.error(problem)
+    if problem := folder_problem(args.out):
+        parser.error(f"--out {problem}")
     if args.quick:
         args.warmup, args.block, args.budget, args.min_rounds, args.max_rounds = 1, 0.0, 0.0, 2, 2
     return args
