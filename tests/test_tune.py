@@ -233,6 +233,27 @@ def test_the_interval_and_welch_test_match_scipy_and_the_bold_needs_the_interval
     assert not tuned_report.beats_baseline(row, 0.12, "min")  # the mean is below, the interval is not
 
 
+def test_a_family_still_confirming_is_shown_but_never_ranked_or_bolded(tmp_path):
+    def record(i, value):
+        return {"id": i, "status": "ok", "params": 10, "metrics_file": None,
+                "metric": {"name": "mse", "mode": "min", "test": value, "test_from": "best"},
+                "task_info": {"baseline": 1 / 6, "metric": "mse"}}
+
+    # the LSTM has one lucky seed of five; the GRU all five, each worse than that seed
+    values = {"gru": [0.010, 0.011, 0.012, 0.013, 0.014], "lstm": [0.001]}
+    by_id = {f"{f}{i}": record(f"{f}{i}", v) for f, vs in values.items() for i, v in enumerate(vs)}
+    comparison = {"settings": {"task.name": "adding"}, "protocol": {
+        "goal": "min", "pruner": None, "method": "random", "trials_per_family": 1, "max_steps": 10,
+        "metric": "val/mse", "confirm_seeds": [1, 2, 3, 4, 5]}, "families": {
+        f: {"trials": [{"state": "complete"}], "chosen": {"params": {"optim.lr": 0.01}, "value": 0.01},
+            "confirm": [{"run_id": f"{f}{i}"} for i in range(5)]} for f in values}}
+    text = "\n".join(tuned_report.render_comparison("adding", comparison, by_id, tmp_path, None))
+    lstm = next(line for line in text.splitlines() if line.startswith("| lstm |"))
+    assert "pending (1/5 confirm runs)" in lstm and "**" not in lstm and "best" not in lstm.split("|")[7]
+    gru = next(line for line in text.splitlines() if line.startswith("| gru |"))
+    assert "**" not in gru and "| — |" in gru  # one family ranked: nothing to compare it with yet
+
+
 @pytest.mark.slow  # a Ray runtime starts: minutes on 2 busy cores
 def test_ray_trains_the_same_trials_and_confirm_runs_as_the_local_pool(tmp_path):
     import ray

@@ -12,7 +12,8 @@ one row per family:
   past it (from the runs' metrics CSVs);
 - against the best family (best mean), Welch's t-test (unequal variances, two-sided, ``scipy.stats``): "differs"
   when p < 0.05, else "no significant difference". The best row is bolded only when its whole interval is
-  better than the task's baseline.
+  better than the task's baseline. Only families whose confirm runs are all recorded are ranked: one still
+  confirming shows its mean so far and "pending", so a single lucky seed is never called the best.
 A figure per comparison, ``importance_<task>_<n>.png``, shows each family's fANOVA importances (Optuna's
 evaluator over its finished trials, as Greff et al. 2015 used fANOVA), where the study had enough finished trials.
 The run ids in the summaries point at the records; every number shown comes from a record or its metrics CSV.
@@ -96,9 +97,23 @@ def rows(comparison: dict, by_id: dict[str, dict], runs: Metrics | Path) -> list
             "std": statistics.stdev(values) if len(values) > 1 else None, "interval": interval(values),
             "solved": [s for s in steps if s is not None], "info": ok[0]["task_info"] if ok else None,
             "params": ok[0]["params"] if ok else None, "tested": {r["metric"].get("test_from") for r in ok},
-            "importance": entry.get("importance"),
+            "importance": entry.get("importance"), "confirmed": len(recs) >= len(entry["confirm"]) > 0,
         })
     return out
+
+
+def best_of(scored: list[dict], mode: str) -> tuple[list[dict], dict | None]:
+    """The rows ranked (those whose confirm runs are all recorded) and the best of them by mean."""
+    ranked = [r for r in scored if r["confirmed"]]
+    best = None
+    for r in ranked:
+        if best is None or _better(mode, r["mean"], best["mean"]):
+            best = r
+    return ranked, best
+
+
+def pending(r: dict) -> str:
+    return f"pending ({len(r['recs'])}/{r['planned']} confirm runs)"
 
 
 def beats_baseline(row: dict, baseline: float | None, mode: str) -> bool:
@@ -118,10 +133,7 @@ def render_comparison(title: str, comparison: dict, by_id: dict[str, dict], runs
     baseline = info.get("baseline") if info else None
     threshold = info.get("solved_threshold") if info else None
     scored = [r for r in found if r["mean"] is not None]
-    best = None
-    for r in scored:
-        if best is None or _better(mode, r["mean"], best["mean"]):
-            best = r
+    ranked, best = best_of(scored, mode)
     pruner = (f"Hyperband pruning (first rung {p['pruner']['min_resource']} validations, eta "
               f"{p['pruner']['reduction_factor']})" if p["pruner"] else "no pruning")
     sampler = "Optuna QMC (Sobol) random search" if p["method"] == "random" else "Optuna TPE"
@@ -150,14 +162,16 @@ def render_comparison(title: str, comparison: dict, by_id: dict[str, dict], runs
             score = f"{r['mean']:.4g} ± {_fmt(r['std'])} (n={len(r['values'])}/{r['planned']})"
             lo_hi = r["interval"]
             ci = f"[{lo_hi[0]:.4g}, {lo_hi[1]:.4g}]" if lo_hi else "—"
-            if r is best and beats_baseline(r, baseline, mode) and len(scored) > 1:
+            if r is best and beats_baseline(r, baseline, mode) and len(ranked) > 1:
                 score = f"**{score}**"
         if threshold is None or r["mean"] is None:
             solved = "—"
         else:
             solved = f"{len(r['solved'])}/{len(r['values'])}" + (
                 f", step {statistics.median(r['solved']):.0f}" if r["solved"] else "")
-        if len(scored) < 2 or r["mean"] is None:
+        if r["mean"] is not None and not r["confirmed"]:
+            versus = pending(r)
+        elif len(ranked) < 2 or r["mean"] is None:
             versus = "—"  # no comparison yet
         elif r is best:
             versus = "best"
@@ -288,8 +302,7 @@ def readme_block(store: Store, records: list[dict] | None = None) -> str:
             key = title_of(comparison)
             found_rows = rows(comparison, by_id, store.metrics)
             mode = comparison["protocol"]["goal"]
-            scored = [r for r in found_rows if r["mean"] is not None]
-            best = min(scored, key=lambda r: r["mean"] if mode == "min" else -r["mean"]) if scored else None
+            ranked, best = best_of([r for r in found_rows if r["mean"] is not None], mode)
             for r in found_rows:
                 chosen = _params(r["chosen"]["params"]) if r["chosen"] else "searching"
                 if r["mean"] is None:
@@ -298,9 +311,9 @@ def readme_block(store: Store, records: list[dict] | None = None) -> str:
                 else:
                     score = f"{r['mean']:.4g} ± {_fmt(r['std'])} (n={len(r['values'])})"
                     ci = f"[{r['interval'][0]:.4g}, {r['interval'][1]:.4g}]" if r["interval"] else "—"
-                    p = None if r is best else welch(r["values"], best["values"])
-                    versus = "—" if len(scored) < 2 else "best" if r is best else (
-                        "—" if p is None else f"p = {p:.2g}")
+                    p = None if r is best or best is None else welch(r["values"], best["values"])
+                    versus = pending(r) if not r["confirmed"] else "—" if len(ranked) < 2 else (
+                        "best" if r is best else "—" if p is None else f"p = {p:.2g}")
                 lines.append(f"| {key} | {r['family']} | {chosen} | {score} | {ci} | {versus} |")
         lines.append("")
     return "\n".join(lines + [README_END])
