@@ -233,25 +233,50 @@ def test_the_interval_and_welch_test_match_scipy_and_the_bold_needs_the_interval
     assert not tuned_report.beats_baseline(row, 0.12, "min")  # the mean is below, the interval is not
 
 
-def test_a_family_still_confirming_is_shown_but_never_ranked_or_bolded(tmp_path):
+def _comparison(values: dict[str, list[float]], spectrum: str | None = None) -> tuple[dict, dict]:
+    """A comparison of families with one finished trial each and five planned confirm runs, of which the
+    records hold ``values``' (the test MSE of each); a confirm run with no value is not recorded yet. Each
+    record's first recurrent block has the spectrum verdict ``spectrum`` (None: a matrix, which has none)."""
     def record(i, value):
         return {"id": i, "status": "ok", "params": 10, "metrics_file": None,
                 "metric": {"name": "mse", "mode": "min", "test": value, "test_from": "best"},
-                "task_info": {"baseline": 1 / 6, "metric": "mse"}}
+                "task_info": {"baseline": 1 / 6, "metric": "mse"},
+                "diagnostics": {"flow_ratio_final": -0.5, "final": {"spectra": {"l0": {"verdict": spectrum}, "l1": {"verdict": "exploding"}}}}}
 
-    # the LSTM has one lucky seed of five; the GRU all five, each worse than that seed
-    values = {"gru": [0.010, 0.011, 0.012, 0.013, 0.014], "lstm": [0.001]}
     by_id = {f"{f}{i}": record(f"{f}{i}", v) for f, vs in values.items() for i, v in enumerate(vs)}
     comparison = {"settings": {"task.name": "adding"}, "protocol": {
         "goal": "min", "pruner": None, "method": "random", "trials_per_family": 1, "max_steps": 10,
         "metric": "val/mse", "confirm_seeds": [1, 2, 3, 4, 5]}, "families": {
         f: {"trials": [{"state": "complete"}], "chosen": {"params": {"optim.lr": 0.01}, "value": 0.01},
             "confirm": [{"run_id": f"{f}{i}"} for i in range(5)]} for f in values}}
-    text = "\n".join(tuned_report.render_comparison("adding", comparison, by_id, tmp_path, None))
-    lstm = next(line for line in text.splitlines() if line.startswith("| lstm |"))
-    assert "pending (1/5 confirm runs)" in lstm and "**" not in lstm and "best" not in lstm.split("|")[7]
-    gru = next(line for line in text.splitlines() if line.startswith("| gru |"))
-    assert "**" not in gru and "| — |" in gru  # one family ranked: nothing to compare it with yet
+    return comparison, by_id
+
+
+def _table(tmp_path, values: dict[str, list[float]], spectrum: str | None = None) -> dict[str, list[str]]:
+    """Each family's row of the rendered table, split into its cells."""
+    comparison, by_id = _comparison(values, spectrum)
+    lines = tuned_report.render_comparison("adding", comparison, by_id, tmp_path, None)
+    return {cells[1].strip(): [c.strip() for c in cells[1:-1]]
+            for cells in (line.split("|") for line in lines if line.startswith("| ") and "---" not in line)}
+
+
+def test_a_family_still_confirming_is_shown_but_never_ranked_or_bolded(tmp_path):
+    five = [0.010, 0.011, 0.012, 0.013, 0.014]
+    # the LSTM has one lucky seed of five; the GRU all five, each worse than that seed
+    rows = _table(tmp_path, {"gru": five, "lstm": [0.001]})
+    assert rows["lstm"][7] == "pending (1/5 confirm runs)" and "**" not in rows["lstm"][3]
+    assert rows["gru"][7] == "—" and "**" not in rows["gru"][3]  # one family ranked: nothing to compare with
+    # two confirmed and one still confirming: the better of the two is only the best so far, and not bolded
+    rows = _table(tmp_path, {"gru": five, "irnn": [x * 2 for x in five], "lstm": [0.001]})
+    assert rows["gru"][7] == "best so far" and "**" not in rows["gru"][3]
+    assert rows["irnn"][7].startswith("differs")
+    assert rows["gru"][6] == "healthy 5 (r = -0.5)"  # the flow column counts the confirm runs' verdicts
+    # once every family's confirm runs are in, the best is named and bolded
+    rows = _table(tmp_path, {"gru": five, "irnn": [x * 2 for x in five], "lstm": [x / 10 for x in five]})
+    assert rows["lstm"][7] == "best" and rows["lstm"][3].startswith("**")
+    # a family whose recurrence has a verdict of its own shows it beside the flow's: its first block's
+    rows = _table(tmp_path, {"lru": five}, spectrum="vanishing")
+    assert rows["lru"][6] == "healthy 5 (r = -0.5); spectrum vanishing 5"
 
 
 @pytest.mark.slow  # a Ray runtime starts: minutes on 2 busy cores

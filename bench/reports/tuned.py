@@ -10,10 +10,15 @@ one row per family:
   and a 95 % interval for the mean (Student's t with n - 1 degrees of freedom);
 - where the task has a threshold, how many confirm seeds solved it and the median step of the first validation
   past it (from the runs' metrics CSVs);
+- the gradient flow at the end of each confirm run (bench/diag/verdict.py): the flow verdicts counted, the median
+  log10 ratio r of the first step's gradient to the last's, and, for the families whose recurrence has a
+  verdict of its own (diagonal, decay, orthogonal), the spectrum verdicts counted. A family can keep its
+  gradient alive ("healthy") and still not solve the task: the two columns side by side say which;
 - against the best family (best mean), Welch's t-test (unequal variances, two-sided, ``scipy.stats``): "differs"
   when p < 0.05, else "no significant difference". The best row is bolded only when its whole interval is
   better than the task's baseline. Only families whose confirm runs are all recorded are ranked: one still
-  confirming shows its mean so far and "pending", so a single lucky seed is never called the best.
+  confirming shows its mean so far and "pending", so a single lucky seed is never called the best; while any
+  family that has started is still searching or confirming, the best is "best so far" and not bolded.
 A figure per comparison, ``importance_<task>_<n>.png``, shows each family's fANOVA importances (Optuna's
 evaluator over its finished trials, as Greff et al. 2015 used fANOVA), where the study had enough finished trials.
 The run ids in the summaries point at the records; every number shown comes from a record or its metrics CSV.
@@ -23,9 +28,11 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections import Counter
 from pathlib import Path
 
 from ..diag.plots import inputs_hash, pyplot, save_unless_unchanged
+from ..diag.verdict import described
 from ..run.schema import Metrics
 from ..store import Store, atomic
 from .studies import comparison_items, summaries, tuned_ids  # noqa: F401 (tuned_ids: part of this module's API)
@@ -102,6 +109,25 @@ def rows(comparison: dict, by_id: dict[str, dict], runs: Metrics | Path) -> list
     return out
 
 
+def flow_summary(recs: list[dict]) -> str:
+    """Each confirm run's flow verdict at the end of training, counted, with the median final ratio; then the
+    spectrum verdicts of the first layer's recurrence, counted, where its kind has one."""
+    diags = [r["diagnostics"] for r in recs if r.get("diagnostics")]
+    if not diags:
+        return "—"
+    flows = Counter(described(d.get("flow_ratio_final")) for d in diags)
+    ratios = [d["flow_ratio_final"] for d in diags
+              if d.get("flow_ratio_final") is not None and math.isfinite(d["flow_ratio_final"])]
+    text = ", ".join(f"{v} {n}" for v, n in flows.most_common())
+    if ratios:
+        text += f" (r = {statistics.median(ratios):.2g})"
+    firsts = [next(iter(((d.get("final") or {}).get("spectra") or {"": {}}).values())) for d in diags]
+    spectra = Counter(entry["verdict"] for entry in firsts if entry.get("verdict"))  # the first block's
+    if spectra:
+        text += "; spectrum " + ", ".join(f"{v} {n}" for v, n in spectra.most_common())
+    return text
+
+
 def best_of(scored: list[dict], mode: str) -> tuple[list[dict], dict | None]:
     """The rows ranked (those whose confirm runs are all recorded) and the best of them by mean."""
     ranked = [r for r in scored if r["confirmed"]]
@@ -134,6 +160,7 @@ def render_comparison(title: str, comparison: dict, by_id: dict[str, dict], runs
     threshold = info.get("solved_threshold") if info else None
     scored = [r for r in found if r["mean"] is not None]
     ranked, best = best_of(scored, mode)
+    settled = all(r["confirmed"] for r in found if r["states"])  # no family searching or confirming now
     pruner = (f"Hyperband pruning (first rung {p['pruner']['min_resource']} validations, eta "
               f"{p['pruner']['reduction_factor']})" if p["pruner"] else "no pruning")
     sampler = "Optuna QMC (Sobol) random search" if p["method"] == "random" else "Optuna TPE"
@@ -146,8 +173,8 @@ def render_comparison(title: str, comparison: dict, by_id: dict[str, dict], runs
              + (f"; baseline {baseline:.4g}" if baseline is not None else "")
              + (f"; solved past {threshold:.4g}" if threshold is not None else "") + ".", ""]
     head = "| family | chosen (search value) | trials: finished / pruned / failed | test mean ± std | 95 % interval | "
-    head += "solved: seeds, median step | vs best (Welch's t) | params |"
-    lines += [head, "|" + "---|" * 8]
+    head += "solved: seeds, median step | gradient flow at the end | vs best (Welch's t) | params |"
+    lines += [head, "|" + "---|" * 9]
     for r in found:
         chosen = (f"{_params(r['chosen']['params'])} ({_fmt(r['chosen']['value'])})" if r["chosen"]
                   else "—")
@@ -162,7 +189,7 @@ def render_comparison(title: str, comparison: dict, by_id: dict[str, dict], runs
             score = f"{r['mean']:.4g} ± {_fmt(r['std'])} (n={len(r['values'])}/{r['planned']})"
             lo_hi = r["interval"]
             ci = f"[{lo_hi[0]:.4g}, {lo_hi[1]:.4g}]" if lo_hi else "—"
-            if r is best and beats_baseline(r, baseline, mode) and len(ranked) > 1:
+            if r is best and settled and beats_baseline(r, baseline, mode) and len(ranked) > 1:
                 score = f"**{score}**"
         if threshold is None or r["mean"] is None:
             solved = "—"
@@ -174,12 +201,13 @@ def render_comparison(title: str, comparison: dict, by_id: dict[str, dict], runs
         elif len(ranked) < 2 or r["mean"] is None:
             versus = "—"  # no comparison yet
         elif r is best:
-            versus = "best"
+            versus = "best" if settled else "best so far"
         else:
             pvalue = welch(r["values"], best["values"])
             versus = "—" if pvalue is None else (
                 f"differs (p = {pvalue:.2g})" if pvalue < ALPHA else f"no significant difference (p = {pvalue:.2g})")
-        lines.append(f"| {r['family']} | {chosen} | {counts} | {score} | {ci} | {solved} | {versus} | "
+        lines.append(f"| {r['family']} | {chosen} | {counts} | {score} | {ci} | {solved} | "
+                     f"{flow_summary([x for x in r['recs'] if x['status'] == 'ok'])} | {versus} | "
                      f"{r['params'] if r['params'] is not None else '—'} |")
     if any(r["tested"] - {"best"} for r in found):
         lines += ["", "Some confirm runs had no validation checkpoint and were tested on their last model."]
@@ -303,6 +331,7 @@ def readme_block(store: Store, records: list[dict] | None = None) -> str:
             found_rows = rows(comparison, by_id, store.metrics)
             mode = comparison["protocol"]["goal"]
             ranked, best = best_of([r for r in found_rows if r["mean"] is not None], mode)
+            settled = all(r["confirmed"] for r in found_rows if r["states"])
             for r in found_rows:
                 chosen = _params(r["chosen"]["params"]) if r["chosen"] else "searching"
                 if r["mean"] is None:
@@ -313,7 +342,7 @@ def readme_block(store: Store, records: list[dict] | None = None) -> str:
                     ci = f"[{r['interval'][0]:.4g}, {r['interval'][1]:.4g}]" if r["interval"] else "—"
                     p = None if r is best or best is None else welch(r["values"], best["values"])
                     versus = pending(r) if not r["confirmed"] else "—" if len(ranked) < 2 else (
-                        "best" if r is best else "—" if p is None else f"p = {p:.2g}")
+                        ("best" if settled else "best so far") if r is best else "—" if p is None else f"p = {p:.2g}")
                 lines.append(f"| {key} | {r['family']} | {chosen} | {score} | {ci} | {versus} |")
         lines.append("")
     return "\n".join(lines + [README_END])
