@@ -241,7 +241,10 @@ def _comparison(values: dict[str, list[float]], spectrum: str | None = None) -> 
         return {"id": i, "status": "ok", "params": 10, "metrics_file": None,
                 "metric": {"name": "mse", "mode": "min", "test": value, "test_from": "best"},
                 "task_info": {"baseline": 1 / 6, "metric": "mse"},
-                "diagnostics": {"flow_ratio_final": -0.5, "final": {"spectra": {"l0": {"verdict": spectrum}, "l1": {"verdict": "exploding"}}}}}
+                "seed": int(i[-1]) + 1, "diagnostics": {
+                    "flow_ratio_init": -3.0 if value > 0.1 else -1.0, "flow_ratio_final": -3.0 if value > 0.1 else -0.5,
+                    "final": {"spectra": {"l0": {"verdict": spectrum}, "l1": {"verdict": "exploding"}}},
+                    "profiles": {"steps": [0, 10], "flow": [[[1e-3, 1.0]], [[0.3, 1.0]]]}}}
 
     by_id = {f"{f}{i}": record(f"{f}{i}", v) for f, vs in values.items() for i, v in enumerate(vs)}
     comparison = {"settings": {"task.name": "adding"}, "protocol": {
@@ -277,6 +280,29 @@ def test_a_family_still_confirming_is_shown_but_never_ranked_or_bolded(tmp_path)
     # a family whose recurrence has a verdict of its own shows it beside the flow's: its first block's
     rows = _table(tmp_path, {"lru": five}, spectrum="vanishing")
     assert rows["lru"][6] == "healthy 5 (r = -0.5); spectrum vanishing 5"
+
+
+def test_a_tuned_section_opens_with_what_its_records_say_and_pictures_each_familys_flow(tmp_path):
+    # the tanh RNN stays at the baseline with its gradient gone; the others keep it and beat the baseline
+    five = [0.010, 0.011, 0.012, 0.013, 0.014]
+    comparison, by_id = _comparison({"gru": five, "lstm": [x * 2 for x in five],
+                                     "vanilla": [0.170, 0.160, 0.165, 0.168, 0.162]})
+    lines = tuned_report.render_comparison("adding", comparison, by_id, tmp_path, None, "gradflow_adding.png")
+    text = "\n".join(lines)
+    assert ("Of the families whose confirm runs are all in, gru and lstm keep the gradient alive (healthy flow at "
+            "the end in most confirm runs) and beat the baseline (the whole interval past it); vanilla loses the "
+            "gradient (vanishing flow at the end) and does not beat the baseline") in text
+    assert "vanilla (s1) stays near 10^-3.0" in text and "gru (s1) rises from 10^-1.0 to 10^-0.5" in text
+    assert "![gradient flow](gradflow_adding.png)" in text
+    # the picture: one panel per family, its first confirm seed, redrawn only when that changes
+    from bench.diag.plots import write_panels_png
+
+    png = tmp_path / "gradflow_adding.png"
+    panels = [(f, by_id[f"{f}0"]) for f in ("gru", "lstm", "vanilla")]
+    write_panels_png(png, "adding (tuned)", panels)
+    first = png.stat().st_mtime_ns
+    write_panels_png(png, "adding (tuned)", panels)
+    assert png.stat().st_mtime_ns == first
 
 
 @pytest.mark.slow  # a Ray runtime starts: minutes on 2 busy cores

@@ -91,13 +91,13 @@ def flow(tables: Tables, skey: str, store: Store) -> str:
     for label, (seed, name, run_id), rec in shown.values():
         rec = rec or store.read_record(store.record_path(name, run_id))
         role = rec["diagnostics"].get("role") or role
-        clauses.append(f"{label} (s{seed}) " + _flow_clause(rec, store.metrics))
+        clauses.append(f"{label} (s{seed}) " + flow_clause(rec, store.metrics))
     where = f"position 0 of the {role}" if role else "t = 0"
     return (f"Gradient at {where} as a fraction of the last {'position' if role else 'step'}'s, in the pictured "
             "runs: " + "; ".join(clauses) + ".")
 
 
-def _flow_clause(rec: dict, metrics: Metrics) -> str:
+def flow_clause(rec: dict, metrics: Metrics) -> str:
     d, m = rec["diagnostics"], rec["metric"]
     init, final = d.get("flow_ratio_init"), d.get("flow_ratio_final")
     if verdict(final) is None:

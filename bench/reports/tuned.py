@@ -19,6 +19,9 @@ one row per family:
   better than the task's baseline. Only families whose confirm runs are all recorded are ranked: one still
   confirming shows its mean so far and "pending", so a single lucky seed is never called the best; while any
   family that has started is still searching or confirming, the best is "best so far" and not bolded.
+Each comparison opens with two sentences from the records (``opening``): which confirmed families keep the
+gradient alive and which solve, and how the pictured runs' gradient at the first step moved over training. Its
+flow picture, ``gradflow_<task>_<spec>_<n>.png``, shows each confirmed family's first confirm seed (``pictured``).
 A figure per comparison, ``importance_<task>_<n>.png``, shows each family's fANOVA importances (Optuna's
 evaluator over its finished trials, as Greff et al. 2015 used fANOVA), where the study had enough finished trials.
 The run ids in the summaries point at the records; every number shown comes from a record or its metrics CSV.
@@ -31,8 +34,8 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
-from ..diag.plots import inputs_hash, pyplot, save_unless_unchanged
-from ..diag.verdict import described
+from ..diag.plots import inputs_hash, pyplot, save_unless_unchanged, write_panels_png
+from ..diag.verdict import NO_VERDICT, described
 from ..run.schema import Metrics
 from ..store import Store, atomic
 from .studies import comparison_items, summaries, tuned_ids  # noqa: F401 (tuned_ids: part of this module's API)
@@ -128,6 +131,66 @@ def flow_summary(recs: list[dict]) -> str:
     return text
 
 
+def pictured(r: dict) -> dict | None:
+    """The confirm run a family's flow panel shows: its lowest-seed ok run that measured a flow profile."""
+    measured = [x for x in r["recs"] if x["status"] == "ok" and (x.get("diagnostics") or {}).get("profiles")]
+    return min(measured, key=lambda x: (x["seed"], x["id"])) if measured else None
+
+
+# what confirmed families did, by their commonest flow verdict at the end and whether most seeds reached the goal:
+# (several families, one family)
+OUTCOMES = {
+    ("healthy", True): ("keep the gradient alive (healthy flow at the end in most confirm runs) and {goal}",
+                        "keeps the gradient alive (healthy flow at the end in most confirm runs) and {goals}"),
+    ("healthy", False): ("keep the gradient alive but do not {goal}", "keeps the gradient alive but does not {goal}"),
+    ("vanishing", False): ("lose the gradient (vanishing flow at the end) and do not {goal}",
+                           "loses the gradient (vanishing flow at the end) and does not {goal}"),
+    ("vanishing", True): ("{goal} although their flow at the end is vanishing",
+                          "{goals} although its flow at the end is vanishing"),
+    ("exploding", True): ("{goal} with an exploding flow at the end", "{goals} with an exploding flow at the end"),
+    ("exploding", False): ("end with an exploding flow and do not {goal}",
+                           "ends with an exploding flow and does not {goal}"),
+    (NO_VERDICT, True): ("{goal}, with no flow verdict at the end (a ratio that is not finite)",
+                         "{goals}, with no flow verdict at the end (a ratio that is not finite)"),
+    (NO_VERDICT, False): ("have no flow verdict at the end (a ratio that is not finite) and do not {goal}",
+                          "has no flow verdict at the end (a ratio that is not finite) and does not {goal}"),
+}
+
+
+def opening(found: list[dict], baseline: float | None, threshold: float | None, mode: str,
+            runs: Metrics | Path) -> list[str]:
+    """Two sentences from the records: which confirmed families keep the gradient alive and which reach the
+    goal (solve, where the task has a threshold; else the whole interval past the baseline), then how the
+    pictured runs' gradient at the first step moved over training (``prose.flow_clause``)."""
+    from .prose import _join, flow_clause
+
+    confirmed = [r for r in found if r["confirmed"] and r["values"]]
+    if not confirmed:
+        return []
+    goal, goals = (("solve the task in most seeds", "solves the task in most seeds") if threshold is not None else
+                   ("beat the baseline (the whole interval past it)", "beats the baseline (the whole interval past it)"))
+    groups: dict[tuple[str, bool], list[str]] = {}
+    for r in confirmed:
+        ok = [x for x in r["recs"] if x["status"] == "ok" and x.get("diagnostics")]
+        flows = Counter(described(x["diagnostics"].get("flow_ratio_final")) for x in ok)
+        flow = flows.most_common(1)[0][0] if flows else NO_VERDICT
+        reached = 2 * len(r["solved"]) > len(r["values"]) if threshold is not None else \
+            beats_baseline(r, baseline, mode)
+        groups.setdefault((flow, reached), []).append(r["family"])
+    clauses = [f"{_join(families)} " + OUTCOMES[key][len(families) == 1].format(goal=goal, goals=goals)
+               for key, families in groups.items()]
+    sentences = ["Of the families whose confirm runs are all in, " + "; ".join(clauses) + "."]
+    shown = [(r["family"], rec) for r in confirmed if (rec := pictured(r))]
+    if shown:
+        role = next((rec["diagnostics"].get("role") for _, rec in shown if rec["diagnostics"].get("role")), None)
+        where = f"position 0 of the {role}" if role else "t = 0"
+        sentences.append(
+            f"Gradient at {where} as a fraction of the last {'position' if role else 'step'}'s, in the pictured "
+            "runs (each family's first confirm seed): " + "; ".join(
+                f"{family} (s{rec['seed']}) {flow_clause(rec, Metrics.of(runs))}" for family, rec in shown) + ".")
+    return sentences
+
+
 def best_of(scored: list[dict], mode: str) -> tuple[list[dict], dict | None]:
     """The rows ranked (those whose confirm runs are all recorded) and the best of them by mean."""
     ranked = [r for r in scored if r["confirmed"]]
@@ -151,7 +214,9 @@ def beats_baseline(row: dict, baseline: float | None, mode: str) -> bool:
 
 
 def render_comparison(title: str, comparison: dict, by_id: dict[str, dict], runs: Metrics | Path,
-                      figure: str | None) -> list[str]:
+                      figure: str | None, flow_figure: str | None = None) -> list[str]:
+    """The comparison's section: its protocol, two sentences from the records, the table, then its figures
+    (``figure``: the fANOVA importances; ``flow_figure``: the confirm runs' gradient flow), where drawn."""
     p = comparison["protocol"]
     found = rows(comparison, by_id, runs)
     mode = p["goal"]
@@ -172,6 +237,9 @@ def render_comparison(title: str, comparison: dict, by_id: dict[str, dict], runs
              f"({'lower' if mode == 'min' else 'higher'} is better)"
              + (f"; baseline {baseline:.4g}" if baseline is not None else "")
              + (f"; solved past {threshold:.4g}" if threshold is not None else "") + ".", ""]
+    said = opening(found, baseline, threshold, mode, runs)
+    if said:
+        lines += [" ".join(said), ""]
     head = "| family | chosen (search value) | trials: finished / pruned / failed | test mean ± std | 95 % interval | "
     head += "solved: seeds, median step | gradient flow at the end | vs best (Welch's t) | params |"
     lines += [head, "|" + "---|" * 9]
@@ -211,6 +279,9 @@ def render_comparison(title: str, comparison: dict, by_id: dict[str, dict], runs
                      f"{r['params'] if r['params'] is not None else '—'} |")
     if any(r["tested"] - {"best"} for r in found):
         lines += ["", "Some confirm runs had no validation checkpoint and were tested on their last model."]
+    if flow_figure:
+        lines += ["", "Gradient flow of each family's first confirm seed over training (title: its flow verdict at "
+                  f"the end): ![gradient flow]({flow_figure})"]
     if figure:
         lines += ["", "Hyperparameter importance (fANOVA over each family's finished trials): "
                   f"![fANOVA importance]({figure})"]
@@ -273,7 +344,13 @@ def render(store: Store, records: list[dict] | None = None, draw: bool = False) 
             task = comparison["settings"].get("task.name", "task")
             name = f"importance_{task}_{Path(summary['spec']).stem}_{n}.png"
             shown = importance_figure(store.root / name, title, comparison) if draw else has_importance(comparison)
-            lines += render_comparison(title, comparison, by_id, store.metrics, name if shown else None)
+            flow_name = f"gradflow_{task}_{Path(summary['spec']).stem}_{n}.png"
+            panels = [(r["family"], rec) for r in rows(comparison, by_id, store.metrics)
+                      if r["confirmed"] and (rec := pictured(r))]
+            if panels and draw:
+                write_panels_png(store.root / flow_name, f"{title} (tuned)", panels)
+            lines += render_comparison(title, comparison, by_id, store.metrics, name if shown else None,
+                                       flow_name if panels else None)
         if waiting:
             lines += [f"Not started yet (`make tuned` resumes): {'; '.join(waiting)}.", ""]
     return "\n".join(lines)
