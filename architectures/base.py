@@ -7,7 +7,8 @@ length), with dropout between layers. Two paths read the very same parameters:
 - the **fast path**, ``core(x, state)``: a fused torch kernel where the family has one (``fused_cls`` =
   ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU``, cuDNN on GPU); a family without one (``fused_cls = None``, the generic
   path) runs its ``scan`` where it has one (every step of a layer at once: minGRU, minLSTM, LRU, whose
-  recurrence is linear in the state), and its cell step by step otherwise (IndRNN, coRNN, ...);
+  recurrence is linear in the state; on a CPU only where ``scan_on_cpu`` says it pays there), and its cell
+  step by step otherwise (IndRNN, coRNN, ...);
 - the **reference path**, ``core.forward_reference(x, state, lengths)``: step by step through ``cell``, every
   layer's hidden state h_t its own autograd node, which is what per-timestep gradient diagnostics need.
 
@@ -137,6 +138,11 @@ class RecurrentCore(nn.Module):
     gate_names: tuple[str, ...] = ("",)
     has_cell_state = False
     spectrum_kind = "matrix"  # one of SPECTRUM_KINDS
+    # whether ``core(x)`` runs the family's ``scan`` on a CPU too (on a GPU it always does). A scan does more
+    # arithmetic than the loop (log2 T doubling rounds, or logcumsumexp) to gain parallelism that one CPU
+    # thread does not have: where ``make bench-speed`` measures it slower than the cell loop on CPU, the family
+    # sets this False and its CPU runs take the loop, which the equivalence tests prove equal to the scan.
+    scan_on_cpu = True
 
     def __init__(self, input_size: int, hidden_size: int = 128, layers: int = 1, dropout: float = 0.0,
                  recurrent_init: str = "default", init_scale: float = 1.0, bidirectional: bool = False,
@@ -191,12 +197,17 @@ class RecurrentCore(nn.Module):
 
     def _generic(self, x: torch.Tensor, state: State | None, lengths: torch.Tensor | None = None
                  ) -> tuple[torch.Tensor, State]:
-        """The generic fast path: the family's ``scan`` where it has one, else its cell step by step."""
-        if type(self).scan is RecurrentCore.scan:
+        """The generic fast path: the family's ``scan`` where it has one (and where it pays, ``scan_on_cpu``),
+        else its cell step by step."""
+        if not self.scans(x):
             y, state, _ = self.forward_reference(x, state, lengths)
             return y, state
         return self._stack(x, state, lengths, lambda layer, d, seq, s: self.scan(
             layer, self.project(layer, seq, d), s, d))
+
+    def scans(self, x: torch.Tensor) -> bool:
+        """Whether the fast path runs the family's ``scan`` over ``x``, rather than its cell step by step."""
+        return type(self).scan is not RecurrentCore.scan and (self.scan_on_cpu or x.device.type != "cpu")
 
     def _packed(self, x: PackedSequence, state: State | None) -> tuple[PackedSequence, State]:
         """The generic path over a packed batch: unpacked to right-padded with lengths, run, packed again with

@@ -59,9 +59,10 @@ class MinGRUConfig(CoreConfig):
 
 
 class MinGRU(RecurrentCore):
-    version = "1"
+    version = "2"  # 2: CPU runs take the cell loop, not the log-space scan (scan_on_cpu); results differ by rounding
     gate_names = ()  # no W_hh
     spectrum_kind = "decay"
+    scan_on_cpu = False  # make bench-speed: the log-space scan trains at 0.59-0.76x the cell loop on one CPU thread
 
     def layer_shapes(self, input_size: int) -> dict[str, tuple[int, ...]]:
         return {"weight_ih": (2 * self.hidden_size, input_size), "bias_ih": (2 * self.hidden_size,)}

@@ -24,6 +24,13 @@ B, T, D, H = 3, 37, 4, 6
 LENGTHS = torch.tensor([37, 20, 1])
 
 
+@pytest.fixture(autouse=True)
+def scan_everywhere(monkeypatch):
+    """The fast path runs every family's scan here, on a CPU too, so that the scan is what these tests prove."""
+    for name in SCANNED:
+        monkeypatch.setattr(architectures.entry(name).core, "scan_on_cpu", True)
+
+
 def make(name: str, layers: int, bidirectional: bool) -> RecurrentCore:
     e = architectures.entry(name)
     cfg = replace(e.default_config(), hidden_size=H, layers=layers, bidirectional=bidirectional)
@@ -70,6 +77,20 @@ def test_the_fast_path_never_steps(name, monkeypatch):
     monkeypatch.setattr(type(core), "cell", lambda *a, **k: pytest.fail("the fast path called cell"))
     y, _ = core(torch.randn(B, T, D, dtype=torch.double))
     assert y.shape == (B, T, 2 * H)
+
+
+@pytest.mark.parametrize("name", SCANNED)
+def test_a_cpu_run_takes_the_scan_only_where_the_family_says_it_pays_there(name, monkeypatch):
+    core = make(name, 1, False)
+    x = torch.randn(B, T, D, dtype=torch.double)
+    monkeypatch.setattr(type(core), "scan_on_cpu", False)
+    stepped = []
+    cell = type(core).cell
+    monkeypatch.setattr(type(core), "cell", lambda *a, **k: stepped.append(1) or cell(*a, **k))
+    monkeypatch.setattr(type(core), "scan", lambda *a, **k: pytest.fail("a CPU run called scan"))
+    assert not core.scans(x) and core(x)[0].shape == (B, T, H) and len(stepped) == T
+    # on any other device (a GPU) the scan runs whatever the flag says: checked on "meta", the device is all it reads
+    assert core.scans(x.to("meta"))
 
 
 def loop(a, b, h):
