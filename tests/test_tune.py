@@ -286,6 +286,14 @@ def test_a_family_still_confirming_is_shown_but_never_ranked_or_bolded(tmp_path)
     assert rows["lru"][6] == "healthy 5 (r = -0.5); spectrum vanishing 5"
 
 
+def test_an_interval_never_reaches_past_where_the_metric_can_lie(tmp_path):
+    # seeds far apart: the t-interval of the mean reaches below an MSE of 0, which no run can score
+    rows = _table(tmp_path, {"gru": [0.001, 0.002, 0.3, 0.001, 0.002]})
+    lo, hi = (float(v) for v in rows["gru"][4].strip("[]").split(","))
+    assert lo == 0 and hi > 0.1
+    assert tuned_report.within((-0.2, 1.3), "max") == (0.0, 1.0) and tuned_report.within(None, "min") is None
+
+
 def test_a_tuned_section_opens_with_what_its_records_say_and_pictures_each_familys_flow(tmp_path):
     # the tanh RNN stays at the baseline with its gradient gone; the others keep it and beat the baseline
     five = [0.010, 0.011, 0.012, 0.013, 0.014]
