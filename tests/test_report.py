@@ -15,6 +15,7 @@ from PIL import Image, ImageStat
 
 from bench import cli
 from bench.reports import html, leaderboard, md
+from bench.reports.studies import tuned_ids
 from bench.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,9 +43,11 @@ def make_store(out: Path) -> Path:
     `make leaderboard` draws from them."""
     runs = out / "runs"
     runs.mkdir(parents=True)
+    tuned = tuned_ids(Store(RESULTS))  # the default budget's runs only, not a tuned study's of the same name
     for pattern in PICKED:
         for path in sorted((RESULTS / "runs").glob(pattern)):
-            shutil.copy(path, runs)
+            if path.name.split(".")[0].rpartition("__")[2] not in tuned:
+                shutil.copy(path, runs)
     for path in (RESULTS / "units").glob("charlm__lstm-2l__s0__32dd97e03b*"):
         (out / "units").mkdir(exist_ok=True)
         shutil.copy(path, out / "units")

@@ -24,10 +24,16 @@ pytestmark = pytest.mark.skipif(not (RESULTS / "runs").is_dir(), reason="no comm
 
 @functools.cache
 def _committed() -> dict[tuple, Path]:
-    """(task, arch label, seed, attention, seq_len) -> a committed record of the default budget's runs."""
-    out = {}
+    """(task, arch label, seed, attention, seq_len) -> a committed record of the default budget's runs (not a
+    tuned study's trial or confirm run, whose seed-0 trials share those keys)."""
+    from bench.reports.studies import tuned_ids
+    from bench.store import Store
+
+    out, tuned = {}, tuned_ids(Store(RESULTS))
     for path in sorted((RESULTS / "runs").glob("*.json")):
         rec = json.loads(path.read_text())
+        if rec["id"] in tuned:
+            continue
         key = (rec["task"], rec["arch_label"], rec["seed"], (rec["config"].get("model") or {}).get("attention"),
                rec["config"]["task"].get("seq_len"))
         out.setdefault(key, path)
