@@ -227,11 +227,13 @@ def beats_baseline(row: dict, baseline: float | None, mode: str) -> bool:
 
 
 def render_comparison(title: str, comparison: dict, by_id: dict[str, dict], runs: Metrics | Path,
-                      figure: str | None, flow_figure: str | None = None) -> list[str]:
+                      figure: str | None, flow_figure: str | None = None,
+                      found: list[dict] | None = None) -> list[str]:
     """The comparison's section: its protocol, two sentences from the records, the table, then its figures
-    (``figure``: the fANOVA importances; ``flow_figure``: the confirm runs' gradient flow), where drawn."""
+    (``figure``: the fANOVA importances; ``flow_figure``: the confirm runs' gradient flow), where drawn.
+    ``found``: its ``rows``, where the caller has read them already."""
     p = comparison["protocol"]
-    found = rows(comparison, by_id, runs)
+    found = rows(comparison, by_id, runs) if found is None else found
     mode = p["goal"]
     info = next((r["info"] for r in found if r["info"]), None)
     baseline = info.get("baseline") if info else None
@@ -359,12 +361,12 @@ def render(store: Store, records: list[dict] | None = None, draw: bool = False) 
             name = f"importance_{task}_{Path(summary['spec']).stem}_{n}.png"
             shown = importance_figure(store.root / name, title, comparison) if draw else has_importance(comparison)
             flow_name = f"gradflow_{task}_{Path(summary['spec']).stem}_{n}.png"
-            panels = [(r["family"], rec) for r in rows(comparison, by_id, store.metrics)
-                      if r["confirmed"] and (rec := pictured(r))]
+            found_rows = rows(comparison, by_id, store.metrics)
+            panels = [(r["family"], rec) for r in found_rows if r["confirmed"] and (rec := pictured(r))]
             if panels and draw:
                 write_panels_png(store.root / flow_name, f"{title} (tuned)", panels)
             lines += render_comparison(title, comparison, by_id, store.metrics, name if shown else None,
-                                       flow_name if panels else None)
+                                       flow_name if panels else None, found_rows)
             shown_pngs |= {png for png, drawn in ((name, shown), (flow_name, panels)) if drawn}
         if waiting:
             lines += [f"Not started yet (`make tuned` resumes): {'; '.join(waiting)}.", ""]
