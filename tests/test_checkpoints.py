@@ -71,6 +71,43 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_to_the_same_record(tmp_pa
     assert _record_and_log(resumed, tmp_path / "cut") == _record_and_log(whole, tmp_path / "whole")
 
 
+# A metric first logged after the checkpoint at step 18 (as a gradient spike's first diag/spike is): Lightning's CSV
+# writer then rewrites the whole file under a wider header, so the file's first bytes at the kill are no longer
+# the rows the checkpoint had. The same key is logged again after the resume, as the uninterrupted run logs it.
+LATE_KEY = KILL.replace("train(resolve(", """
+class LateKey(L.Callback):
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == 19:
+            trainer.loggers[0].log_metrics({"late/key": 1.0}, step=19)
+            trainer.loggers[0].save()
+
+
+callbacks = (Kill(),) if int(sys.argv[3]) else ()
+train(resolve(""").replace("callbacks=(Kill(),))", "callbacks=(LateKey(), *callbacks))")
+
+
+def test_a_resume_keeps_the_checkpoints_rows_when_the_log_was_rewritten_under_a_wider_header_after_it(tmp_path):
+    overrides = small("adding", "gru", **{"train.max_steps": 24, "train.val_every": 6})
+
+    def run(out, kill_at=0):
+        return subprocess.run([sys.executable, "-c", LATE_KEY, json.dumps(overrides), str(out), str(kill_at)],
+                              capture_output=True, text=True)
+
+    assert run(tmp_path / "whole").returncode == 0
+    assert run(tmp_path / "cut", kill_at=20).returncode == -9
+    resumed = run(tmp_path / "cut")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+    def record(out):
+        rec = json.loads(next((out / "runs").glob("*.json")).read_text())
+        return _record_and_log(rec, out)
+
+    (rec, log), whole = record(tmp_path / "cut"), record(tmp_path / "whole")
+    with open_metrics(tmp_path / "cut" / "runs" / rec["metrics_file"]) as f:
+        assert rec["status"] == "ok" and "late/key" in next(csv.reader(f))
+    assert (rec, log) == whole
+
+
 def test_the_test_metric_is_the_best_checkpoints_and_the_last_models_is_kept(tmp_path):
     rec = train(resolve(small("mnist1d", "gru", **{"train.max_steps": 12, "train.val_every": 3, "optim.lr": 0.05})),
                 tmp_path, wandb="disabled")

@@ -27,6 +27,7 @@ import time
 import traceback
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
 
 import lightning as L
@@ -89,8 +90,10 @@ def stoppers(cfg: RunConfig, task: Task) -> list[EarlyStopping]:
 
 
 class LogAtCheckpoint(L.Callback):
-    """Writes the CSV log's buffered rows with every checkpoint and notes the log's length in it, so a resumed
-    run cuts the rows logged after its checkpoint (they are logged again) and appends to the rest."""
+    """Writes the CSV log's buffered rows with every checkpoint and keeps the log, compressed, inside it: a resumed
+    run starts from those rows and logs the later ones again. Not a length into the file on disk: Lightning's
+    writer rewrites the whole file under a wider header when a key first appears (a gradient spike's
+    ``diag/spike``), in place, so after the checkpoint the file's first bytes may no longer be its rows."""
 
     def __init__(self, logger: CSVLogger):
         self.logger = logger
@@ -98,7 +101,7 @@ class LogAtCheckpoint(L.Callback):
     def on_save_checkpoint(self, trainer, pl_module, checkpoint):
         self.logger.save()
         path = Path(self.logger.experiment.metrics_file_path)
-        checkpoint["rnnbench_log_bytes"] = path.stat().st_size if path.is_file() else 0
+        checkpoint["rnnbench_log"] = zlib.compress(path.read_bytes() if path.is_file() else b"", 1)
 
 
 def resumable(path: Path) -> Path | None:
@@ -200,7 +203,7 @@ def train(cfg: RunConfig, out: Store | str | Path, wandb: str = "auto", progress
     # a record means the run finished: rerunning it trains afresh
     resume = None if store.record_path(cfg.name, cfg.run_id).is_file() else resumable(folder / "last.ckpt")
     saved = torch.load(resume, map_location="cpu", weights_only=True) if resume else {}
-    kept = _kept_log(resume, saved.get("rnnbench_log_bytes", 0)) if resume else b""
+    kept = _kept_log(resume, saved) if resume else b""
     if resume is None and rank_zero:
         shutil.rmtree(folder, ignore_errors=True)  # what an earlier attempt left, from before its first checkpoint
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -290,9 +293,12 @@ def test(trainer: L.Trainer, system: System, task: Task, saver: ModelCheckpoint,
     return {**out, "test": out["test_last"], "from": "last"}
 
 
-def _kept_log(checkpoint: Path, size: int) -> bytes:
-    """The per-step log's first ``size`` bytes: its rows up to ``checkpoint`` (what a resumed run appends to)."""
-    log = checkpoint.parent / "log" / "metrics.csv"
+def _kept_log(checkpoint: Path, saved: dict) -> bytes:
+    """The per-step log's rows up to ``checkpoint`` (``saved``, its contents), which a resumed run appends to."""
+    if "rnnbench_log" in saved:
+        return zlib.decompress(saved["rnnbench_log"])
+    # a checkpoint from before the log travelled inside it noted the file's length (right unless it was rewritten)
+    size, log = saved.get("rnnbench_log_bytes", 0), checkpoint.parent / "log" / "metrics.csv"
     return log.read_bytes()[:size] if size and log.is_file() else b""
 
 
