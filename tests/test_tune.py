@@ -286,6 +286,20 @@ def test_a_family_still_confirming_is_shown_but_never_ranked_or_bolded(tmp_path)
     assert rows["lru"][6] == "healthy 5 (r = -0.5); spectrum vanishing 5"
 
 
+def test_each_failed_or_diverged_trial_is_listed_with_what_its_record_says(tmp_path):
+    comparison, by_id = _comparison({"gru": [0.010, 0.011, 0.012, 0.013, 0.014]})
+    comparison["families"]["gru"]["trials"] += [
+        {"state": "fail", "params": {"optim.lr": 0.009}, "run_id": "blown"},
+        {"state": "fail", "params": {"optim.lr": 0.002}, "run_id": "broken"},
+        {"state": "fail", "params": {"optim.lr": 0.001}}]  # its worker died before the run had an id
+    by_id["blown"] = {"status": "diverged", "steps": 120, "divergence": {"step": 114}}
+    by_id["broken"] = {"status": "failed", "error": "Traceback ...\nValueError: bad row"}
+    text = "\n".join(tuned_report.render_comparison("adding", comparison, by_id, tmp_path, None))
+    assert ("Trials that failed or diverged (counted against their family's trials): gru (optim.lr=0.009) diverged "
+            "at step 114; gru (optim.lr=0.002) failed: ValueError: bad row; gru (optim.lr=0.001) no record.") in text
+    assert "| 1 / 0 / 3 |" in text
+
+
 def test_an_interval_never_reaches_past_where_the_metric_can_lie(tmp_path):
     # seeds far apart: the t-interval of the mean reaches below an MSE of 0, which no run can score
     rows = _table(tmp_path, {"gru": [0.001, 0.002, 0.3, 0.001, 0.002]})

@@ -5,7 +5,8 @@
 Each comparison opens with what every family had (trials, maximum steps, sampler, pruner, confirm seeds), then
 one row per family:
 - the configuration its search chose, and its best validation value there;
-- its trials (finished / pruned by Hyperband / failed or diverged);
+- its trials (finished / pruned by Hyperband / failed or diverged), each failed or diverged one listed below the
+  table with what its record says (the step it diverged at, or the error it failed with);
 - the test metric over the confirm seeds, each read at its run's best validation checkpoint: mean ± sample std
   and a 95 % interval for the mean (Student's t with n - 1 degrees of freedom), clipped to the metric's valid
   range;
@@ -121,8 +122,19 @@ def rows(comparison: dict, by_id: dict[str, dict], runs: Metrics | Path) -> list
             "solved": [s for s in steps if s is not None], "info": ok[0]["task_info"] if ok else None,
             "params": ok[0]["params"] if ok else None, "tested": {r["metric"].get("test_from") for r in ok},
             "importance": entry.get("importance"), "confirmed": len(recs) >= len(entry["confirm"]) > 0,
+            "failed": [(t["params"], by_id.get(t.get("run_id"))) for t in entry["trials"] if t["state"] == "fail"],
         })
     return out
+
+
+def how_it_ended(rec: dict | None) -> str:
+    """Why a failed trial has no value, from its record: a diverged run is data, a failed one names its error."""
+    if rec is None:
+        return "no record"
+    if rec["status"] == "diverged":
+        return f"diverged at step {(rec.get('divergence') or {}).get('step', rec.get('steps'))}"
+    error = (rec.get("error") or "").strip().splitlines()
+    return f"{rec['status']}: {error[-1]}" if error else rec["status"]
 
 
 def flow_summary(recs: list[dict]) -> str:
@@ -292,6 +304,10 @@ def render_comparison(title: str, comparison: dict, by_id: dict[str, dict], runs
         lines.append(f"| {r['family']} | {chosen} | {counts} | {score} | {ci} | {solved} | "
                      f"{flow_summary([x for x in r['recs'] if x['status'] == 'ok'])} | {versus} | "
                      f"{r['params'] if r['params'] is not None else '—'} |")
+    ended = [f"{r['family']} ({_params(params)}) {how_it_ended(rec)}" for r in found for params, rec in r["failed"]]
+    if ended:
+        lines += ["", "Trials that failed or diverged (counted against their family's trials): " + "; ".join(ended)
+                  + "."]
     if any(r["tested"] - {"best"} for r in found):
         lines += ["", "Some confirm runs had no validation checkpoint and were tested on their last model."]
     if flow_figure:
