@@ -300,6 +300,16 @@ def test_each_failed_or_diverged_trial_is_listed_with_what_its_record_says(tmp_p
     assert "| 1 / 0 / 3 |" in text
 
 
+def test_a_family_with_no_trial_yet_is_listed_apart_not_shown_as_searching(tmp_path):
+    comparison, by_id = _comparison({"gru": [0.010, 0.011, 0.012, 0.013, 0.014],
+                                     "irnn": [0.020, 0.021, 0.022, 0.023, 0.024]})
+    comparison["families"]["lru"] = {"trials": [], "chosen": None, "confirm": []}
+    lines = tuned_report.render_comparison("adding", comparison, by_id, tmp_path, None)
+    assert not any(line.startswith("| lru ") for line in lines)
+    assert "Not started yet (`make tuned` resumes; not among those ranked): lru." in lines
+    assert any(line.startswith("| gru ") and "| best |" in line for line in lines)  # of the families that ran
+
+
 def test_an_interval_never_reaches_past_where_the_metric_can_lie(tmp_path):
     # seeds far apart: the t-interval of the mean reaches below an MSE of 0, which no run can score
     rows = _table(tmp_path, {"gru": [0.001, 0.002, 0.3, 0.001, 0.002]})

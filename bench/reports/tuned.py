@@ -20,7 +20,8 @@ one row per family:
   when p < 0.05, else "no significant difference". The best row is bolded only when its whole interval is
   better than the task's baseline. Only families whose confirm runs are all recorded are ranked: one still
   confirming shows its mean so far and "pending", so a single lucky seed is never called the best; while any
-  family that has started is still searching or confirming, the best is "best so far" and not bolded.
+  family that has started is still searching or confirming, the best is "best so far" and not bolded. A family
+  with no trial yet has no row: a line below the table names it as not started (the ranking is of those that ran).
 Each comparison opens with two sentences from the records (``opening``): which confirmed families keep the
 gradient alive and which solve, and how the pictured runs' gradient at the first step moved over training. Its
 flow picture, ``gradflow_<task>_<spec>_<n>.png``, shows each confirmed family's first confirm seed (``pictured``).
@@ -270,7 +271,7 @@ def render_comparison(title: str, comparison: dict, by_id: dict[str, dict], runs
     head = "| family | chosen (search value) | trials: finished / pruned / failed | test mean ± std | 95 % interval | "
     head += "solved: seeds, median step | gradient flow at the end | vs best (Welch's t) | params |"
     lines += [head, "|" + "---|" * 9]
-    for r in found:
+    for r in (r for r in found if r["states"]):
         chosen = (f"{_params(r['chosen']['params'])} ({_fmt(r['chosen']['value'])})" if r["chosen"]
                   else "—")
         running = len(r["states"]) - sum(r["states"].count(k) for k in ("complete", "pruned", "fail"))
@@ -304,6 +305,8 @@ def render_comparison(title: str, comparison: dict, by_id: dict[str, dict], runs
         lines.append(f"| {r['family']} | {chosen} | {counts} | {score} | {ci} | {solved} | "
                      f"{flow_summary([x for x in r['recs'] if x['status'] == 'ok'])} | {versus} | "
                      f"{r['params'] if r['params'] is not None else '—'} |")
+    if waiting := not_started(found):
+        lines += ["", f"Not started yet (`make tuned` resumes; not among those ranked): {', '.join(waiting)}."]
     ended = [f"{r['family']} ({_params(params)}) {how_it_ended(rec)}" for r in found for params, rec in r["failed"]]
     if ended:
         lines += ["", "Trials that failed or diverged (counted against their family's trials): " + "; ".join(ended)
@@ -410,6 +413,11 @@ def cpu_hours(records: list[dict]) -> str:
     return f"{seconds / 3600:.2f} CPU core-hours"
 
 
+def not_started(found: list[dict]) -> list[str]:
+    """The families of a comparison (its ``rows``) with no trial yet: listed apart, neither searching nor ranked."""
+    return [r["family"] for r in found if not r["states"]]
+
+
 def started(comparison: dict) -> bool:
     return any(f["trials"] for f in comparison["families"].values())
 
@@ -437,6 +445,7 @@ def readme_block(store: Store, records: list[dict] | None = None) -> str:
         lines += [f"`{summary['spec']}`: {cpu_hours([by_id[i] for i in ids])} so far, {len(ids)} runs.", "",
                   "| comparison | family | chosen | test (mean ± std, n) | 95 % interval | vs best |",
                   "|---|---|---|---|---|---|"]
+        unstarted: dict[str, list[str]] = {}  # the families not started -> the comparisons they wait in
         for _, comparison in comparison_items(summary):
             if not started(comparison):
                 continue
@@ -445,7 +454,9 @@ def readme_block(store: Store, records: list[dict] | None = None) -> str:
             mode = comparison["protocol"]["goal"]
             ranked, best = best_of([r for r in found_rows if r["mean"] is not None], mode)
             settled = all(r["confirmed"] for r in found_rows if r["states"])
-            for r in found_rows:
+            if waiting := not_started(found_rows):
+                unstarted.setdefault(", ".join(waiting), []).append(key)
+            for r in (r for r in found_rows if r["states"]):
                 chosen = _params(r["chosen"]["params"]) if r["chosen"] else "searching"
                 if r["mean"] is None:
                     score = f"confirming ({len(r['recs'])}/{r['planned']})" if r["chosen"] else "searching"
@@ -458,6 +469,9 @@ def readme_block(store: Store, records: list[dict] | None = None) -> str:
                         ("best" if settled else "best so far") if r is best else "—" if p is None else f"p = {p:.2g}")
                 lines.append(f"| {key} | {r['family']} | {chosen} | {score} | {ci} | {versus} |")
         lines.append("")
+        if unstarted:
+            lines += ["Families not started yet (`make tuned` resumes): " + "; ".join(
+                f"{families} in {', '.join(keys)}" for families, keys in unstarted.items()) + ".", ""]
     return "\n".join(lines + [README_END])
 
 
