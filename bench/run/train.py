@@ -203,7 +203,9 @@ def train(cfg: RunConfig, out: Store | str | Path, wandb: str = "auto", progress
     # a record means the run finished: rerunning it trains afresh
     resume = None if store.record_path(cfg.name, cfg.run_id).is_file() else resumable(folder / "last.ckpt")
     saved = torch.load(resume, map_location="cpu", weights_only=True) if resume else {}
-    kept = _kept_log(resume, saved) if resume else b""
+    if "rnnbench_log" not in saved:  # none, or one from before the log's rows travelled inside it: train afresh
+        resume, saved = None, {}
+    kept = zlib.decompress(saved["rnnbench_log"]) if resume else b""
     if resume is None and rank_zero:
         shutil.rmtree(folder, ignore_errors=True)  # what an earlier attempt left, from before its first checkpoint
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -291,15 +293,6 @@ def test(trainer: L.Trainer, system: System, task: Task, saver: ModelCheckpoint,
         handback.restore(trainer, system)
         return {**out, "test": system.last["test"], "from": "best"}
     return {**out, "test": out["test_last"], "from": "last"}
-
-
-def _kept_log(checkpoint: Path, saved: dict) -> bytes:
-    """The per-step log's rows up to ``checkpoint`` (``saved``, its contents), which a resumed run appends to."""
-    if "rnnbench_log" in saved:
-        return zlib.decompress(saved["rnnbench_log"])
-    # a checkpoint from before the log travelled inside it noted the file's length (right unless it was rewritten)
-    size, log = saved.get("rnnbench_log_bytes", 0), checkpoint.parent / "log" / "metrics.csv"
-    return log.read_bytes()[:size] if size and log.is_file() else b""
 
 
 def _relative(path: Path | None, store: Store) -> str | None:
