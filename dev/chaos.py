@@ -144,7 +144,8 @@ def training(out: Path) -> bool:
 def write_kind(tmp: Path) -> str:
     """What a ``<file>.tmp<pid>`` is the temporary file of."""
     name = tmp.name.rsplit(".tmp", 1)[0]
-    for suffix, kind in ((".ckpt", "checkpoint"), (".metrics.csv.gz", "metrics"), (".json", "record")):
+    for suffix, kind in ((".ckpt", "checkpoint"), (".metrics.csv.xz", "metrics"), (".metrics.csv.gz", "metrics"),
+                         (".json", "record")):
         if name.endswith(suffix):
             return kind
     return "other"

@@ -14,7 +14,7 @@ row per optimizer step), after checking that file's step count and largest norm 
 
 Records written before the store compressed metrics name a plain ``<name>__<id>.metrics.csv``: a CSV row per
 training step, most of results/'s bytes. Each one found is replaced by its deterministic gzip
-(``Store.compress_in``, 2.7x smaller, the same bytes once decompressed, which is checked before the CSV goes), so
+(``gzip_in``, 2.7x smaller, the same bytes once decompressed, which is checked before the CSV goes), so
 results/ stays lean as the reference grows; the record changes only in ``metrics_file``. The gzip is written
 before the record, and the CSV removed after it, so a migration killed in between is finished by the next one.
 """
@@ -25,6 +25,7 @@ import argparse
 import csv
 import gzip
 import math
+import shutil
 import sys
 from pathlib import Path
 
@@ -74,8 +75,17 @@ def gzip_metrics(store: Store, rec: dict, write: bool) -> dict | None:
     if not name or not name.endswith(".metrics.csv") or not (store.runs / name).is_file():
         return None
     if write:
-        store.compress_in(store.runs / name, store.runs / f"{name}.gz")
+        gzip_in(store, store.runs / name, store.runs / f"{name}.gz")
     return {**rec, "metrics_file": f"{name}.gz"}
+
+
+def gzip_in(store: Store, source: Path, path: Path) -> Path:
+    """``path``: the gzip of ``source``'s bytes, the same bytes for the same input (header time 0, no name). The
+    store now writes xz (``Store.compress_in``); a migrated plain CSV keeps Lightning's bytes, checked below."""
+    with store.atomic(path) as tmp, open(source, "rb") as src, open(tmp, "wb") as f, \
+            gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0) as z:
+        shutil.copyfileobj(src, z)
+    return Path(path)
 
 
 def remove_plain_metrics(store: Store, rec: dict) -> None:

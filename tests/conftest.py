@@ -71,6 +71,12 @@ parameters:
 """
 
 
+def as_float32(text: str) -> float:
+    """A metrics CSV cell read as the float32 it holds: the store writes each float32 in the fewest digits that
+    read back to it (bench/store.py), so a float32 loss compares to the bit after this."""
+    return struct.unpack("f", struct.pack("f", float(text)))[0]
+
+
 def small(task: str, arch: str, **extra) -> dict:
     assert set(SMALL_TASK) == set(tasks.names()), "add the new task to SMALL_TASK in tests/conftest.py"
     return {"task.name": task, "arch.name": arch, **SMALL_TASK[task], **SMALL_ARCH, **extra}

@@ -259,3 +259,19 @@ def test_a_gzip_written_whole_reads(tmp_path):
         f.write(plain.read_text())
     metrics = Metrics(tmp_path)
     assert metrics.series("m.metrics.csv.gz", "val/mse") == {0: 0.5, 2: 0.25} and not metrics.skipped
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda p: p.write_bytes(b"\0" * p.stat().st_size), "not an xz file"),
+    (lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]), "cut short"),
+])
+def test_a_damaged_xz_metrics_file_is_named(tmp_path, damage, message):
+    # what the store writes now: xz, read whole, and named when damaged
+    plain = tmp_path / "m.csv"
+    plain.write_text("step,val/mse\n" + "".join(f"{i},{0.5 / (i + 1)!r}\n" for i in range(2000)))
+    packed = Store(tmp_path).compress_in(plain, tmp_path / "m.metrics.csv.xz")
+    assert Metrics(tmp_path).series(packed.name, "val/mse")[1] == 0.25
+    damage(packed)
+    metrics = Metrics(tmp_path)
+    assert metrics.series(packed.name, "val/mse") is None
+    assert metrics.skipped[0].startswith(f"metrics {packed}: {message}")

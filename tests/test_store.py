@@ -1,9 +1,12 @@
 """The results store and the declarations behind run identity: atomic writes, unreadable records named and
 skipped (never fatal), and a leaderboard that reads records alone, without torch."""
 
+import csv
 import json
 import os
+import random
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +18,7 @@ from bench import cli
 from bench.reports import leaderboard
 from bench.reports.studies import tuned_ids
 from bench.run.config import TrainConfig, resolve
-from bench.store import RecordError, Store
+from bench.store import OLDER_METRICS, Metrics, RecordError, Store, open_metrics
 from bench.sweeps import sweep
 from options import ConfigError, coerce
 
@@ -153,3 +156,44 @@ def test_outputs_written_together_are_all_new_or_all_old(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["A.md", "B.md"]
     store.write_texts({first: "new a", second: "new b"})
     assert (first.read_text(), second.read_text()) == ("new a", "new b")
+
+
+def test_metrics_keep_every_float32_exactly_in_fewer_bytes(tmp_path):
+    # A CSV as Lightning's CSVLogger writes it: float32 values (a loss's .item()) as a float64's 17 digits, and
+    # float64 ones (a diagnostic computed in Python), integers, empty cells, nan
+    rng = random.Random(0)
+    f32 = [struct.unpack("f", struct.pack("f", rng.uniform(-3, 3) * 10 ** rng.randint(-9, 9)))[0] for _ in range(400)]
+    f64 = [rng.uniform(-3, 3) for _ in range(400)]
+    source = tmp_path / "metrics.csv"
+    with open(source, "w", newline="") as f:
+        writer = csv.writer(f)  # Lightning's writer: the csv module's defaults, \r\n line ends
+        writer.writerow(["diag/flow_ratio/l0", "step", "train/loss"])
+        writer.writerows([[repr(b) if i % 50 == 0 else "", i, repr(a)] for i, (a, b) in enumerate(zip(f32, f64))])
+        writer.writerow(["", 400, "nan"])
+    store = Store(tmp_path / "out")
+    packed = store.compress_in(source, store.metrics_path("adding__gru__s0", "0123456789"))
+    assert packed.name.endswith(".metrics.csv.xz")
+    with open_metrics(packed) as f:
+        rows = list(csv.reader(f))
+    with open(source, newline="") as f:
+        before = list(csv.reader(f))
+    assert rows[0] == before[0] and len(rows) == len(before)
+    for row, old in zip(rows[1:], before[1:]):
+        assert row[0] == old[0] and row[1] == old[1]  # float64s and integers: the text Lightning wrote
+        assert row[2] == old[2] if old[2] == "nan" else struct.unpack("f", struct.pack("f", float(row[2])))[0] \
+            == float(old[2])  # each float32 reads back to itself
+    assert sum(len(r[2]) for r in rows[1:]) < 0.7 * sum(len(r[2]) for r in before[1:])
+    again = store.compress_in(source, tmp_path / "again.metrics.csv.xz")
+    assert again.read_bytes() == packed.read_bytes()  # same input, same bytes
+    assert Metrics(packed.parent).series(packed.name, "train/loss") == {
+        i: float(r[2]) for i, r in enumerate(rows[1:401])}
+
+
+def test_a_rerun_replaces_the_metrics_an_older_format_left(tmp_path):
+    store = Store(tmp_path)
+    store.runs.mkdir(parents=True)
+    older = [store.runs / f"adding__gru__s0__0123456789{suffix}" for suffix in OLDER_METRICS]
+    for path in older:
+        path.write_text("step\n")
+    store.drop_older_metrics("adding__gru__s0", "0123456789")
+    assert not any(p.exists() for p in older)

@@ -7,7 +7,7 @@ import statistics
 import lightning as L
 import pytest
 import torch
-from conftest import small
+from conftest import as_float32, small
 from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import grad_norm
 
@@ -166,7 +166,7 @@ def test_training_equals_a_hand_written_loop_with_global_norm_clipping(clip, tmp
         expected.append((loss.item(), norm.item()))
         if len(expected) == cfg.train.max_steps:
             break
-    assert [(float(r["train/loss"]), float(r["grad/total"])) for r in rows] == expected
+    assert [(as_float32(r["train/loss"]), as_float32(r["grad/total"])) for r in rows] == expected
     if clip:
         assert min(n for _, n in expected) > 10 * clip  # the clip bound every step
 

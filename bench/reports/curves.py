@@ -5,7 +5,7 @@ valid range, and the task's chance-level baseline as a grey line; one figure per
     curves = learning_curves(records, store, tables)      # section key -> row label -> Curve
     draw(curves[skey], "adding · seq_len=200", "mse", "min", 0.1667, path)  # a small PNG (the static report's)
 
-Every number is read from ``<out>/runs/<record["metrics_file"]>`` (gzipped, or plain in older stores; columns
+Every number is read from ``<out>/runs/<record["metrics_file"]>`` (xz; gzipped or plain in older stores; columns
 ``step`` and ``val/<metric>``); a run without the file, or a diverged or failed one, adds no line, and one whose
 file is damaged is named in ``store.metrics.skipped`` and adds none either. Byte-stable:
 no clock or version in the PNG.

@@ -23,6 +23,7 @@ import csv
 import gzip
 import io
 import json
+import lzma
 import math
 import zlib
 from collections.abc import Iterable
@@ -158,10 +159,17 @@ def missing_identity(value: dict) -> str | None:
 
 # ---- the per-step metrics CSV ---------------------------------------------------------------------------------
 def open_metrics(path: Path) -> io.TextIOWrapper:
-    """A run's metrics file opened for ``csv.reader``: gzip-compressed (``.gz``) or, from older stores, plain."""
-    if Path(path).suffix == ".gz":
+    """A run's metrics file opened for ``csv.reader``: xz-compressed (``.xz``) or, from older stores, gzipped
+    (``.gz``) or plain."""
+    suffix = Path(path).suffix
+    if suffix == ".xz":
+        return lzma.open(path, "rt", newline="", encoding="utf-8")
+    if suffix == ".gz":
         return gzip.open(path, "rt", newline="", encoding="utf-8")
     return open(path, newline="", encoding="utf-8")
+
+
+XZ_MAGIC = b"\xfd7zXZ\x00"  # the first bytes of every xz stream
 
 
 class MetricsError(ValueError):
@@ -170,11 +178,13 @@ class MetricsError(ValueError):
 
 def read_columns(path: Path, keys: Iterable[str]) -> dict[str, dict[int, float]]:
     """Column -> step -> its finite values, for each of ``keys``, in one read of a metrics CSV. Raises
-    MetricsError where the file is not one: damaged compression (a zero-filled file), cut short (the gzip stream
-    or the last line unfinished), not UTF-8, no ``step`` column, or a cell read that is not a number."""
+    MetricsError where the file is not one: damaged compression (a zero-filled file), cut short (the compressed
+    stream or the last line unfinished), not UTF-8, no ``step`` column, or a cell read that is not a number."""
     out: dict[str, dict[int, float]] = {key: {} for key in keys}
-    if Path(path).suffix != ".gz" and not _ends_with_newline(path):  # a gzip stream says so itself, below
+    if Path(path).suffix not in (".gz", ".xz") and not _ends_with_newline(path):  # a compressed one says, below
         raise MetricsError("cut short (its last line is unfinished)")
+    if Path(path).suffix == ".xz" and not _starts_with(path, XZ_MAGIC):  # xz reads zero bytes as padding, not damage
+        raise MetricsError("not an xz file (no xz header): damaged, e.g. zero-filled")
     try:
         with open_metrics(path) as f:
             reader = csv.reader(f)  # by position: a dict per row costs most of the read, a row per training step
@@ -191,15 +201,21 @@ def read_columns(path: Path, keys: Iterable[str]) -> dict[str, dict[int, float]]
                         value = _cell(text, key, reader.line_num)
                         if math.isfinite(value):
                             values[int(_cell(step, "step", reader.line_num))] = value
-    except (EOFError, zlib.error) as exc:  # the gzip stream ends early: a copy or a write cut short
+    except (EOFError, zlib.error) as exc:  # the compressed stream ends early: a copy or a write cut short
         raise MetricsError(f"cut short ({exc})") from None
-    except gzip.BadGzipFile as exc:
-        raise MetricsError(f"not a gzip file ({exc}): damaged, e.g. zero-filled") from None
+    except (gzip.BadGzipFile, lzma.LZMAError) as exc:
+        kind = "an xz" if Path(path).suffix == ".xz" else "a gzip"
+        raise MetricsError(f"not {kind} file ({exc}): damaged, e.g. zero-filled") from None
     except UnicodeDecodeError:
         raise MetricsError("not UTF-8 text") from None
     except csv.Error as exc:
         raise MetricsError(f"not CSV ({exc})") from None
     return out
+
+
+def _starts_with(path: Path, magic: bytes) -> bool:
+    with open(path, "rb") as f:
+        return f.read(len(magic)) == magic
 
 
 def _cell(text: str, key: str, line: int) -> float:

@@ -3,9 +3,10 @@
     rnnbench run --task adding --arch lstm --seed 0
 
 The record ``<out>/runs/<task>__<arch>__s<seed>__<id>.json`` is the truth; per-step metrics sit beside it as
-``.metrics.csv.gz`` (Lightning's ``CSVLogger`` file, gzipped; layout: bench/store.py); W&B mirrors the run
-(Lightning's ``WandbLogger``, offline unless logged in; bench/run/mirror.py). A NaN/Inf loss or gradient ends the
-run as ``diverged``; an exception ends it as ``failed``; either way the caller gets a record and carries on.
+``.metrics.csv.xz`` (Lightning's ``CSVLogger`` file, its float32 values written short, xz-compressed; layout:
+bench/store.py); W&B mirrors the run (Lightning's ``WandbLogger``, offline unless logged in;
+bench/run/mirror.py). A NaN/Inf loss or gradient ends the run as ``diverged``; an exception ends it as
+``failed``; either way the caller gets a record and carries on.
 
 Lightning's ``ModelCheckpoint`` keeps the best validation checkpoint (the task's metric and direction) and the
 last one in ``<out>/checkpoints/<name>__<id>/`` (git-ignored), with the per-step log while the run trains. A run
@@ -257,6 +258,7 @@ def train(cfg: RunConfig, out: Store | str | Path, wandb: str = "auto", progress
         if metrics_src.exists():
             store.compress_in(metrics_src, metrics_dest)
         store.write_record(record)
+        store.drop_older_metrics(cfg.name, cfg.run_id)  # a rerun of a run recorded in an older format
     # W&B's finish may wait on the network, or fail: the record and the checkpoints are written by now
     error = finish(loggers, "success" if status == "ok" else status)
     if error != record["mirror_error"]:
