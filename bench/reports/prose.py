@@ -7,7 +7,8 @@ The outcome sentence reads the section's rows. The flow sentence reads the runs 
 (``Picker.pick_sections``: each family's best row, lowest seed) from their records and metrics CSVs in
 ``store``, so every number in it is in the picture's title, the table or that run's files; without a store it
 is left out. "Leaves the baseline" means a validation value 10 % of the way from the baseline to a perfect
-score (``SHARE``). Imports neither torch nor Lightning.
+score (``SHARE``); the sentence names that margin, since a pictured seed can stay inside it while its family's
+mean over seeds is past the baseline. Imports neither torch nor Lightning.
 """
 
 from __future__ import annotations
@@ -111,11 +112,14 @@ def flow_clause(rec: dict, metrics: Metrics) -> str:
     turn = _turn(series.get("diag/flow_ratio/l0", {}), verdict(init), verdict(final))
     if turn is not None:
         text += f", turning {verdict(final)} near step {turn}"
-    if series.get(key):
-        left = next((s for s, v in sorted(series[key].items()) if past_baseline(v, m["baseline"], m["mode"], SHARE)),
-                    None)
-        text += (f", and its {key} leaves the baseline near step {left}" if left is not None else
-                 f", and its {key} never leaves the baseline")
+    if series.get(key):  # the margin is named: a pictured seed can stay inside it while its family's mean is past
+        values, perfect = series[key], "1" if m["mode"] == "max" else "0"
+        left = next((s for s, v in sorted(values.items()) if past_baseline(v, m["baseline"], m["mode"], SHARE)), None)
+        best = (max if m["mode"] == "max" else min)(values.values())
+        text += (f", and its {key} leaves the baseline ({SHARE:.0%} of the way to a perfect {perfect}) near step "
+                 f"{left}" if left is not None else
+                 f", and its {key} never gets {SHARE:.0%} of the way from the baseline to a perfect {perfect} "
+                 f"(its best: {best:.4g})")
     return text
 
 

@@ -369,7 +369,8 @@ def render(store: Store, records: list[dict] | None = None, draw: bool = False) 
         ids = [t["run_id"] for _, c in comparison_items(summary) for f in c["families"].values()
                for t in f["trials"] + f["confirm"] if t.get("run_id") in by_id]
         lines += [f"`{summary['spec']}`: {cpu_hours([by_id[i] for i in ids])} over the {len(ids)} runs recorded so "
-                  "far (search trials and confirm runs; the records' CPU time).", ""]
+                  f"far (search trials and confirm runs; the records' CPU time). {by_family([by_id[i] for i in ids])}",
+                  ""]
         waiting = []
         for n, (_, comparison) in enumerate(comparison_items(summary), 1):
             title = title_of(comparison)
@@ -413,6 +414,16 @@ def cpu_hours(records: list[dict]) -> str:
     return f"{seconds / 3600:.2f} CPU core-hours"
 
 
+def by_family(records: list[dict]) -> str:
+    """``By family: gru 3.10 (60 runs), ...``: one file's studies share its cost out by architecture, so the part
+    that one comparison of families took (the lecture's four, say) can be read apart from the rest."""
+    seconds: dict[str, list[float]] = {}
+    for r in records:
+        seconds.setdefault(r["arch"], []).append(r.get("cpu_time_s") or r.get("wall_time_s") or 0.0)
+    return "By family: " + ", ".join(f"{arch} {sum(s) / 3600:.2f} ({len(s)} runs)"
+                                     for arch, s in sorted(seconds.items())) + "."
+
+
 def not_started(found: list[dict]) -> list[str]:
     """The families of a comparison (its ``rows``) with no trial yet: listed apart, neither searching nor ranked."""
     return [r["family"] for r in found if not r["states"]]
@@ -442,7 +453,8 @@ def readme_block(store: Store, records: list[dict] | None = None) -> str:
     for summary in found:
         ids = [t["run_id"] for _, c in comparison_items(summary) for f in c["families"].values()
                for t in f["trials"] + f["confirm"] if t.get("run_id") in by_id]
-        lines += [f"`{summary['spec']}`: {cpu_hours([by_id[i] for i in ids])} so far, {len(ids)} runs.", "",
+        lines += [f"`{summary['spec']}`: {cpu_hours([by_id[i] for i in ids])} so far, {len(ids)} runs. "
+                  f"{by_family([by_id[i] for i in ids])}", "",
                   "| comparison | family | chosen | test (mean ± std, n) | 95 % interval | vs best |",
                   "|---|---|---|---|---|---|"]
         unstarted: dict[str, list[str]] = {}  # the families not started -> the comparisons they wait in
