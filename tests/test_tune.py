@@ -433,4 +433,4 @@ def test_the_cpu_time_is_shared_out_by_family_from_the_records():
     records = [{"arch": "gru", "cpu_time_s": 1800.0}, {"arch": "gru", "cpu_time_s": 1800.0},
                {"arch": "antisymmetric", "cpu_time_s": None, "wall_time_s": 360.0}]  # no CPU time: its wall time
     assert tuned_report.cpu_hours(records) == "1.10 CPU core-hours"
-    assert tuned_report.by_family(records) == "By family: antisymmetric 0.10 (1 runs), gru 1.00 (2 runs)."
+    assert tuned_report.by_family(records) == "By family: antisymmetric 0.10 (1 run), gru 1.00 (2 runs)."

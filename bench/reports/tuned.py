@@ -420,7 +420,7 @@ def by_family(records: list[dict]) -> str:
     seconds: dict[str, list[float]] = {}
     for r in records:
         seconds.setdefault(r["arch"], []).append(r.get("cpu_time_s") or r.get("wall_time_s") or 0.0)
-    return "By family: " + ", ".join(f"{arch} {sum(s) / 3600:.2f} ({len(s)} runs)"
+    return "By family: " + ", ".join(f"{arch} {sum(s) / 3600:.2f} ({len(s)} run{'s' * (len(s) != 1)})"
                                      for arch, s in sorted(seconds.items())) + "."
 
 
