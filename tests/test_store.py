@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SMALL_ADDING
+from conftest import SMALL_ADDING, as_float32
 
 from bench import cli
 from bench.reports import leaderboard
@@ -168,7 +168,7 @@ def test_metrics_keep_every_float32_exactly_in_fewer_bytes(tmp_path):
     with open(source, "w", newline="") as f:
         writer = csv.writer(f)  # Lightning's writer: the csv module's defaults, \r\n line ends
         writer.writerow(["diag/flow_ratio/l0", "step", "train/loss"])
-        writer.writerows([[repr(b) if i % 50 == 0 else "", i, repr(a)] for i, (a, b) in enumerate(zip(f32, f64))])
+        writer.writerows([[repr(b) if i % 50 == 0 else "", i, repr(a)] for i, (a, b) in enumerate(zip(f32, f64, strict=True))])
         writer.writerow(["", 400, "nan"])
     store = Store(tmp_path / "out")
     packed = store.compress_in(source, store.metrics_path("adding__gru__s0", "0123456789"))
@@ -178,10 +178,9 @@ def test_metrics_keep_every_float32_exactly_in_fewer_bytes(tmp_path):
     with open(source, newline="") as f:
         before = list(csv.reader(f))
     assert rows[0] == before[0] and len(rows) == len(before)
-    for row, old in zip(rows[1:], before[1:]):
+    for row, old in zip(rows[1:], before[1:], strict=True):
         assert row[0] == old[0] and row[1] == old[1]  # float64s and integers: the text Lightning wrote
-        assert row[2] == old[2] if old[2] == "nan" else struct.unpack("f", struct.pack("f", float(row[2])))[0] \
-            == float(old[2])  # each float32 reads back to itself
+        assert row[2] == old[2] if old[2] == "nan" else as_float32(row[2]) == float(old[2])  # reads back to itself
     assert sum(len(r[2]) for r in rows[1:]) < 0.7 * sum(len(r[2]) for r in before[1:])
     again = store.compress_in(source, tmp_path / "again.metrics.csv.xz")
     assert again.read_bytes() == packed.read_bytes()  # same input, same bytes
