@@ -37,13 +37,13 @@ parameters:
   optim.lr: {{distribution: log_uniform_values, min: 0.001, max: 0.1}}
   optim.clip: {{values: [0.0, 1.0]}}
   seed: {{value: 0}}
-confirm: {{seeds: [1, 2, 3, 4, 5]}}
+confirm: {{seeds: [1, 2, 3, 4, 5]{witness}}}
 """
 
 
 def spec(tmp_path, *families, name="tuned.yaml"):
     path = tmp_path / name
-    path.write_text("---".join(FAMILY.format(**{"cap": 3, "steps": 12, **f}) for f in families))
+    path.write_text("---".join(FAMILY.format(**{"cap": 3, "steps": 12, "witness": "", **f}) for f in families))
     return path
 
 
@@ -51,6 +51,7 @@ def spec(tmp_path, *families, name="tuned.yaml"):
     (({"arch": "gru"}, {"arch": "lstm", "cap": 4}), "run_cap differs from document 1's"),
     (({"arch": "gru"}, {"arch": "lstm", "steps": 16}), "every family of a comparison gets the same budget"),
     (({"arch": "gru"}, {"arch": "gru"}), "family 'gru' is searched by two documents"),
+    (({"arch": "gru", "witness": ", witness: 3"}, {"arch": "lstm"}), "confirm's witness differs from document 1's"),
 ])
 def test_unequal_budgets_are_refused_before_any_work(tmp_path, families, message):
     path = spec(tmp_path, *families)
@@ -68,6 +69,9 @@ def test_unequal_budgets_are_refused_before_any_work(tmp_path, families, message
     (("method: random", "method: grid"), "method is one of random, bayes"),
     (("run_cap: 3", "run_cap: 1000000"), "trials\\) must be a whole number >= 2 and <= 1000, got 1000000"),
     (("arch.name: {value: gru}", "arch.name: {values: [gru, lstm]}"), "fixes 'arch.name' with 'value'"),
+    (("4, 5]}", "4, 5], witness: 1}"), "witness .* must be a whole number >= 2, got 1"),
+    (("4, 5]}", "4, 5], witness: true}"), "witness .* must be a whole number >= 2, got True"),
+    (("4, 5]}", "4, 5], longer: 3}"), "may add 'witness'"),
 ])
 def test_bad_tuned_documents_are_one_line_errors(tmp_path, change, message):
     path = spec(tmp_path, {"arch": "gru"})
@@ -123,6 +127,37 @@ def test_both_stages_give_every_family_its_trials_then_confirm_the_best_on_fresh
     from bench.reports import html  # and the static report shows the same tables
 
     assert "<h2>Tuned comparisons</h2>" in "\n".join(html._tuned(store))
+
+
+def test_a_family_short_of_the_goal_is_witnessed_at_the_longer_budget_once_its_comparison_is_confirmed(tmp_path):
+    """Stage 3: with ``witness: 2`` each family whose confirm runs did not solve the task (at 12 steps on a
+    4-unit core none does) trains once more, its chosen configuration on seed 1 for 24 steps; the summary names
+    that run, TUNED.md says what it did, and a second sweep trains nothing."""
+    path = spec(tmp_path, {"arch": "gru", "witness": ", witness: 2"}, {"arch": "vanilla", "witness": ", witness: 2"})
+    store = Store(tmp_path / "out")
+    trained = sweep.run(path, store, workers=1, wandb="disabled")
+    assert len(trained) == 2 * (3 + 5 + 1)
+    [comparison] = json.loads(tune.summary_path(store, path).read_text())["comparisons"]
+    assert comparison["protocol"]["witness"] == 2
+    records = {r["id"]: r for r in store.records().records}
+    for s in tune.studies(path):
+        entry = comparison["families"][s.family]
+        witness = records[entry["witness"]["run_id"]]
+        assert witness["seed"] == 1 and witness["steps"] == 24 and entry["witness"]["max_steps"] == 24
+        assert resolve(s.witness_overrides(entry["chosen"]["params"]), check_machine=False).run_id == witness["id"]
+        # a witness run is the tuned reference's: the leaderboard leaves it to TUNED.md
+        assert witness["id"] in tuned_report.tuned_ids(store)
+    text = tuned_report.write(store).read_text()
+    assert ("Checked at a longer budget (2 times the budget, 24 steps: the chosen configuration on seed 1, tested at "
+            "its best validation checkpoint): gru still does not solve it (test mse") in text
+    assert sweep.run(path, store, workers=1, wandb="disabled") == []
+
+
+def test_adding_a_witness_to_a_tuned_file_keeps_its_studies(tmp_path):
+    plain = tune.studies(spec(tmp_path, {"arch": "gru"}, name="plain.yaml"))
+    witnessed = tune.studies(spec(tmp_path, {"arch": "gru", "witness": ", witness: 3"}, name="witnessed.yaml"))
+    assert [(s.name, s.digest) for s in plain] == [(s.name, s.digest) for s in witnessed]
+    assert (plain[0].witness, witnessed[0].witness) == (0, 3)
 
 
 def test_a_study_left_running_by_a_killed_driver_runs_that_trial_again(tmp_path):
@@ -308,6 +343,21 @@ def test_a_family_with_no_trial_yet_is_listed_apart_not_shown_as_searching(tmp_p
     assert not any(line.startswith("| lru ") for line in lines)
     assert "Not started yet (`make tuned` resumes; not among those ranked): lru." in lines
     assert any(line.startswith("| gru ") and "| best |" in line for line in lines)  # of the families that ran
+
+
+def test_the_opening_says_what_each_short_familys_longer_budget_did(tmp_path):
+    five = [0.010, 0.011, 0.012, 0.013, 0.014]
+    comparison, by_id = _comparison({"gru": five, "vanilla": [0.170, 0.160, 0.165, 0.168, 0.162],
+                                     "irnn": [0.171, 0.172, 0.17, 0.173, 0.174]})
+    comparison["protocol"]["witness"] = 3
+    for family in ("vanilla", "irnn"):
+        comparison["families"][family]["witness"] = {"seed": 1, "max_steps": 30, "run_id": f"{family}-w"}
+    by_id["vanilla-w"] = {**by_id["vanilla0"], "id": "vanilla-w", "metric": {**by_id["vanilla0"]["metric"],
+                                                                             "test": 0.05, "baseline": 1 / 6}}
+    text = "\n".join(tuned_report.render_comparison("adding", comparison, by_id, tmp_path, None))
+    assert ("Checked at a longer budget (3 times the budget, 30 steps: the chosen configuration on seed 1, tested at "
+            "its best validation checkpoint): vanilla beats the baseline (test mse 0.05 against 0.1667; vanishing "
+            "flow at the end); irnn is still training.") in text
 
 
 def test_an_interval_never_reaches_past_where_the_metric_can_lie(tmp_path):

@@ -36,13 +36,18 @@ def _read(store: Store) -> tuple[list[dict], list[str]]:
 
 
 def tuned_ids(store: Store) -> set[str]:
-    """The run ids every tuned summary names (search trials and confirm runs)."""
-    ids = set()
-    for summary in summaries(store):
-        for _, comparison in comparison_items(summary):
-            for family in comparison["families"].values():
-                ids.update(t["run_id"] for t in family["trials"] if t.get("run_id"))
-                ids.update(c["run_id"] for c in family["confirm"])
+    """The run ids every tuned summary names."""
+    return {i for summary in summaries(store) for i in run_ids(summary)}
+
+
+def run_ids(summary: dict) -> list[str]:
+    """The run ids one tuned summary names, in its order: search trials, confirm runs and witness runs."""
+    ids = []
+    for _, comparison in comparison_items(summary):
+        for family in comparison["families"].values():
+            ids += [t["run_id"] for t in family["trials"] + family["confirm"] if t.get("run_id")]
+            if family.get("witness"):
+                ids.append(family["witness"]["run_id"])
     return ids
 
 

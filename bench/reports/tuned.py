@@ -22,8 +22,10 @@ one row per family:
   confirming shows its mean so far and "pending", so a single lucky seed is never called the best; while any
   family that has started is still searching or confirming, the best is "best so far" and not bolded. A family
   with no trial yet has no row: a line below the table names it as not started (the ranking is of those that ran).
-Each comparison opens with two sentences from the records (``opening``): which confirmed families keep the
-gradient alive and which solve, and how the pictured runs' gradient at the first step moved over training. Its
+Each comparison opens with sentences from the records (``opening``): which confirmed families keep the gradient
+alive and which reach the goal; where the protocol has a witness, what each family that fell short did at the longer
+budget (solved, so the shortfall is one of budget, or still short); and how the pictured runs' gradient at the first
+step moved over training. Its
 flow picture, ``gradflow_<task>_<spec>_<n>.png``, shows each confirmed family's first confirm seed (``pictured``).
 A figure per comparison, ``importance_<task>_<n>.png``, shows each family's fANOVA importances (Optuna's
 evaluator over its finished trials, as Greff et al. 2015 used fANOVA), where the study had enough finished trials.
@@ -41,7 +43,7 @@ from ..diag.plots import inputs_hash, pyplot, save_unless_unchanged, write_panel
 from ..diag.verdict import NO_VERDICT, described
 from ..run.schema import Metrics
 from ..store import Store, atomic
-from .studies import comparison_items, summaries, tuned_ids  # noqa: F401 (tuned_ids: part of this module's API)
+from .studies import comparison_items, run_ids, summaries, tuned_ids  # noqa: F401 (tuned_ids: this module's API)
 from .tables import valid_range
 
 ALPHA = 0.05
@@ -106,24 +108,40 @@ def _params(params: dict) -> str:
         or "(nothing searched)"
 
 
+def outcome(recs: list[dict], mode: str, runs: Metrics | Path) -> dict:
+    """What a family's confirm records (``recs``) say: their test values over the ok runs, mean, std, 95 %
+    interval, the steps at which they solved the task, and the task's description."""
+    ok = [r for r in recs if r["status"] == "ok" and r["metric"].get("test") is not None]
+    values = [r["metric"]["test"] for r in ok]
+    steps = [solved_step(r, runs) for r in ok]
+    return {"recs": recs, "values": values, "mean": statistics.fmean(values) if values else None,
+            "std": statistics.stdev(values) if len(values) > 1 else None, "interval": within(interval(values), mode),
+            "solved": [s for s in steps if s is not None], "info": ok[0]["task_info"] if ok else None,
+            "params": ok[0]["params"] if ok else None, "tested": {r["metric"].get("test_from") for r in ok}}
+
+
+def reached(row: dict, mode: str) -> bool:
+    """Whether a family's confirm runs (an ``outcome``, with values) reached the task's goal: most seeds solved
+    where the task has a threshold, else the whole 95 % interval past the baseline. The sections' opening says
+    this of each family, and the tuned protocol trains a longer-budget witness for each family that did not."""
+    info = row["info"] or {}
+    if info.get("solved_threshold") is not None:
+        return 2 * len(row["solved"]) > len(row["values"])
+    return beats_baseline(row, info.get("baseline"), mode)
+
+
 def rows(comparison: dict, by_id: dict[str, dict], runs: Metrics | Path) -> list[dict]:
     """One dict per family: what the table shows, computed from the records its summary names."""
     out, runs = [], Metrics.of(runs)
     for family, entry in comparison["families"].items():
-        states = [t["state"] for t in entry["trials"]]
         recs = [by_id[c["run_id"]] for c in entry["confirm"] if c["run_id"] in by_id]
-        ok = [r for r in recs if r["status"] == "ok" and r["metric"].get("test") is not None]
-        values = [r["metric"]["test"] for r in ok]
-        steps = [solved_step(r, runs) for r in ok]
+        witness = entry.get("witness")
         out.append({
-            "family": family, "chosen": entry["chosen"], "states": states, "planned": len(entry["confirm"]),
-            "recs": recs, "values": values, "mean": statistics.fmean(values) if values else None,
-            "std": statistics.stdev(values) if len(values) > 1 else None,
-            "interval": within(interval(values), comparison["protocol"]["goal"]),
-            "solved": [s for s in steps if s is not None], "info": ok[0]["task_info"] if ok else None,
-            "params": ok[0]["params"] if ok else None, "tested": {r["metric"].get("test_from") for r in ok},
+            "family": family, "chosen": entry["chosen"], "states": [t["state"] for t in entry["trials"]],
+            "planned": len(entry["confirm"]), **outcome(recs, comparison["protocol"]["goal"], runs),
             "importance": entry.get("importance"), "confirmed": len(recs) >= len(entry["confirm"]) > 0,
             "failed": [(t["params"], by_id.get(t.get("run_id"))) for t in entry["trials"] if t["state"] == "fail"],
+            "witness": None if witness is None else (witness, by_id.get(witness["run_id"])),
         })
     return out
 
@@ -183,11 +201,12 @@ OUTCOMES = {
 }
 
 
-def opening(found: list[dict], baseline: float | None, threshold: float | None, mode: str,
-            runs: Metrics | Path) -> list[str]:
-    """Two sentences from the records: which confirmed families keep the gradient alive and which reach the
-    goal (solve, where the task has a threshold; else the whole interval past the baseline), then how the
-    pictured runs' gradient at the first step moved over training (``prose.flow_clause``)."""
+def opening(found: list[dict], threshold: float | None, mode: str, runs: Metrics | Path,
+            max_steps: int | None = None) -> list[str]:
+    """Sentences from the records: which confirmed families keep the gradient alive and which reach the goal
+    (``reached``); what the longer-budget witnesses of those that did not say (``longer_budget``; ``max_steps``:
+    the comparison's budget); then how the pictured runs' gradient at the first step moved over training
+    (``prose.flow_clause``)."""
     from .prose import _join, flow_clause
 
     confirmed = [r for r in found if r["confirmed"] and r["values"]]
@@ -200,12 +219,11 @@ def opening(found: list[dict], baseline: float | None, threshold: float | None, 
         ok = [x for x in r["recs"] if x["status"] == "ok" and x.get("diagnostics")]
         flows = Counter(described(x["diagnostics"].get("flow_ratio_final")) for x in ok)
         flow = flows.most_common(1)[0][0] if flows else NO_VERDICT
-        reached = 2 * len(r["solved"]) > len(r["values"]) if threshold is not None else \
-            beats_baseline(r, baseline, mode)
-        groups.setdefault((flow, reached), []).append(r["family"])
+        groups.setdefault((flow, reached(r, mode)), []).append(r["family"])
     clauses = [f"{_join(families)} " + OUTCOMES[key][len(families) == 1].format(goal=goal, goals=goals)
                for key, families in groups.items()]
     sentences = ["Of the families whose confirm runs are all in, " + "; ".join(clauses) + "."]
+    sentences += longer_budget(confirmed, threshold, mode, Metrics.of(runs), max_steps)
     shown = [(r["family"], rec) for r in confirmed if (rec := pictured(r))]
     if shown:
         role = next((rec["diagnostics"].get("role") for _, rec in shown if rec["diagnostics"].get("role")), None)
@@ -215,6 +233,40 @@ def opening(found: list[dict], baseline: float | None, threshold: float | None, 
             "runs (each family's first confirm seed): " + "; ".join(
                 f"{family} (s{rec['seed']}) {flow_clause(rec, Metrics.of(runs))}" for family, rec in shown) + ".")
     return sentences
+
+
+def longer_budget(found: list[dict], threshold: float | None, mode: str, runs: Metrics,
+                  max_steps: int | None) -> list[str]:
+    """One sentence on the witness runs (bench/sweeps/tune.py, stage 3) of the families that did not reach the
+    goal: whether each reaches it at the longer budget (so its shortfall is one of budget) or still does not, with
+    its test value and flow verdict, all from its record; [] when no family has one."""
+    checked = [(r["family"], *r["witness"]) for r in found if r.get("witness")]
+    if not checked:
+        return []
+    plan = checked[0][1]
+    said = []
+    for family, _, rec in checked:
+        if rec is None:
+            said.append(f"{family} is still training")
+            continue
+        if rec["status"] != "ok" or rec["metric"].get("test") is None:
+            said.append(f"{family} {how_it_ended(rec)}")
+            continue
+        test, name = rec["metric"]["test"], rec["metric"]["name"]
+        flow = described((rec.get("diagnostics") or {}).get("flow_ratio_final"))
+        if threshold is not None:
+            step = solved_step(rec, runs)
+            said.append(f"{family} solves it (first validation past the threshold at step {step}; test {name} "
+                        f"{test:.4g}), so its shortfall above is one of budget" if step is not None else
+                        f"{family} still does not solve it (test {name} {test:.4g}; {flow} flow at the end)")
+        else:
+            baseline = rec["metric"].get("baseline")
+            past = baseline is None or _better(mode, test, baseline)
+            said.append(f"{family} {'beats' if past else 'still does not beat'} the baseline (test {name} {test:.4g}"
+                        + (f" against {baseline:.4g}" if baseline is not None else "") + f"; {flow} flow at the end)")
+    times = f"{plan['max_steps'] / max_steps:g} times the budget, " if max_steps else ""
+    return [f"Checked at a longer budget ({times}{plan['max_steps']} steps: the chosen configuration on seed "
+            f"{plan['seed']}, tested at its best validation checkpoint): " + "; ".join(said) + "."]
 
 
 def best_of(scored: list[dict], mode: str) -> tuple[list[dict], dict | None]:
@@ -265,7 +317,7 @@ def render_comparison(title: str, comparison: dict, by_id: dict[str, dict], runs
              f"({'lower' if mode == 'min' else 'higher'} is better)"
              + (f"; baseline {baseline:.4g}" if baseline is not None else "")
              + (f"; solved past {threshold:.4g}" if threshold is not None else "") + ".", ""]
-    said = opening(found, baseline, threshold, mode, runs)
+    said = opening(found, threshold, mode, runs, p["max_steps"])
     if said:
         lines += [" ".join(said), ""]
     head = "| family | chosen (search value) | trials: finished / pruned / failed | test mean ± std | 95 % interval | "
@@ -366,10 +418,9 @@ def render(store: Store, records: list[dict] | None = None, draw: bool = False) 
              "checkpoint (bench/reports/tuned.py says how each column is computed).", ""]
     shown_pngs = set()
     for summary in found:
-        ids = [t["run_id"] for _, c in comparison_items(summary) for f in c["families"].values()
-               for t in f["trials"] + f["confirm"] if t.get("run_id") in by_id]
+        ids = [i for i in run_ids(summary) if i in by_id]
         lines += [f"`{summary['spec']}`: {cpu_hours([by_id[i] for i in ids])} over the {len(ids)} runs recorded so "
-                  f"far (search trials and confirm runs; the records' CPU time). {by_family([by_id[i] for i in ids])}",
+                  f"far (search trials, confirm and witness runs; the records' CPU time). {by_family([by_id[i] for i in ids])}",
                   ""]
         waiting = []
         for n, (_, comparison) in enumerate(comparison_items(summary), 1):
@@ -451,8 +502,7 @@ def readme_block(store: Store, records: list[dict] | None = None) -> str:
     if not found:
         lines += ["No tuned study has run yet: `make tuned`.", ""]
     for summary in found:
-        ids = [t["run_id"] for _, c in comparison_items(summary) for f in c["families"].values()
-               for t in f["trials"] + f["confirm"] if t.get("run_id") in by_id]
+        ids = [i for i in run_ids(summary) if i in by_id]
         lines += [f"`{summary['spec']}`: {cpu_hours([by_id[i] for i in ids])} so far, {len(ids)} runs. "
                   f"{by_family([by_id[i] for i in ids])}", "",
                   "| comparison | family | chosen | test (mean ± std, n) | 95 % interval | vs best |",

@@ -5,11 +5,12 @@
 
 A tuned sweep file is a W&B sweep file whose documents say ``method: random`` or ``bayes``, ``metric: {name,
 goal}`` and ``run_cap`` (the family's trials), optionally ``early_terminate: {type: hyperband, min_iter, eta}``,
-plus rnnbench's ``confirm: {seeds: [...]}`` (dropped before a document goes to W&B, like ``anchor``). Each
+plus rnnbench's ``confirm: {seeds: [...], witness: K}`` (dropped before a document goes to W&B, like ``anchor``;
+``witness`` optional). Each
 document searches one family (its ``arch.name`` is a ``value``); its ``parameters`` may differ from the other
 families' (the LSTM's forget-gate bias). Documents with the same fixed ``task.*`` settings are one *comparison*,
 and must agree on what makes it fair: ``run_cap``, ``train.max_steps``, ``method``, ``metric``,
-``early_terminate`` and the confirm seeds (checked before any work).
+``early_terminate``, the confirm seeds and ``witness`` (checked before any work).
 
 - **Stage 1, search.** One Optuna study per document, ``run_cap`` trials on the document's ``seed``. ``random``
   is Optuna's ``QMCSampler`` (scrambled Sobol points: random, but even over the range with few trials),
@@ -22,6 +23,12 @@ and must agree on what makes it fair: ``run_cap``, ``train.max_steps``, ``method
   metric; a diverged or failed trial counts against the family's trials and never wins.
 - **Stage 2, confirm.** Each study's best trial is retrained on every confirm seed with the same budget and no
   pruning. The test is read at each run's best validation checkpoint, as for every run (bench/run/train.py).
+- **Stage 3, witness** (with ``witness: K``). Before a table says a family fails, a longer budget checks it: once
+  every family of a comparison is confirmed, each family whose confirm runs did not reach the task's goal (most
+  seeds solved where the task has a threshold, else the whole 95 % interval past the baseline: TUNED.md's rule,
+  ``bench.reports.tuned.reached``) is trained once more, its chosen configuration on the first confirm seed for K
+  times ``train.max_steps``. Its record says whether the failure is one of budget. ``witness`` is left out of the
+  study's name and sampler seed, so adding it to a file keeps the searches done.
 
 Each trial and each confirm run is an ordinary run: its record in ``<out>/runs`` is the truth, and its id
 hashes its config, so a trial killed mid-run resumes from its ``last.ckpt``. The studies live in
@@ -56,9 +63,10 @@ from .executors.base import Options, record_killed, run_locked
 GOALS = {"minimize": "min", "maximize": "max"}
 METHODS = ("random", "bayes")
 EARLY_TERMINATE_KEYS = ("type", "min_iter", "max_iter", "s", "eta", "strict")
-CONFIRM_KEYS = ("seeds",)
+CONFIRM_KEYS = ("seeds", "witness")
 MIN_CONFIRM_SEEDS = 5  # the protocol's "at least 5 fresh seeds"
 FAIR_KEYS = ("run_cap", "method", "metric", "early_terminate")  # what every family of a comparison shares
+CONFIRM = "confirm: {seeds: [1, 2, 3, 4, 5]} or {seeds: [1, 2, 3, 4, 5], witness: 3}"
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,8 @@ class Study:
     max_resource: int  # validations in a full run
     val_every: int  # optimizer steps between validations
     confirm_seeds: tuple[int, ...]
+    witness: int  # the longer budget, in multiples of train.max_steps (0: none)
+    max_steps: int
     digest: str  # of the document: names the study and seeds its sampler
 
     def overrides(self, params: dict, seed: int | None = None) -> dict:
@@ -86,6 +96,10 @@ class Study:
         if seed is not None:
             out["seed"] = seed
         return out
+
+    def witness_overrides(self, params: dict) -> dict:
+        """The witness run: the chosen ``params`` on the first confirm seed, ``witness`` times the steps."""
+        return {**self.overrides(params, self.confirm_seeds[0]), "train.max_steps": self.witness * self.max_steps}
 
 
 def is_tuned(docs: list[dict]) -> bool:
@@ -142,7 +156,11 @@ def _study(doc: dict, where: str, number: int) -> Study:
             or len(seeds) < MIN_CONFIRM_SEEDS or not all(isinstance(s, int) and s >= 0 for s in seeds)
             or len(set(seeds)) != len(seeds)):
         raise ConfigError(f"{where}: confirm needs 'seeds', a list of at least {MIN_CONFIRM_SEEDS} distinct whole "
-                          "numbers >= 0, e.g. {seeds: [1, 2, 3, 4, 5]}")
+                          f"numbers >= 0, and may add 'witness': {CONFIRM}")
+    witness = confirm.get("witness", 0)
+    if "witness" in confirm and (not isinstance(witness, int) or isinstance(witness, bool) or witness < 2):
+        raise ConfigError(f"{where}: confirm's witness (the longer budget, in multiples of train.max_steps) must be "
+                          f"a whole number >= 2, got {witness!r}: {CONFIRM}")
     if fixed["seed"] in seeds:
         raise ConfigError(f"{where}: confirm seeds must be fresh: seed {fixed['seed']} is the search's")
     # one resolution checks every fixed value and the task's metric (sampled values are checked as drawn)
@@ -162,7 +180,9 @@ def _study(doc: dict, where: str, number: int) -> Study:
     validations = cfg.train.max_steps // cfg.train.val_every
     hyperband = _hyperband(doc.get("early_terminate"), where, validations)
     comparison = ", ".join(f"{k}={fixed[k]}" for k in sorted(fixed) if k.startswith("task."))
-    text = json.dumps(doc, sort_keys=True, default=str)
+    # witness is not part of the search: a file that adds it keeps its studies (names and sampler seeds)
+    named = {**doc, "confirm": {k: v for k, v in confirm.items() if k != "witness"}}
+    text = json.dumps(named, sort_keys=True, default=str)
     digest = hashlib.sha256(text.encode()).hexdigest()
     # the family: the core, and the composed model's options where the document fixes them (attention or not)
     family = " ".join([cfg.arch_label] + [f"{k.partition('.')[2]}={fixed[k]}" for k in sorted(fixed)
@@ -171,7 +191,7 @@ def _study(doc: dict, where: str, number: int) -> Study:
     return Study(doc=number, name=f"{fixed['arch.name']}-{digest[:12]}", family=family,
                  comparison=comparison, fixed=fixed, space=space, trials=cap, method=method, metric=want,
                  goal=task_cls.metric_mode, hyperband=hyperband, max_resource=validations, val_every=cfg.train.val_every,
-                 confirm_seeds=tuple(seeds), digest=digest)
+                 confirm_seeds=tuple(seeds), witness=witness, max_steps=cfg.train.max_steps, digest=digest)
 
 
 def _distribution(spec: dict) -> str | None:
@@ -233,6 +253,9 @@ def _check_fair(found: list[Study], path: Path) -> None:
                                   f"{first.doc}'s; every family of a comparison gets the same budget")
             if s.confirm_seeds != first.confirm_seeds:
                 raise ConfigError(f"{path} document {s.doc}: confirm seeds differ from document {first.doc}'s")
+            if s.witness != first.witness:
+                raise ConfigError(f"{path} document {s.doc}: confirm's witness differs from document {first.doc}'s; "
+                                  f"every family of a comparison gets the same longer budget")
 
 
 # ---- Optuna ---------------------------------------------------------------------------------------------------
@@ -444,12 +467,14 @@ class RayTasks:
 
 
 class Job(NamedTuple):
-    """A run the driver hands out: a trial of ``study`` (its ``number``), or with no study a confirm run."""
+    """A run the driver hands out: a trial of ``study`` (its ``number``), or with no study a confirm or witness
+    run (``stage``)."""
 
     call: tuple  # what the worker calls: (function, *arguments)
     overrides: dict
     study: Study | None = None
     number: int | None = None
+    stage: str = "confirm"
 
 
 class Driver:
@@ -465,6 +490,7 @@ class Driver:
         self.queue = [(s, t) for s in found
                       for t in self.opened[s.name].get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
         self.confirming: set[str] = set()  # run ids queued or training
+        self.decided: dict = {}  # witnesses(): what is known of a confirmed study stays known
 
     def run(self) -> list[dict]:
         trained = []
@@ -509,7 +535,7 @@ class Driver:
             _tell(self.opened[job.study.name], job.number, job.overrides, self.store)
             _progress(job.study, self.opened[job.study.name], job.number)
         else:
-            print(f"  confirm {result['name']}: {result['status']}, test {result['metric'].get('test')}",
+            print(f"  {job.stage} {result['name']}: {result['status']}, test {result['metric'].get('test')}",
                   flush=True)
 
     def _next(self) -> Job | None:
@@ -519,6 +545,13 @@ class Driver:
         if self.queue:
             s, frozen = self.queue.pop(0)
             return self._trial(s, frozen)
+        # a confirmed comparison's conclusions are checked as soon as they are known, before further searching
+        for overrides in witnesses(self.found, self.opened, self.store, self.decided).values():
+            run_id = resolve(overrides, check_machine=False).run_id
+            if run_id not in self.confirming and _record(self.store, overrides) is None:
+                self.confirming.add(run_id)
+                return Job((_confirm_one, overrides, str(self.store.root), self.options.wandb,
+                            self.options.threads), overrides, stage="witness")
         for s in self.found:
             study = self.opened[s.name]
             trials = study.get_trials(deepcopy=False)
@@ -555,6 +588,44 @@ def _record(store: Store, overrides: dict) -> dict | None:
     path = store.record_path(cfg.name, cfg.run_id)
     rec = store.read_record(path) if path.is_file() else None
     return None if rec is None or standing(rec) == "killed" else rec
+
+
+def confirmed(s: Study, study, store: Store) -> list[dict] | None:
+    """The study's confirm records once its search has ended and each is recorded ([] when no trial finished:
+    nothing to confirm); None before then."""
+    trials = study.get_trials(deepcopy=False)
+    if len(trials) < s.trials or any(not t.state.is_finished() for t in trials):
+        return None
+    best = chosen(study)
+    recs = [_record(store, s.overrides(best.params, seed)) for seed in (s.confirm_seeds if best else ())]
+    return None if any(r is None for r in recs) else recs
+
+
+def witnesses(found: list[Study], opened: dict, store: Store, decided: dict) -> dict[str, dict]:
+    """Study name -> its witness run's overrides, for each study that needs one: its comparison confirmed (every
+    family's confirm runs recorded) and its own confirm runs short of the task's goal, by TUNED.md's rule.
+    ``opened``: each study's Optuna study by name; ``decided`` caches what is known of a confirmed study."""
+    from ..reports.tuned import outcome, reached
+
+    by: dict[str, list[Study]] = {}
+    for s in found:
+        by.setdefault(s.comparison, []).append(s)
+    out = {}
+    for group in by.values():
+        if not group[0].witness:
+            continue
+        for s in group:
+            if s.name not in decided:
+                recs = confirmed(s, opened[s.name], store)
+                if recs is None:
+                    break  # a family still searching or confirming: the comparison's conclusions are not known
+                row = outcome(recs, s.goal, store.metrics)
+                # a family whose confirm runs all diverged or failed has no value to check: its records say why
+                short = bool(row["values"]) and not reached(row, s.goal)
+                decided[s.name] = s.witness_overrides(chosen(opened[s.name]).params) if short else None
+        else:
+            out.update({s.name: decided[s.name] for s in group if decided[s.name]})
+    return out
 
 
 def _tell(study, number: int, overrides: dict, store: Store) -> None:
@@ -605,8 +676,10 @@ def write_summary(path: Path, found: list[Study], journal: Path, store: Store, c
     from ..run.config import resolve
 
     comparisons: dict[str, dict] = {}
+    opened = {s.name: open_study(s, journal) for s in found}
+    checked = witnesses(found, opened, store, (cache if cache is not None else {}).setdefault("witness", {}))
     for s in found:
-        study = open_study(s, journal)
+        study = opened[s.name]
         every = study.get_trials(deepcopy=False)
         # chosen once the search has ended, as the driver chooses: a best-so-far is no choice
         best = chosen(study) if len(every) >= s.trials and all(t.state.is_finished() for t in every) else None
@@ -623,17 +696,27 @@ def write_summary(path: Path, found: list[Study], journal: Path, store: Store, c
             "settings": {k: v for k, v in s.fixed.items() if k.startswith("task.")},
             "protocol": {"trials_per_family": s.trials, "max_steps": s.fixed.get("train.max_steps"),
                          "method": s.method, "metric": s.metric, "goal": s.goal, "pruner": s.hyperband,
-                         "confirm_seeds": list(s.confirm_seeds)},
+                         "confirm_seeds": list(s.confirm_seeds), "witness": s.witness},
             "families": {}})
         entry["families"][s.family] = {
             "study": s.name, "document": s.doc, "fixed": s.fixed, "searched": sorted(s.space),
             "trials": trials, "chosen": None if best is None else {"number": best.number, "params": best.params,
                                                                     "value": best.value},
-            "confirm": confirm, "importance": _cached_importance(study, s, cache)}
+            "confirm": confirm, "witness": _witness_entry(checked.get(s.name)),
+            "importance": _cached_importance(study, s, cache)}
     # a list: the file's order (the JSON's keys are sorted)
     summary = {"spec": str(path), "comparisons": list(comparisons.values())}
     store.write_json(summary_path(store, path), summary)
     return summary
+
+
+def _witness_entry(overrides: dict | None) -> dict | None:
+    from ..run.config import resolve
+
+    if overrides is None:
+        return None
+    cfg = resolve(overrides, check_machine=False)
+    return {"seed": cfg.seed, "max_steps": cfg.train.max_steps, "run_id": cfg.run_id, "name": cfg.name}
 
 
 def _cached_importance(study, s: Study, cache: dict | None) -> dict | None:
@@ -642,9 +725,10 @@ def _cached_importance(study, s: Study, cache: dict | None) -> dict | None:
     if cache is None:
         return importance(study, s)
     finished = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
-    if cache.get(s.name, (None,))[0] != finished:
-        cache[s.name] = (finished, importance(study, s))
-    return cache[s.name][1]
+    known = cache.setdefault("importance", {})
+    if known.get(s.name, (None,))[0] != finished:
+        known[s.name] = (finished, importance(study, s))
+    return known[s.name][1]
 
 
 def importance(study, s: Study) -> dict | None:
@@ -664,8 +748,10 @@ def dry_run(path: Path, store: Store) -> None:
     """Where each study stands, trains nothing."""
     found = studies(path)
     journal = storage_path(store, path)
+    opened = {s.name: open_study(s, journal) for s in found} if journal.exists() else {}
+    checked = witnesses(found, opened, store, {}) if opened else {}
     for s in found:
-        study = open_study(s, journal) if journal.exists() else None
+        study = opened.get(s.name)
         trials = study.get_trials(deepcopy=False) if study else []
         states = {}
         for t in trials:
@@ -673,7 +759,10 @@ def dry_run(path: Path, store: Store) -> None:
         best = chosen(study) if study else None
         left = sum(_record(store, s.overrides(best.params, seed)) is None for seed in s.confirm_seeds) if best \
             else len(s.confirm_seeds)
+        witness = ""
+        if s.name in checked:
+            witness = f"; witness ({s.witness}x the steps) {'recorded' if _record(store, checked[s.name]) else 'to train'}"
         print(f"  {s.comparison} {s.family}: {len(trials)}/{s.trials} trials "
               f"({', '.join(f'{n} {k}' for k, n in sorted(states.items())) or 'none yet'}); "
-              f"chosen: {_describe(best.params) if best else '-'}; {left} confirm runs to train", flush=True)
+              f"chosen: {_describe(best.params) if best else '-'}; {left} confirm runs to train{witness}", flush=True)
     print(f"tuned sweep {path}: dry run, nothing trained", flush=True)
