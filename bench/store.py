@@ -377,6 +377,19 @@ class _Limited:
         return data
 
 
+def dumps(data, indent: str = "") -> str:
+    """``json.dumps(data, indent=2, sort_keys=True)``, except that a list of scalars stays on one line: a record's
+    flow profiles (lists of per-timestep ratios, most of its bytes) then read as rows, in about 0.6 of the bytes,
+    instead of one number per line."""
+    inner = indent + "  "
+    if isinstance(data, dict) and data:
+        items = (f"{inner}{json.dumps(k)}: {dumps(v, inner)}" for k, v in sorted(data.items()))
+        return "{\n" + ",\n".join(items) + f"\n{indent}}}"
+    if isinstance(data, (list, tuple)) and any(isinstance(v, (dict, list, tuple)) for v in data):
+        return "[\n" + ",\n".join(inner + dumps(v, inner) for v in data) + f"\n{indent}]"
+    return json.dumps(data)
+
+
 class Store:
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -470,7 +483,7 @@ class Store:
                 stack.enter_context(self.atomic(path)).write_text(text, encoding="utf-8")
 
     def write_json(self, path: Path, data: dict) -> Path:
-        return self.write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+        return self.write_text(path, dumps(data) + "\n")
 
     def write_record(self, record: dict) -> Path:
         """The run record, then its summary. The old summary goes first, so a process killed in between leaves

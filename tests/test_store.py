@@ -18,7 +18,7 @@ from bench import cli
 from bench.reports import leaderboard
 from bench.reports.studies import tuned_ids
 from bench.run.config import TrainConfig, resolve
-from bench.store import OLDER_METRICS, Metrics, RecordError, Store, open_metrics
+from bench.store import OLDER_METRICS, Metrics, RecordError, Store, dumps, open_metrics
 from bench.sweeps import sweep
 from options import ConfigError, coerce
 
@@ -186,6 +186,17 @@ def test_metrics_keep_every_float32_exactly_in_fewer_bytes(tmp_path):
     assert again.read_bytes() == packed.read_bytes()  # same input, same bytes
     assert Metrics(packed.parent).series(packed.name, "train/loss") == {
         i: float(r[2]) for i, r in enumerate(rows[1:401])}
+
+
+def test_records_keep_lists_of_numbers_on_one_line_and_read_back_the_same():
+    data = {"b": [1, 2.5, None, "a, ]"], "a": {"flow": [[1e-3, 1.0], [0.5]], "none": []}, "e": {}, "n": float("nan")}
+    text = dumps(data)
+    assert '"flow": [\n      [0.001, 1.0],\n      [0.5]\n    ]' in text and '"b": [1, 2.5, null, "a, ]"]' in text
+    # the same JSON as the indented form it replaced, for every committed record
+    for path in [*sorted(COMMITTED.glob("*.json"))[:40], None]:
+        value = data if path is None else json.loads(path.read_text())
+        assert json.dumps(json.loads(dumps(value)), indent=2, sort_keys=True) == \
+            json.dumps(value, indent=2, sort_keys=True)
 
 
 def test_a_rerun_replaces_the_metrics_an_older_format_left(tmp_path):
