@@ -129,7 +129,7 @@ def test_both_stages_give_every_family_its_trials_then_confirm_the_best_on_fresh
     assert "<h2>Tuned comparisons</h2>" in "\n".join(html._tuned(store))
 
 
-def test_a_family_short_of_the_goal_is_witnessed_at_the_longer_budget_once_its_comparison_is_confirmed(tmp_path):
+def test_a_family_short_of_the_goal_is_witnessed_at_the_longer_budget_once_it_is_confirmed(tmp_path):
     """Stage 3: with ``witness: 2`` each family whose confirm runs did not solve the task (at 12 steps on a
     4-unit core none does) trains once more, its chosen configuration on seed 1 for 24 steps; the summary names
     that run, TUNED.md says what it did, and a second sweep trains nothing."""

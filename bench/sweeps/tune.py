@@ -23,11 +23,11 @@ and must agree on what makes it fair: ``run_cap``, ``train.max_steps``, ``method
   metric; a diverged or failed trial counts against the family's trials and never wins.
 - **Stage 2, confirm.** Each study's best trial is retrained on every confirm seed with the same budget and no
   pruning. The test is read at each run's best validation checkpoint, as for every run (bench/run/train.py).
-- **Stage 3, witness** (with ``witness: K``). Before a table says a family fails, a longer budget checks it: once
-  every family of a comparison is confirmed, each family whose confirm runs did not reach the task's goal (most
-  seeds solved where the task has a threshold, else the whole 95 % interval past the baseline: TUNED.md's rule,
-  ``bench.reports.tuned.reached``) is trained once more, its chosen configuration on the first confirm seed for K
-  times ``train.max_steps``. Its record says whether the failure is one of budget. ``witness`` is left out of the
+- **Stage 3, witness** (with ``witness: K``). Before a table says a family fails, a longer budget checks it: a
+  family whose confirm runs did not reach the task's goal (most seeds solved where the task has a threshold, else
+  the whole 95 % interval past the baseline: TUNED.md's rule, ``bench.reports.tuned.reached``) is trained once
+  more as soon as they are all in (before any further search), its chosen configuration on the first confirm
+  seed for K times ``train.max_steps``. Its record says whether the failure is one of budget. ``witness`` is left out of the
   study's name and sampler seed, so adding it to a file keeps the searches done.
 
 Each trial and each confirm run is an ordinary run: its record in ``<out>/runs`` is the truth, and its id
@@ -545,7 +545,7 @@ class Driver:
         if self.queue:
             s, frozen = self.queue.pop(0)
             return self._trial(s, frozen)
-        # a confirmed comparison's conclusions are checked as soon as they are known, before further searching
+        # a family's shortfall is checked as soon as its confirm runs are in, before further searching
         for overrides in witnesses(self.found, self.opened, self.store, self.decided).values():
             run_id = resolve(overrides, check_machine=False).run_id
             if run_id not in self.confirming and _record(self.store, overrides) is None:
@@ -602,30 +602,18 @@ def confirmed(s: Study, study, store: Store) -> list[dict] | None:
 
 
 def witnesses(found: list[Study], opened: dict, store: Store, decided: dict) -> dict[str, dict]:
-    """Study name -> its witness run's overrides, for each study that needs one: its comparison confirmed (every
-    family's confirm runs recorded) and its own confirm runs short of the task's goal, by TUNED.md's rule.
-    ``opened``: each study's Optuna study by name; ``decided`` caches what is known of a confirmed study."""
+    """Study name -> its witness run's overrides, for each study that needs one: its confirm runs all recorded
+    and short of the task's goal, by TUNED.md's rule (which reads the family's own records alone). ``opened``:
+    each study's Optuna study by name; ``decided`` caches what is known of a confirmed study (records are final)."""
     from ..reports.tuned import outcome, reached
 
-    by: dict[str, list[Study]] = {}
     for s in found:
-        by.setdefault(s.comparison, []).append(s)
-    out = {}
-    for group in by.values():
-        if not group[0].witness:
-            continue
-        for s in group:
-            if s.name not in decided:
-                recs = confirmed(s, opened[s.name], store)
-                if recs is None:
-                    break  # a family still searching or confirming: the comparison's conclusions are not known
-                row = outcome(recs, s.goal, store.metrics)
-                # a family whose confirm runs all diverged or failed has no value to check: its records say why
-                short = bool(row["values"]) and not reached(row, s.goal)
-                decided[s.name] = s.witness_overrides(chosen(opened[s.name]).params) if short else None
-        else:
-            out.update({s.name: decided[s.name] for s in group if decided[s.name]})
-    return out
+        if s.witness and s.name not in decided and (recs := confirmed(s, opened[s.name], store)) is not None:
+            row = outcome(recs, s.goal, store.metrics)
+            # a family whose confirm runs all diverged or failed has no value to check: its records say why
+            short = bool(row["values"]) and not reached(row, s.goal)
+            decided[s.name] = s.witness_overrides(chosen(opened[s.name]).params) if short else None
+    return {name: overrides for name, overrides in decided.items() if overrides}
 
 
 def _tell(study, number: int, overrides: dict, store: Store) -> None:
