@@ -17,6 +17,12 @@ training step, most of results/'s bytes. Each one found is replaced by its deter
 (``gzip_in``, 2.7x smaller, the same bytes once decompressed, which is checked before the CSV goes), so
 results/ stays lean as the reference grows; the record changes only in ``metrics_file``. The gzip is written
 before the record, and the CSV removed after it, so a migration killed in between is finished by the next one.
+
+A tuned sweep's Optuna journal (``studies/<spec>.journal``) written before the driver loaded its studies instead of
+creating them with ``load_if_exists`` holds a create-study line per reopening, a no-op that every replay reads
+again. Each one after its study's first is dropped (``compact_journal``), once replaying the compacted journal is
+checked to give every study and trial as before. Readers of a journal keep byte offsets into it, so this runs only
+while no run of the store is training (its run locks free).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import argparse
 import csv
 import gzip
+import json
 import math
 import shutil
 import sys
@@ -31,7 +38,7 @@ from pathlib import Path
 
 from bench.diag.verdict import spikes
 from bench.run.config import flatten, resolve
-from bench.store import Store, open_metrics, read_json
+from bench.store import Store, atomic, file_lock, open_metrics, read_json
 from bench.sweeps.plan import plan
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,6 +115,59 @@ def upgrade_summary(summary: dict) -> dict | None:
     return {**summary, "planned_ids": sorted(c.run_id for c in plan(spec))}
 
 
+CREATE_STUDY = 0  # optuna.storages.journal's JournalOperation.CREATE_STUDY
+
+
+def compact_journal(path: Path) -> bytes | None:
+    """``path``'s journal without the create-study lines of studies already created, or None when it has none;
+    checked by replaying both."""
+    lines, seen, kept = path.read_bytes().splitlines(keepends=True), set(), []
+    for line in lines:
+        try:
+            log = json.loads(line)
+        except ValueError:  # a line a killed writer left half written: Optuna's reader skips it, and so does this
+            kept.append(line)
+            continue
+        if log.get("op_code") == CREATE_STUDY:
+            if log["study_name"] in seen:
+                continue
+            seen.add(log["study_name"])
+        kept.append(line)
+    if len(kept) == len(lines):
+        return None
+    data = b"".join(kept)
+    compacted = path.with_name(f"{path.name}.compacted")
+    try:
+        compacted.write_bytes(data)
+        if replayed(compacted) != replayed(path):
+            raise SystemExit(f"migrate: {path}: the compacted journal replays differently; left as it is")
+    finally:
+        compacted.unlink(missing_ok=True)
+    return data
+
+
+def replayed(path: Path) -> list:
+    """Every study in the journal ``path`` and each trial's number, state, parameters, values and attributes."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(str(path)))
+    return [(s.study_name, [(t.number, t.state, t.params, t.values, t.intermediate_values, t.user_attrs,
+                             t.system_attrs) for t in optuna.load_study(study_name=s.study_name, storage=storage).trials])
+            for s in storage.get_all_studies()]
+
+
+def training(store: Store) -> list[str]:
+    """The run ids whose lock another process holds: a run training now."""
+    held = []
+    for lock in sorted((store.root / "locks").glob("*.lock")):
+        with file_lock(lock) as mine:
+            if not mine:
+                held.append(lock.stem)
+    return held
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m dev.migrate", description=__doc__.splitlines()[0])
     p.add_argument("out", type=Path, help="results folder")
@@ -132,6 +192,17 @@ def main(argv: list[str] | None = None) -> int:
             changed += 1
             if not args.check:
                 store.write_json(path, new)
+    journals = sorted((store.root / "studies").glob("*.journal"))
+    if journals and (busy := training(store)):
+        raise SystemExit(f"migrate: {len(busy)} run(s) are training in {store.root} (run {busy[0]}): stop the "
+                         "sweep first; a journal's readers keep byte offsets into it")
+    for path in journals:
+        data = compact_journal(path)
+        if data is not None:
+            changed += 1
+            if not args.check:
+                with atomic(path) as tmp:
+                    tmp.write_bytes(data)
     print(f"{'would upgrade' if args.check else 'upgraded'} {changed} file(s) in {store.root}")
     return 0
 

@@ -6,6 +6,8 @@ import gzip
 import json
 from pathlib import Path
 
+import pytest
+
 from bench.store import OLDER_METRICS, Store, open_metrics
 from dev import migrate
 
@@ -66,3 +68,31 @@ def test_a_migration_killed_before_removing_the_csv_is_finished_by_the_next(tmp_
     (store.runs / rec["metrics_file"]).write_bytes(CSV)  # record rewritten, plain CSV not yet removed
     migrate.main([str(tmp_path)])
     assert files(store) == done
+
+
+def test_a_journal_loses_its_repeated_create_study_lines_and_replays_the_same(tmp_path, capsys):
+    """Before the tuned driver loaded its studies, each reopening (create_study with load_if_exists) appended a
+    create-study line; the migration drops those after each study's first, checked by replaying both."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    store = Store(tmp_path)
+    journal = tmp_path / "studies" / "tuned.journal"
+    journal.parent.mkdir()
+    for name in ("gru-1", "lstm-2"):
+        study = optuna.create_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(journal))))
+        study.enqueue_trial({"x": 1.0})
+        study.optimize(lambda trial: trial.suggest_float("x", 0, 2) ** 2, n_trials=2)
+    for _ in range(3):  # the summary reopening each study after each run, as the driver did
+        for name in ("gru-1", "lstm-2"):
+            optuna.create_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(journal))),
+                                load_if_exists=True)
+    before, lines = migrate.replayed(journal), len(journal.read_bytes().splitlines())
+    with store.run_lock("0123456789"):  # a run training: its journal is left alone, and nothing is written
+        with pytest.raises(SystemExit, match="1 run\\(s\\) are training"):
+            migrate.main([str(tmp_path)])
+    assert len(journal.read_bytes().splitlines()) == lines
+    assert migrate.main([str(tmp_path)]) == 0
+    assert len(journal.read_bytes().splitlines()) == lines - 6 and migrate.replayed(journal) == before
+    assert migrate.main([str(tmp_path), "--check"]) == 0 and "would upgrade 0 file(s)" in capsys.readouterr().out

@@ -466,6 +466,20 @@ def test_a_summary_that_is_not_one_is_named_and_skipped(tmp_path):
     assert "old.json: not a tuned sweep's summary" in skipped[1]
 
 
+def test_reopening_studies_adds_nothing_to_their_journal(tmp_path):
+    """Each study is created once: the summary reopens every study after every run, and Optuna's create_study with
+    load_if_exists appends a line each time, which every later replay of the journal reads again."""
+    path = spec(tmp_path, {"arch": "gru", "cap": 2}, {"arch": "vanilla", "cap": 2})
+    store = Store(tmp_path / "out")
+    sweep.run(path, store, workers=1, wandb="disabled")
+    journal = tune.storage_path(store, path)
+    ops = [json.loads(line)["op_code"] for line in journal.read_text().splitlines()]
+    assert ops.count(0) == 2  # JournalOperation.CREATE_STUDY, once per study
+    size = journal.stat().st_size
+    tune.open_studies(tune.studies(path), journal), tune.dry_run(path, store)
+    assert journal.stat().st_size == size
+
+
 def test_a_study_lost_with_its_journal_is_replayed_from_the_records_without_training(tmp_path):
     path = spec(tmp_path, {"arch": "gru", "cap": 2})
     store = Store(tmp_path / "out")

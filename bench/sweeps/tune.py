@@ -327,13 +327,28 @@ def _distributions(study: Study) -> dict:
     return out
 
 
-def open_study(study: Study, journal: Path):
+def open_study(study: Study, journal: Path, storage=None):
+    """The study in ``journal``, created the first time it is asked for. ``storage``: one already open on the
+    journal (``open_studies``): each new one replays the whole file.
+
+    Loaded first, created only when missing: Optuna's ``create_study(load_if_exists=True)`` appends a create-study
+    line to the journal on every call, a no-op that every later replay reads again (28,381 of the reference
+    journal's 31,836 lines came from the summary reopening each study after every run)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.create_study(study_name=study.name, storage=_storage(journal), load_if_exists=True,
-                               direction="minimize" if study.goal == "min" else "maximize",
-                               pruner=_pruner(study))
+    storage = storage if storage is not None else _storage(journal)
+    try:
+        return optuna.load_study(study_name=study.name, storage=storage, pruner=_pruner(study))
+    except KeyError:
+        return optuna.create_study(study_name=study.name, storage=storage, load_if_exists=True,
+                                   direction="minimize" if study.goal == "min" else "maximize", pruner=_pruner(study))
+
+
+def open_studies(found: list[Study], journal: Path) -> dict:
+    """Study name -> its Optuna study, every one on one storage: the journal is replayed once, not per study."""
+    storage = _storage(journal)
+    return {s.name: open_study(s, journal, storage) for s in found}
 
 
 def pruning_callback(study: Study, journal: Path, trial_id: int):
@@ -486,7 +501,7 @@ class Driver:
 
         self.found, self.journal, self.store, self.options, self.pool = found, journal, store, options, pool
         self.finished = finished  # called after each job's outcome is known
-        self.opened = {s.name: open_study(s, journal) for s in found}
+        self.opened = open_studies(found, journal)
         self.queue = [(s, t) for s in found
                       for t in self.opened[s.name].get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
         self.confirming: set[str] = set()  # run ids queued or training
@@ -664,7 +679,7 @@ def write_summary(path: Path, found: list[Study], journal: Path, store: Store, c
     from ..run.config import resolve
 
     comparisons: dict[str, dict] = {}
-    opened = {s.name: open_study(s, journal) for s in found}
+    opened = open_studies(found, journal)
     checked = witnesses(found, opened, store, (cache if cache is not None else {}).setdefault("witness", {}))
     for s in found:
         study = opened[s.name]
@@ -736,7 +751,7 @@ def dry_run(path: Path, store: Store) -> None:
     """Where each study stands, trains nothing."""
     found = studies(path)
     journal = storage_path(store, path)
-    opened = {s.name: open_study(s, journal) for s in found} if journal.exists() else {}
+    opened = open_studies(found, journal) if journal.exists() else {}
     checked = witnesses(found, opened, store, {}) if opened else {}
     for s in found:
         study = opened.get(s.name)
