@@ -115,13 +115,15 @@ def upgrade_summary(summary: dict) -> dict | None:
     return {**summary, "planned_ids": sorted(c.run_id for c in plan(spec))}
 
 
-CREATE_STUDY = 0  # optuna.storages.journal's JournalOperation.CREATE_STUDY
+CREATE_STUDY, DELETE_STUDY = 0, 1  # optuna.storages.journal's JournalOperation values
 
 
 def compact_journal(path: Path) -> bytes | None:
     """``path``'s journal without the create-study lines of studies already created, or None when it has none;
     checked by replaying both."""
-    lines, seen, kept = path.read_bytes().splitlines(keepends=True), set(), []
+    lines, kept = path.read_bytes().splitlines(keepends=True), []
+    names: dict[int, str] = {}  # the studies as a replay holds them: id (numbered as created) -> name
+    created = 0
     for line in lines:
         try:
             log = json.loads(line)
@@ -129,9 +131,11 @@ def compact_journal(path: Path) -> bytes | None:
             kept.append(line)
             continue
         if log.get("op_code") == CREATE_STUDY:
-            if log["study_name"] in seen:
-                continue
-            seen.add(log["study_name"])
+            if log["study_name"] in names.values():
+                continue  # a no-op in a replay
+            names[created], created = log["study_name"], created + 1
+        elif log.get("op_code") == DELETE_STUDY:
+            names.pop(log["study_id"], None)  # its name may be created again
         kept.append(line)
     if len(kept) == len(lines):
         return None
@@ -193,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.check:
                 store.write_json(path, new)
     journals = sorted((store.root / "studies").glob("*.journal"))
-    if journals and (busy := training(store)):
+    if journals and not args.check and (busy := training(store)):
         raise SystemExit(f"migrate: {len(busy)} run(s) are training in {store.root} (run {busy[0]}): stop the "
                          "sweep first; a journal's readers keep byte offsets into it")
     for path in journals:

@@ -80,6 +80,9 @@ def test_a_journal_loses_its_repeated_create_study_lines_and_replays_the_same(tm
     store = Store(tmp_path)
     journal = tmp_path / "studies" / "tuned.journal"
     journal.parent.mkdir()
+    # a study deleted and made again: its second create-study line is not a repeat
+    optuna.create_study(study_name="gru-1", storage=JournalStorage(JournalFileBackend(str(journal))))
+    optuna.delete_study(study_name="gru-1", storage=JournalStorage(JournalFileBackend(str(journal))))
     for name in ("gru-1", "lstm-2"):
         study = optuna.create_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(journal))))
         study.enqueue_trial({"x": 1.0})
