@@ -357,7 +357,7 @@ def test_the_opening_says_what_each_short_familys_longer_budget_did(tmp_path):
     text = "\n".join(tuned_report.render_comparison("adding", comparison, by_id, tmp_path, None))
     assert ("Checked at a longer budget (3 times the budget, 30 steps: the chosen configuration on seed 1, tested at "
             "its best validation checkpoint): vanilla leaves the baseline (test mse 0.05 against 0.1667: more than 10% "
-            "of the way to a perfect 0; vanishing flow at the end); irnn is still training.") in text
+            "of the way to a perfect 0; vanishing flow at the end); irnn: not recorded yet.") in text
     # one run has no interval: a hair past the baseline is still at it, by the margin the flow clause names
     by_id["vanilla-w"]["metric"]["test"] = 0.16
     text = "\n".join(tuned_report.render_comparison("adding", comparison, by_id, tmp_path, None))

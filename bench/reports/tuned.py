@@ -249,7 +249,7 @@ def longer_budget(found: list[dict], threshold: float | None, mode: str, runs: M
     said = []
     for family, _, rec in checked:
         if rec is None:
-            said.append(f"{family} is still training")
+            said.append(f"{family}: not recorded yet")
             continue
         if rec["status"] != "ok" or rec["metric"].get("test") is None:
             said.append(f"{family} {how_it_ended(rec)}")
