@@ -5,10 +5,9 @@
 
 A tuned sweep file is a W&B sweep file whose documents say ``method: random`` or ``bayes``, ``metric: {name,
 goal}`` and ``run_cap`` (the family's trials), optionally ``early_terminate: {type: hyperband, min_iter, eta}``,
-plus rnnbench's ``confirm: {seeds: [...], witness: K}`` (dropped before a document goes to W&B, like ``anchor``;
-``witness`` optional). Each
-document searches one family (its ``arch.name`` is a ``value``); its ``parameters`` may differ from the other
-families' (the LSTM's forget-gate bias). Documents with the same fixed ``task.*`` settings are one *comparison*,
+plus rnnbench's ``confirm: {seeds: [...], witness: K}`` (``witness`` optional; dropped before a document goes to
+W&B, like ``anchor``). Each document searches one family (its ``arch.name`` is a ``value``); its ``parameters``
+may differ from the other families' (the LSTM's forget-gate bias). Documents with the same fixed ``task.*`` settings are one *comparison*,
 and must agree on what makes it fair: ``run_cap``, ``train.max_steps``, ``method``, ``metric``,
 ``early_terminate``, the confirm seeds and ``witness`` (checked before any work).
 
@@ -27,8 +26,8 @@ and must agree on what makes it fair: ``run_cap``, ``train.max_steps``, ``method
   family whose confirm runs did not reach the task's goal (most seeds solved where the task has a threshold, else
   the whole 95 % interval past the baseline: TUNED.md's rule, ``bench.reports.tuned.reached``) is trained once
   more as soon as they are all in (before any further search), its chosen configuration on the first confirm
-  seed for K times ``train.max_steps``. Its record says whether the failure is one of budget. ``witness`` is left out of the
-  study's name and sampler seed, so adding it to a file keeps the searches done.
+  seed for K times ``train.max_steps``. Its record says whether the failure is one of budget. ``witness`` is left
+  out of the study's name and sampler seed, so adding it to a file keeps the searches done.
 
 Each trial and each confirm run is an ordinary run: its record in ``<out>/runs`` is the truth, and its id
 hashes its config, so a trial killed mid-run resumes from its ``last.ckpt``. The studies live in
