@@ -1,15 +1,15 @@
 """The tuned protocol: every family searched with the same budget, then its best retrained on fresh seeds.
 
-    rnnbench sweep sweeps/tuned.yaml --out results --workers 2        # stage 1 then stage 2, resumable
+    rnnbench sweep sweeps/tuned.yaml --out results --workers 2        # stages 1, 2 and 3, resumable
     rnnbench sweep sweeps/tuned.yaml --dry-run                        # where each study stands
 
 A tuned sweep file is a W&B sweep file whose documents say ``method: random`` or ``bayes``, ``metric: {name,
 goal}`` and ``run_cap`` (the family's trials), optionally ``early_terminate: {type: hyperband, min_iter, eta}``,
 plus rnnbench's ``confirm: {seeds: [...], witness: K}`` (``witness`` optional; dropped before a document goes to
 W&B, like ``anchor``). Each document searches one family (its ``arch.name`` is a ``value``); its ``parameters``
-may differ from the other families' (the LSTM's forget-gate bias). Documents with the same fixed ``task.*`` settings are one *comparison*,
-and must agree on what makes it fair: ``run_cap``, ``train.max_steps``, ``method``, ``metric``,
-``early_terminate``, the confirm seeds and ``witness`` (checked before any work).
+may differ from the other families' (the LSTM's forget-gate bias). Documents with the same fixed ``task.*``
+settings are one *comparison*, and must agree on what makes it fair: ``run_cap``, ``train.max_steps``,
+``method``, ``metric``, ``early_terminate``, the confirm seeds and ``witness`` (checked before any work).
 
 - **Stage 1, search.** One Optuna study per document, ``run_cap`` trials on the document's ``seed``. ``random``
   is Optuna's ``QMCSampler`` (scrambled Sobol points: random, but even over the range with few trials),
