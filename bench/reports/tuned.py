@@ -25,8 +25,8 @@ one row per family:
 Each comparison opens with sentences from the records (``opening``): which confirmed families keep the gradient
 alive and which reach the goal; where the protocol has a witness, what each family that fell short did at the longer
 budget (solved, so the shortfall is one of budget, or still short); and how the pictured runs' gradient at the first
-step moved over training. Its
-flow picture, ``gradflow_<task>_<spec>_<n>.png``, shows each confirmed family's first confirm seed (``pictured``).
+step moved over training. Its flow picture, ``gradflow_<task>_<spec>_<n>.png``, shows each confirmed family's
+first confirm seed (``pictured``).
 A figure per comparison, ``importance_<task>_<n>.png``, shows each family's fANOVA importances (Optuna's
 evaluator over its finished trials, as Greff et al. 2015 used fANOVA), where the study had enough finished trials.
 The run ids in the summaries point at the records; every number shown comes from a record or its metrics CSV.
