@@ -1,4 +1,5 @@
-"""The tuned protocol: every family searched with the same budget, then its best retrained on fresh seeds.
+"""The tuned protocol: every family searched with the same budget, its best retrained on fresh seeds, and a
+family that falls short checked at a longer budget.
 
     rnnbench sweep sweeps/tuned.yaml --out results --workers 2        # stages 1, 2 and 3, resumable
     rnnbench sweep sweeps/tuned.yaml --dry-run                        # where each study stands
