@@ -178,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", action="store_true", help="report what would change, write nothing")
     args = p.parse_args(argv)
     store = Store(args.out)
+    journals = sorted((store.root / "studies").glob("*.journal"))
+    if journals and not args.check and (busy := training(store)):  # before any work: nothing half done
+        raise SystemExit(f"migrate: {len(busy)} run(s) are training in {store.root} (run {busy[0]}): stop the "
+                         "sweep first; a journal's readers keep byte offsets into it")
     changed = 0
     for path in store.record_files():
         rec = store.read_record(path)
@@ -196,10 +200,6 @@ def main(argv: list[str] | None = None) -> int:
             changed += 1
             if not args.check:
                 store.write_json(path, new)
-    journals = sorted((store.root / "studies").glob("*.journal"))
-    if journals and not args.check and (busy := training(store)):
-        raise SystemExit(f"migrate: {len(busy)} run(s) are training in {store.root} (run {busy[0]}): stop the "
-                         "sweep first; a journal's readers keep byte offsets into it")
     for path in journals:
         data = compact_journal(path)
         if data is not None:
