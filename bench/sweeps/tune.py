@@ -611,9 +611,13 @@ def confirmed(s: Study, study, store: Store) -> list[dict] | None:
     trials = study.get_trials(deepcopy=False)
     if len(trials) < s.trials or any(not t.state.is_finished() for t in trials):
         return None
-    best = chosen(study)
-    recs = [_record(store, s.overrides(best.params, seed)) for seed in (s.confirm_seeds if best else ())]
-    return None if any(r is None for r in recs) else recs
+    best, recs = chosen(study), []
+    for seed in s.confirm_seeds if best else ():
+        # asked after every run of a sweep: a study still confirming stops at its first missing record
+        if (rec := _record(store, s.overrides(best.params, seed))) is None:
+            return None
+        recs.append(rec)
+    return recs
 
 
 def witnesses(found: list[Study], opened: dict, store: Store, decided: dict) -> dict[str, dict]:
