@@ -154,3 +154,16 @@ def test_exprnn_starts_as_rotations_of_pairs_of_units(skew_init):
     low = -1.0 if skew_init == "cayley" else -math.pi
     high = 0.0 if skew_init == "cayley" else math.pi
     assert ((s >= low) & (s <= high)).all() and len(s) == h // 2
+
+
+@pytest.mark.parametrize(("layers", "affine"), [(1, True), (2, False)])
+def test_one_lru_layer_is_affine_in_its_input_and_two_are_not(layers, affine):
+    """Why sweeps/tuned.yaml stacks the LRU: at one layer its outputs superpose, so no linear head on them can fit
+    a product of inputs (adding's mask times value); the GELU between two layers breaks that."""
+    torch.manual_seed(0)
+    core = make("lru", layers, bidirectional=False)
+    a, b, zero = torch.randn(B, T, D, dtype=torch.double), torch.randn(B, T, D, dtype=torch.double), \
+        torch.zeros(B, T, D, dtype=torch.double)
+    f = {name: core.forward_reference(x, None, None)[0] for name, x in (("a", a), ("b", b), ("zero", zero),
+                                                                       ("sum", a + b))}
+    assert torch.allclose(f["sum"] - f["zero"], (f["a"] - f["zero"]) + (f["b"] - f["zero"])) == affine
