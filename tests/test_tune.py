@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 from bench.reports import leaderboard
 from bench.reports import tuned as tuned_report
 from bench.run.config import resolve
+from bench.run.system import build
 from bench.store import Store
 from bench.sweeps import sweep, tune
 from options import ConfigError
@@ -502,3 +503,12 @@ def test_the_cpu_time_is_shared_out_by_family_from_the_records():
                {"arch": "antisymmetric", "cpu_time_s": None, "wall_time_s": 360.0}]  # no CPU time: its wall time
     assert tuned_report.cpu_hours(records) == "1.10 CPU core-hours"
     assert tuned_report.by_family(records) == "By family: antisymmetric 0.10 (1 run), gru 1.00 (2 runs)."
+
+
+def test_the_committed_mnist1d_comparison_sizes_every_family_like_the_papers_gru():
+    """sweeps/tuned.yaml sizes each family of its MNIST-1D comparison to the paper GRU's 5,134 parameters (its
+    widths were counted for it): a width or depth edited alone would make that comparison one of sizes."""
+    found = [s for s in tune.studies(ROOT / "sweeps" / "tuned.yaml") if "task.name=mnist1d" in s.comparison]
+    sizes = {s.family: sum(p.numel() for p in build(resolve(s.fixed, check_machine=False))[1].parameters())
+             for s in found}
+    assert len(sizes) == 12 and all(abs(n - 5134) <= 0.1 * 5134 for n in sizes.values()), sizes
