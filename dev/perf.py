@@ -12,10 +12,10 @@
 ``--threads`` (default 1, as every sweep run trains) is set for every side.
 
 All sides train the suite's adding LSTM (T = 50, H = 64, batch 64): Adam, global norm clipping at 1. rnnbench is
-``bench.run.train.train``, exactly what ``rnnbench run`` does (pre-clip norms per layer every step through
-``self.log``, the CSV log, W&B offline or disabled, checkpoints at its validation); the bare loop does forward,
-backward, clip, step and nothing else. The goal: rnnbench at least Lightning alone's ratio, i.e. the suite adds
-nothing measurable over Lightning itself.
+``bench.run.train.train``, exactly what ``rnnbench run`` does (pre-clip norms every step to the loggers,
+validation through ``self.log``, the CSV log, W&B offline or disabled, checkpoints at its validation); the bare
+loop does forward, backward, clip, step and nothing else. The goal: rnnbench at least Lightning alone's ratio,
+i.e. the suite adds nothing measurable over Lightning itself.
 
 How (1) is timed. This VM's speed drifts by 10-15 % within seconds, and two model instances of the same shape
 train a few % apart (where their tensors sit), so separate timed runs cannot resolve a 5 % gap. So the two

@@ -12,7 +12,7 @@ from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import grad_norm
 
 from bench.run.config import resolve
-from bench.run.system import build, layer_of
+from bench.run.system import LAYER_NORMS_EVERY, build, layer_of
 from bench.run.train import train
 from bench.store import open_metrics
 
@@ -126,19 +126,23 @@ def test_other_seed_gives_other_losses(tmp_path):
     assert _losses(runs[0], tmp_path) != _losses(runs[1], tmp_path)
 
 
-def test_gradient_norms_are_logged_per_layer_before_clipping(tmp_path):
-    cfg = resolve(small("adding", "lstm", **{"arch.layers": 2, "optim.clip": 1e-4, "train.max_steps": 5}))
+def test_gradient_norms_are_logged_before_clipping_per_layer_every_tenth_step(tmp_path):
+    steps = 2 * LAYER_NORMS_EVERY + 1
+    cfg = resolve(small("adding", "lstm", **{"arch.layers": 2, "optim.clip": 1e-4, "train.max_steps": steps}))
     rec = train(cfg, tmp_path, wandb="disabled")
     with open_metrics(tmp_path / "runs" / rec["metrics_file"]) as f:
         rows = [r for r in csv.DictReader(f) if r["grad/total"]]
-    assert len(rows) == 5
-    assert {"grad/core.l0", "grad/core.l1", "grad/head"} <= set(rows[0])
+    assert [int(r["step"]) for r in rows] == list(range(steps))
     # Clipped norms could not exceed 1e-4: these are the pre-clip values.
     assert min(float(r["grad/total"]) for r in rows) > 1e-3
-    for r in rows:  # the per-layer norms recombine into the total
-        parts = sum(float(r[k]) ** 2 for k in ("grad/core.l0", "grad/core.l1", "grad/head"))
+    layers = ("grad/core.l0", "grad/core.l1", "grad/head")
+    with_layers = [r for r in rows if all(r.get(k) for k in layers)]
+    assert [int(r["step"]) for r in with_layers] == list(range(0, steps, LAYER_NORMS_EVERY))
+    for r in with_layers:  # the per-layer norms recombine into the total
+        parts = sum(float(r[k]) ** 2 for k in layers)
         assert parts ** 0.5 == pytest.approx(float(r["grad/total"]), rel=1e-4)
-    assert rec["grad_norm_preclip"]["steps"] == 5 and rec["grad_norm_preclip"]["median"] > 1e-3
+    assert not any(r.get(k) for r in rows if r not in with_layers for k in layers)
+    assert rec["grad_norm_preclip"]["steps"] == steps and rec["grad_norm_preclip"]["median"] > 1e-3
 
 
 @pytest.mark.parametrize("clip", [1e-3, 0.0])
@@ -192,6 +196,25 @@ def test_per_layer_norms_recombine_lightnings_grad_norm_per_parameter():
         assert as_float32(repr(rows[0][f"grad/{layer}"])) == rows[0][f"grad/{layer}"]  # a float32: written short
     assert rows[0]["grad/total"] == float(norms["grad_2.0_norm_total"])
     assert system.grad_history == [rows[0]["grad/total"]]
+
+
+def test_a_non_finite_step_between_the_tenths_logs_its_per_layer_norms(monkeypatch):
+    """Which layer blew up: the row of a step whose total is not finite holds the per-layer norms, whatever
+    its step; a finite step off the cadence holds the total alone."""
+    L.seed_everything(0, verbose=False)
+    task, system = build(resolve(small("adding", "gru")))
+    monkeypatch.setattr(type(system), "global_step", property(lambda self: LAYER_NORMS_EVERY + 3))
+    x, target = _batch(task)
+    system._train_loss = 1.0
+    task.loss(system(x)[0], target).backward()
+    rows, reasons = [], []
+    system._log_step, system._diverge = rows.append, reasons.append  # _diverge stops the Trainer: none here
+    assert system._measure_gradients()
+    next(system.head.parameters()).grad[0] = math.inf
+    assert not system._measure_gradients()
+    assert set(rows[0]) == {"train/loss", "grad/total"}
+    assert rows[1]["grad/head"] == math.inf and math.isfinite(rows[1]["grad/core.l0"])
+    assert reasons == ["non-finite gradient norm inf"]
 
 
 def test_huge_learning_rate_is_recorded_as_diverged(tmp_path):

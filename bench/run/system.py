@@ -9,9 +9,9 @@ A system is built from the run's config (``RunConfig.to_dict()``), which ``save_
 checkpoint, so ``load_from_checkpoint(path)`` needs no other input. It never looks at task or architecture
 names: the task says which outputs to read, the loss and the metric; the core says how its parameters group
 into layers. Metric keys are ``split/name``: ``train/loss``, ``val/mse``, ``val/mse_best``, ``test/acc``; the
-pre-clip gradient norms go under ``grad/`` (``grad/total`` and one per layer). Validation and test metrics go
-through ``self.log``; the per-step row (loss and norms) goes to the loggers' ``log_metrics`` (``_log_step``
-says why).
+pre-clip gradient norms go under ``grad/`` (``grad/total`` every step, one per layer every 10th step).
+Validation and test metrics go through ``self.log``; the per-step row (loss and norms) goes to the loggers'
+``log_metrics`` (``_log_step`` says why).
 
 Lightning owns the loop. Automatic optimization wherever a task has no truncation: ``training_step`` returns the
 loss, the Trainer clips (``gradient_clip_val``, norm), and ``on_before_optimizer_step`` measures the gradient
@@ -57,6 +57,10 @@ from .config import RunConfig, flatten, milestone_steps, resolve
 from .mirror import MIRROR_EVERY, is_mirror
 from .models import KINDS
 
+# The per-layer norms go in every 10th step's row (the rows W&B mirrors), and in a step whose total is not finite;
+# the total and the loss in every row (spikes, clipping and divergence read them). Every step's per-layer norms
+# were half of a run's metrics file, the bulk of results/, and no report reads them finer than this.
+LAYER_NORMS_EVERY = MIRROR_EVERY
 _LAYER = re.compile(r"_l(\d+)$")
 _NORM_KEY = "grad_2.0_norm"  # grad_norm's key prefix for norm_type=2
 
@@ -221,18 +225,19 @@ class System(L.LightningModule):
         return layer_of(param_name)
 
     def _measure_gradients(self) -> bool:
-        """Log the pre-clip gradient norms (total and per layer) of this step; False (and no update: the
-        gradients are dropped) if they are not finite, which ends the run as diverged."""
+        """Log the pre-clip gradient norms of this step (the total; per layer on LAYER_NORMS_EVERY's steps); False
+        (and no update: the gradients are dropped) if they are not finite, which ends the run as diverged."""
         norms = grad_norm(self, norm_type=2)
         total = float(norms.pop(f"{_NORM_KEY}_total"))
         by_layer: dict[str, list[torch.Tensor]] = {}
         for key, norm in norms.items():
             by_layer.setdefault(self._layer_name(key.removeprefix(f"{_NORM_KEY}/")), []).append(norm)
         row = {"train/loss": self._train_loss, "grad/total": total}
-        # a layer's norm is the norm of its parameters' norms, in float32 as Lightning takes the total: the store
-        # writes a float32 in a few digits (bench/store.py), where a float64's 17 would be a third of the file
-        row.update({f"grad/{layer}": torch.linalg.vector_norm(torch.stack(ns)).item()
-                    for layer, ns in by_layer.items()})
+        if self.global_step % LAYER_NORMS_EVERY == 0 or not math.isfinite(total):
+            # a layer's norm is the norm of its parameters' norms, in float32 as Lightning takes the total: the
+            # store writes a float32 in a few digits (bench/store.py), where a float64's 17 would be a third of it
+            row.update({f"grad/{layer}": torch.linalg.vector_norm(torch.stack(ns)).item()
+                        for layer, ns in by_layer.items()})
         self._log_step(row)
         if math.isfinite(total):
             self.grad_history.append(total)
