@@ -273,17 +273,19 @@ def test_the_interval_and_welch_test_match_scipy_and_the_bold_needs_the_interval
     assert not tuned_report.beats_baseline(row, 0.12, "min")  # the mean is below, the interval is not
 
 
-def _comparison(values: dict[str, list[float]], spectrum: str | None = None) -> tuple[dict, dict]:
+def _comparison(values: dict[str, list[float]], spectrum: str | None = None,
+                top: str | None = None) -> tuple[dict, dict]:
     """A comparison of families with one finished trial each and five planned confirm runs, of which the
     records hold ``values``' (the test MSE of each); a confirm run with no value is not recorded yet. Each
-    record's first recurrent block has the spectrum verdict ``spectrum`` (None: a matrix, which has none)."""
+    record's two recurrent layers have the spectrum verdicts ``spectrum`` (l0) and ``top`` (l1; None: a
+    matrix, which has none)."""
     def record(i, value):
         return {"id": i, "status": "ok", "params": 10, "metrics_file": None,
                 "metric": {"name": "mse", "mode": "min", "test": value, "test_from": "best"},
                 "task_info": {"baseline": 1 / 6, "metric": "mse"},
                 "seed": int(i[-1]) + 1, "diagnostics": {
                     "flow_ratio_init": -3.0 if value > 0.1 else -1.0, "flow_ratio_final": -3.0 if value > 0.1 else -0.5,
-                    "final": {"spectra": {"l0": {"verdict": spectrum}, "l1": {"verdict": "exploding"}}},
+                    "final": {"spectra": {"l0": {"verdict": spectrum}, "l1": {"verdict": top}}},
                     "profiles": {"steps": [0, 10], "flow": [[[1e-3, 1.0]], [[0.3, 1.0]]]}}}
 
     by_id = {f"{f}{i}": record(f"{f}{i}", v) for f, vs in values.items() for i, v in enumerate(vs)}
@@ -295,9 +297,10 @@ def _comparison(values: dict[str, list[float]], spectrum: str | None = None) -> 
     return comparison, by_id
 
 
-def _table(tmp_path, values: dict[str, list[float]], spectrum: str | None = None) -> dict[str, list[str]]:
+def _table(tmp_path, values: dict[str, list[float]], spectrum: str | None = None,
+           top: str | None = None) -> dict[str, list[str]]:
     """Each family's row of the rendered table, split into its cells."""
-    comparison, by_id = _comparison(values, spectrum)
+    comparison, by_id = _comparison(values, spectrum, top)
     lines = tuned_report.render_comparison("adding", comparison, by_id, tmp_path, None)
     return {cells[1].strip(): [c.strip() for c in cells[1:-1]]
             for cells in (line.split("|") for line in lines if line.startswith("| ") and "---" not in line)}
@@ -317,9 +320,12 @@ def test_a_family_still_confirming_is_shown_but_never_ranked_or_bolded(tmp_path)
     # once every family's confirm runs are in, the best is named and bolded
     rows = _table(tmp_path, {"gru": five, "irnn": [x * 2 for x in five], "lstm": [x / 10 for x in five]})
     assert rows["lstm"][7] == "best" and rows["lstm"][3].startswith("**")
-    # a family whose recurrence has a verdict of its own shows it beside the flow's: its first block's
+    # a family whose recurrence has a verdict of its own shows it beside the flow's
     rows = _table(tmp_path, {"lru": five}, spectrum="vanishing")
     assert rows["lru"][6] == "healthy 5 (r = -0.5); spectrum vanishing 5"
+    # a stack's layers each: the first may forget within a few steps while the second carries the memory
+    rows = _table(tmp_path, {"mingru-2l": five}, spectrum="vanishing", top="healthy")
+    assert rows["mingru-2l"][6] == "healthy 5 (r = -0.5); spectrum l0: vanishing 5; l1: healthy 5"
 
 
 def test_each_failed_or_diverged_trial_is_listed_with_what_its_record_says(tmp_path):

@@ -14,8 +14,9 @@ one row per family:
   past it (from the runs' metrics CSVs);
 - the gradient flow at the end of each confirm run (bench/diag/verdict.py): the flow verdicts counted, the median
   log10 ratio r of the first step's gradient to the last's, and, for the families whose recurrence has a
-  verdict of its own (diagonal, decay, orthogonal), the spectrum verdicts counted. A family can keep its
-  gradient alive ("healthy") and still not solve the task: the two columns side by side say which;
+  verdict of its own (diagonal, decay, orthogonal), the spectrum verdicts counted, per layer in a stack. A
+  family can keep its gradient alive ("healthy") and still not solve the task: the two columns side by side say
+  which;
 - against the best family (best mean), Welch's t-test (unequal variances, two-sided, ``scipy.stats``): "differs"
   when p < 0.05, else "no significant difference". The best row is bolded only when its whole interval is
   better than the task's baseline. Only families whose confirm runs are all recorded are ranked: one still
@@ -158,21 +159,36 @@ def how_it_ended(rec: dict | None) -> str:
 
 def flow_summary(recs: list[dict]) -> str:
     """Each confirm run's flow verdict at the end of training, counted, with the median final ratio; then the
-    spectrum verdicts of the first layer's recurrence, counted, where its kind has one."""
+    spectrum verdicts at the end (``spectrum_summary``), where the family's recurrence has them."""
     diags = [r["diagnostics"] for r in recs if r.get("diagnostics")]
     if not diags:
         return "—"
     flows = Counter(described(d.get("flow_ratio_final")) for d in diags)
     ratios = [d["flow_ratio_final"] for d in diags
               if d.get("flow_ratio_final") is not None and math.isfinite(d["flow_ratio_final"])]
-    text = ", ".join(f"{v} {n}" for v, n in flows.most_common())
+    text = _counted(flows)
     if ratios:
         text += f" (r = {statistics.median(ratios):.2g})"
-    firsts = [next(iter(((d.get("final") or {}).get("spectra") or {"": {}}).values())) for d in diags]
-    spectra = Counter(entry["verdict"] for entry in firsts if entry.get("verdict"))  # the first block's
-    if spectra:
-        text += "; spectrum " + ", ".join(f"{v} {n}" for v, n in spectra.most_common())
-    return text
+    spectra = spectrum_summary(diags)
+    return f"{text}; {spectra}" if spectra else text
+
+
+def spectrum_summary(diags: list[dict]) -> str:
+    """The spectrum verdicts at the end of each recurrent block that has one, counted over the runs; with the
+    blocks named where there are several. A stack is judged per layer, never by its first alone: a two-layer
+    minGRU that solves adding at T = 200 forgets within a few steps in l0 and carries the sum in l1."""
+    blocks: dict[str, Counter] = {}
+    for d in diags:
+        for block, entry in ((d.get("final") or {}).get("spectra") or {}).items():
+            if entry.get("verdict"):  # a matrix block has none (bench/diag/verdict.py)
+                blocks.setdefault(block, Counter())[entry["verdict"]] += 1
+    if len(blocks) <= 1:
+        return "".join(f"spectrum {_counted(counts)}" for counts in blocks.values())
+    return "spectrum " + "; ".join(f"{block}: {_counted(counts)}" for block, counts in blocks.items())
+
+
+def _counted(verdicts: Counter) -> str:
+    return ", ".join(f"{v} {n}" for v, n in verdicts.most_common())
 
 
 def pictured(r: dict) -> dict | None:
