@@ -182,8 +182,10 @@ def spectrum_summary(diags: list[dict]) -> str:
         for block, entry in ((d.get("final") or {}).get("spectra") or {}).items():
             if entry.get("verdict"):  # a matrix block has none (bench/diag/verdict.py)
                 blocks.setdefault(block, Counter())[entry["verdict"]] += 1
-    if len(blocks) <= 1:
-        return "".join(f"spectrum {_counted(counts)}" for counts in blocks.values())
+    if not blocks:
+        return ""
+    if len(blocks) == 1:
+        return f"spectrum {_counted(*blocks.values())}"
     return "spectrum " + "; ".join(f"{block}: {_counted(counts)}" for block, counts in blocks.items())
 
 

@@ -229,11 +229,11 @@ class System(L.LightningModule):
         (and no update: the gradients are dropped) if they are not finite, which ends the run as diverged."""
         norms = grad_norm(self, norm_type=2)
         total = float(norms.pop(f"{_NORM_KEY}_total"))
-        by_layer: dict[str, list[torch.Tensor]] = {}
-        for key, norm in norms.items():
-            by_layer.setdefault(self._layer_name(key.removeprefix(f"{_NORM_KEY}/")), []).append(norm)
         row = {"train/loss": self._train_loss, "grad/total": total}
         if self.global_step % LAYER_NORMS_EVERY == 0 or not math.isfinite(total):
+            by_layer: dict[str, list[torch.Tensor]] = {}
+            for key, norm in norms.items():
+                by_layer.setdefault(self._layer_name(key.removeprefix(f"{_NORM_KEY}/")), []).append(norm)
             # a layer's norm is the norm of its parameters' norms, in float32 as Lightning takes the total: the
             # store writes a float32 in a few digits (bench/store.py), where a float64's 17 would be a third of it
             row.update({f"grad/{layer}": torch.linalg.vector_norm(torch.stack(ns)).item()
